@@ -1,0 +1,259 @@
+//! Convolution layers: dense/grouped, depthwise, and depthwise-separable.
+
+use crate::ops::{self, Pad2d, Window2d};
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{init, Init, VarBuilder};
+
+/// Hyper-parameters of a 2-d convolution beyond its channel counts and kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dConfig {
+    /// Step between windows (same vertically and horizontally).
+    pub stride: usize,
+    /// Spacing between kernel taps.
+    pub dilation: usize,
+    /// Explicit padding (TF "same" is resolved to this by the macro).
+    pub padding: Pad2d,
+    /// Channel groups: `in_channels` and `out_channels` must both divide by it.
+    pub groups: usize,
+    /// Whether the layer adds a learned bias per output channel.
+    pub bias: bool,
+}
+
+impl Default for Conv2dConfig {
+    fn default() -> Self {
+        Conv2dConfig {
+            stride: 1,
+            dilation: 1,
+            padding: Pad2d::ZERO,
+            groups: 1,
+            bias: true,
+        }
+    }
+}
+
+impl Conv2dConfig {
+    fn window(&self, kernel: (usize, usize)) -> Window2d {
+        Window2d {
+            kernel,
+            stride: (self.stride, self.stride),
+            dilation: (self.dilation, self.dilation),
+            pad: self.padding,
+        }
+    }
+}
+
+fn bias_init(fan_in: usize) -> Init {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    Init::Uniform {
+        lo: -bound,
+        up: bound,
+    }
+}
+
+/// A 2-d convolution over NCHW tensors with explicit, possibly asymmetric padding.
+///
+/// Parameters: `weight` `[out, in / groups, kh, kw]` and, with bias, `bias` `[out]` (the
+/// names and initialisation of `candle_nn::conv2d`).
+///
+/// # Shapes
+/// `[N, in, H, W]` -> `[N, out, OH, OW]`.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    config: Conv2dConfig,
+}
+
+/// Creates a [`Conv2d`] with parameters under `vb`.
+pub fn conv2d(
+    in_channels: usize,
+    out_channels: usize,
+    kernel: (usize, usize),
+    config: Conv2dConfig,
+    vb: VarBuilder,
+) -> Result<Conv2d> {
+    if config.groups == 0 || in_channels % config.groups != 0 || out_channels % config.groups != 0 {
+        candle_core::bail!(
+            "conv2d: {in_channels} input and {out_channels} output channels do not divide into {} groups",
+            config.groups
+        );
+    }
+    let fan_in = in_channels / config.groups * kernel.0 * kernel.1;
+    let weight = vb.get_with_hints(
+        (
+            out_channels,
+            in_channels / config.groups,
+            kernel.0,
+            kernel.1,
+        ),
+        "weight",
+        init::DEFAULT_KAIMING_NORMAL,
+    )?;
+    let bias = if config.bias {
+        Some(vb.get_with_hints(out_channels, "bias", bias_init(fan_in))?)
+    } else {
+        None
+    };
+    Ok(Conv2d {
+        weight,
+        bias,
+        config,
+    })
+}
+
+impl Conv2d {
+    /// The kernel, `[out, in / groups, kh, kw]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias, `[out]`, when the layer has one.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// The layer's hyper-parameters.
+    pub fn config(&self) -> &Conv2dConfig {
+        &self.config
+    }
+}
+
+fn add_channel_bias(x: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    match bias {
+        None => Ok(x),
+        Some(b) => x.broadcast_add(&b.reshape((1, (), 1, 1))?),
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let c = &self.config;
+        let (_, _, kh, kw) = self.weight.dims4()?;
+        let in_channels = x.dim(1)?;
+        let y = if c.groups > 1 && c.groups == in_channels && self.weight.dim(1)? == 1 {
+            ops::depthwise_conv2d(x, &self.weight, &c.window((kh, kw)))?
+        } else {
+            let (x, p) = match c.padding.as_uniform() {
+                Some(p) => (x.clone(), p),
+                None => (ops::pad2d_with(x, c.padding, 0.0)?, 0),
+            };
+            x.conv2d(&self.weight, p, c.stride, c.dilation, c.groups)?
+        };
+        add_channel_bias(y, self.bias.as_ref())
+    }
+}
+
+/// A depthwise 2-d convolution: each input channel is convolved with its own `multiplier`
+/// kernels (Keras `DepthwiseConv2D`).
+///
+/// Parameters: `weight` `[in * multiplier, 1, kh, kw]` and, with bias, `bias`
+/// `[in * multiplier]`.
+///
+/// # Shapes
+/// `[N, in, H, W]` -> `[N, in * multiplier, OH, OW]`.
+#[derive(Debug, Clone)]
+pub struct DepthwiseConv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    window: Window2d,
+}
+
+/// Creates a [`DepthwiseConv2d`] with parameters under `vb`; `config.groups` is ignored.
+pub fn depthwise_conv2d(
+    in_channels: usize,
+    multiplier: usize,
+    kernel: (usize, usize),
+    config: Conv2dConfig,
+    vb: VarBuilder,
+) -> Result<DepthwiseConv2d> {
+    let out = in_channels * multiplier;
+    let weight = vb.get_with_hints(
+        (out, 1, kernel.0, kernel.1),
+        "weight",
+        init::DEFAULT_KAIMING_NORMAL,
+    )?;
+    let bias = if config.bias {
+        Some(vb.get_with_hints(out, "bias", bias_init(kernel.0 * kernel.1))?)
+    } else {
+        None
+    };
+    Ok(DepthwiseConv2d {
+        weight,
+        bias,
+        window: config.window(kernel),
+    })
+}
+
+impl DepthwiseConv2d {
+    /// The kernels, `[in * multiplier, 1, kh, kw]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias, when the layer has one.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+}
+
+impl Module for DepthwiseConv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = ops::depthwise_conv2d(x, &self.weight, &self.window)?;
+        add_channel_bias(y, self.bias.as_ref())
+    }
+}
+
+/// A depthwise-separable convolution (Keras `SeparableConv2D`): a depthwise convolution
+/// without bias (`depthwise.weight`) followed by a 1x1 convolution (`pointwise.weight`,
+/// `pointwise.bias`).
+///
+/// # Shapes
+/// `[N, in, H, W]` -> `[N, out, OH, OW]`.
+#[derive(Debug, Clone)]
+pub struct SeparableConv2d {
+    /// The per-channel spatial convolution.
+    pub depthwise: DepthwiseConv2d,
+    /// The 1x1 channel-mixing convolution.
+    pub pointwise: Conv2d,
+}
+
+/// Creates a [`SeparableConv2d`]; `config.bias` applies to the pointwise convolution.
+pub fn separable_conv2d(
+    in_channels: usize,
+    out_channels: usize,
+    multiplier: usize,
+    kernel: (usize, usize),
+    config: Conv2dConfig,
+    vb: VarBuilder,
+) -> Result<SeparableConv2d> {
+    let depthwise = depthwise_conv2d(
+        in_channels,
+        multiplier,
+        kernel,
+        Conv2dConfig {
+            bias: false,
+            ..config
+        },
+        vb.pp("depthwise"),
+    )?;
+    let pointwise = conv2d(
+        in_channels * multiplier,
+        out_channels,
+        (1, 1),
+        Conv2dConfig {
+            bias: config.bias,
+            ..Conv2dConfig::default()
+        },
+        vb.pp("pointwise"),
+    )?;
+    Ok(SeparableConv2d {
+        depthwise,
+        pointwise,
+    })
+}
+
+impl Module for SeparableConv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.pointwise.forward(&self.depthwise.forward(x)?)
+    }
+}

@@ -1,0 +1,8 @@
+//! The candle-based runtime behind `convnet`: layers and kernels candle lacks, the
+//! [`model::Network`] trait every generated model implements, and (in their own modules) the
+//! data pipeline, losses, optimizers, training loop and checkpoints.
+
+pub mod data;
+pub mod layers;
+pub mod model;
+pub mod ops;

@@ -1,0 +1,83 @@
+//! Reference implementations built from stock candle ops. Correct on every device, slow.
+
+use super::{Pad2d, Window2d};
+use candle_core::{Result, Tensor};
+
+/// Pads the two trailing (spatial) dims of an NCHW tensor with `value`.
+pub fn pad2d_with(x: &Tensor, pad: Pad2d, value: f64) -> Result<Tensor> {
+    if pad.is_zero() {
+        return Ok(x.clone());
+    }
+    if value == 0.0 {
+        return x
+            .pad_with_zeros(2, pad.top, pad.bottom)?
+            .pad_with_zeros(3, pad.left, pad.right);
+    }
+    let (n, c, h, w) = x.dims4()?;
+    let (device, dtype) = (x.device().clone(), x.dtype());
+    let mut rows = Vec::with_capacity(3);
+    if pad.top > 0 {
+        rows.push(Tensor::full(value, (n, c, pad.top, w), &device)?.to_dtype(dtype)?);
+    }
+    rows.push(x.clone());
+    if pad.bottom > 0 {
+        rows.push(Tensor::full(value, (n, c, pad.bottom, w), &device)?.to_dtype(dtype)?);
+    }
+    let x = Tensor::cat(&rows, 2)?;
+    let hp = h + pad.top + pad.bottom;
+    let mut cols = Vec::with_capacity(3);
+    if pad.left > 0 {
+        cols.push(Tensor::full(value, (n, c, hp, pad.left), &device)?.to_dtype(dtype)?);
+    }
+    cols.push(x);
+    if pad.right > 0 {
+        cols.push(Tensor::full(value, (n, c, hp, pad.right), &device)?.to_dtype(dtype)?);
+    }
+    Tensor::cat(&cols, 3)
+}
+
+/// Depthwise convolution through candle's grouped convolution.
+///
+/// # Shapes
+/// `x`: `[N, C, H, W]`, `weight`: `[C * multiplier, 1, kh, kw]` -> `[N, C * multiplier, OH, OW]`.
+pub fn depthwise_conv2d(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<Tensor> {
+    let c = x.dim(1)?;
+    if win.stride.0 != win.stride.1 || win.dilation.0 != win.dilation.1 {
+        candle_core::bail!(
+            "depthwise_conv2d: candle needs equal vertical and horizontal stride and dilation"
+        );
+    }
+    let (x, p) = match win.pad.as_uniform() {
+        Some(p) => (x.clone(), p),
+        None => (pad2d_with(x, win.pad, 0.0)?, 0),
+    };
+    x.conv2d(weight, p, win.stride.0, win.dilation.0, c)
+}
+
+/// Max pooling over `-inf` padding; any window and stride (overlapping windows included).
+///
+/// # Shapes
+/// `[N, C, H, W]` -> `[N, C, OH, OW]`.
+pub fn max_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
+    let x = pad2d_with(x, win.pad, f64::NEG_INFINITY)?;
+    x.max_pool2d_with_stride(win.kernel, win.stride)
+}
+
+/// Average pooling that leaves the padding out of each window's count (Keras semantics).
+///
+/// # Shapes
+/// `[N, C, H, W]` -> `[N, C, OH, OW]`.
+pub fn avg_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let sum = (pad2d_with(x, win.pad, 0.0)?.avg_pool2d_with_stride(win.kernel, win.stride)?
+        * (win.kernel.0 * win.kernel.1) as f64)?;
+    if win.pad.is_zero() {
+        return sum / (win.kernel.0 * win.kernel.1) as f64;
+    }
+    let ones = Tensor::ones((1, 1, h, w), x.dtype(), x.device())?;
+    let count = (pad2d_with(&ones, win.pad, 0.0)?
+        .avg_pool2d_with_stride(win.kernel, win.stride)?
+        * (win.kernel.0 * win.kernel.1) as f64)?;
+    let _ = (n, c);
+    sum.broadcast_div(&count)
+}
