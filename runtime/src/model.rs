@@ -141,6 +141,21 @@ impl fmt::Display for Summary {
     }
 }
 
+/// Whether two shapes are equal; usable in `const` items (generated boundary checks).
+pub const fn shape_eq(a: &[usize], b: &[usize]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// Checks that `x` is a batch of examples shaped `expected`, naming `model` and both shapes
 /// in the error otherwise.
 ///

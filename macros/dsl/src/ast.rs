@@ -1,0 +1,374 @@
+//! Syntax of a `convnet!` description, parsed with `syn`. Nothing here knows about layers or
+//! shapes: that is `lower` and `infer`.
+//!
+//! ```text
+//! description := item*
+//! item        := "block" IDENT "(" (IDENT ("=" expr)?),* ")" body
+//!              | attr* vis IDENT shape ("->" shape)? body
+//! shape       := "(" expr,* ")"
+//! body        := "{" (stmt ","?)* "}"
+//! stmt        := "for" (IDENT | "(" IDENT,* ")") "in" expr body
+//!              | (IDENT ":")? IDENT ("(" arg,* ")")? body?
+//! arg         := (IDENT "=")? (expr | layer | body)
+//! ```
+
+use proc_macro2::Span;
+use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
+use syn::{braced, parenthesized, token, Attribute, Expr, Ident, Token, Visibility};
+
+/// A whole macro input.
+pub struct Description {
+    /// Block definitions and models, in source order.
+    pub items: Vec<Item>,
+}
+
+/// One top-level definition.
+pub enum Item {
+    /// `block name(params) { ... }`: a reusable, parameterised group of layers.
+    Block(BlockDef),
+    /// `pub Name(C, H, W) -> (out) { ... }`: a model struct.
+    Model(ModelDef),
+}
+
+/// `block name(p1, p2 = default) { ... }`.
+pub struct BlockDef {
+    /// The block's name, used as `name(args)` inside bodies.
+    pub name: Ident,
+    /// Parameter names with optional default values.
+    pub params: Vec<(Ident, Option<Expr>)>,
+    /// The layers.
+    pub body: Body,
+}
+
+/// `#[attrs] vis Name(input) -> (output) { ... }`.
+pub struct ModelDef {
+    /// Outer attributes, doc comments included; they carry over to the struct.
+    pub attrs: Vec<Attribute>,
+    /// Visibility of the generated struct.
+    pub vis: Visibility,
+    /// Struct name.
+    pub name: Ident,
+    /// Input shape of one example.
+    pub input: ShapeSpec,
+    /// Declared output shape, checked against the inferred one.
+    pub output: Option<ShapeSpec>,
+    /// The layers.
+    pub body: Body,
+}
+
+/// `(d1, d2, ...)`: a shape written by the user.
+pub struct ShapeSpec {
+    /// Span of the parentheses.
+    pub span: Span,
+    /// Dimension expressions.
+    pub dims: Vec<Expr>,
+}
+
+/// `{ stmt, stmt, ... }`.
+pub struct Body {
+    /// Span of the braces.
+    pub span: Span,
+    /// Statements in order.
+    pub stmts: Vec<Stmt>,
+}
+
+/// One statement of a body.
+pub enum Stmt {
+    /// A layer, a block use, a residual or a nested model.
+    Layer(LayerCall),
+    /// A compile-time loop.
+    For(ForLoop),
+}
+
+/// `label: kind(args) { body }`.
+pub struct LayerCall {
+    /// User-chosen layer name.
+    pub label: Option<Ident>,
+    /// Layer kind (or block name).
+    pub kind: Ident,
+    /// Arguments in order.
+    pub args: Vec<Arg>,
+    /// Span of the argument parentheses (the kind's span when there are none).
+    pub args_span: Span,
+    /// Nested layers (`residual { ... }`).
+    pub body: Option<Body>,
+}
+
+/// `name = value` or a positional `value`.
+pub struct Arg {
+    /// The argument's name, for named arguments.
+    pub name: Option<Ident>,
+    /// The value.
+    pub value: ArgValue,
+}
+
+/// An argument value: an expression, or layers (for `project = ...`).
+pub enum ArgValue {
+    /// A compile-time expression.
+    Expr(Expr),
+    /// A single layer call such as `conv2d(64, 1)`.
+    Layer(Box<LayerCall>),
+    /// A braced sequence of layers.
+    Layers(Body),
+}
+
+impl ArgValue {
+    /// Where the value is written.
+    pub fn span(&self) -> Span {
+        match self {
+            ArgValue::Expr(e) => e.span(),
+            ArgValue::Layer(l) => l.kind.span(),
+            ArgValue::Layers(b) => b.span,
+        }
+    }
+}
+
+/// `for pattern in iter { body }`.
+pub struct ForLoop {
+    /// Span of `for`.
+    pub span: Span,
+    /// Loop variables: one, or several for a tuple pattern.
+    pub vars: Vec<Ident>,
+    /// Whether the pattern was a tuple.
+    pub tuple: bool,
+    /// What to iterate: an array or a range.
+    pub iter: Expr,
+    /// The unrolled body.
+    pub body: Body,
+}
+
+impl Parse for Description {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let mut items = Vec::new();
+        while !input.is_empty() {
+            items.push(input.parse()?);
+        }
+        Ok(Description { items })
+    }
+}
+
+impl Parse for Item {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        if input.peek(Ident) && input.peek2(Ident) {
+            let kw: Ident = input.parse()?;
+            if kw != "block" {
+                return Err(syn::Error::new(
+                    kw.span(),
+                    format!("expected a model `Name(C, H, W) -> (out) {{ ... }}` or `block name(params) {{ ... }}`, found `{kw}`"),
+                ));
+            }
+            let name: Ident = input.parse()?;
+            let content;
+            parenthesized!(content in input);
+            let mut params = Vec::new();
+            while !content.is_empty() {
+                let p: Ident = content.parse()?;
+                let default = if content.peek(Token![=]) {
+                    content.parse::<Token![=]>()?;
+                    Some(content.parse::<Expr>()?)
+                } else {
+                    None
+                };
+                params.push((p, default));
+                if !content.is_empty() {
+                    content.parse::<Token![,]>()?;
+                }
+            }
+            let body = input.parse()?;
+            return Ok(Item::Block(BlockDef { name, params, body }));
+        }
+        let name: Ident = input.parse()?;
+        let input_shape: ShapeSpec = input.parse()?;
+        let output = if input.peek(Token![->]) {
+            input.parse::<Token![->]>()?;
+            Some(input.parse()?)
+        } else {
+            None
+        };
+        let body = input.parse()?;
+        Ok(Item::Model(ModelDef {
+            attrs,
+            vis,
+            name,
+            input: input_shape,
+            output,
+            body,
+        }))
+    }
+}
+
+impl Parse for ShapeSpec {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let content;
+        let paren = parenthesized!(content in input);
+        let dims = content.parse_terminated(Expr::parse, Token![,])?;
+        Ok(ShapeSpec {
+            span: paren.span.join(),
+            dims: dims.into_iter().collect(),
+        })
+    }
+}
+
+impl Parse for Body {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let content;
+        let brace = braced!(content in input);
+        let mut stmts = Vec::new();
+        while !content.is_empty() {
+            let stmt: Stmt = content.parse()?;
+            let ends_in_brace = match &stmt {
+                Stmt::For(_) => true,
+                Stmt::Layer(l) => l.body.is_some(),
+            };
+            stmts.push(stmt);
+            if content.is_empty() {
+                break;
+            }
+            if ends_in_brace && !content.peek(Token![,]) {
+                continue;
+            }
+            content.parse::<Token![,]>()?;
+        }
+        Ok(Body {
+            span: brace.span.join(),
+            stmts,
+        })
+    }
+}
+
+impl Parse for Stmt {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        if input.peek(Token![for]) {
+            let for_token: Token![for] = input.parse()?;
+            let (vars, tuple) = if input.peek(token::Paren) {
+                let content;
+                parenthesized!(content in input);
+                let vars = content.parse_terminated(Ident::parse, Token![,])?;
+                (vars.into_iter().collect(), true)
+            } else {
+                (vec![input.parse::<Ident>()?], false)
+            };
+            input.parse::<Token![in]>()?;
+            let iter = Expr::parse_without_eager_brace(input)?;
+            let body = input.parse()?;
+            return Ok(Stmt::For(ForLoop {
+                span: for_token.span,
+                vars,
+                tuple,
+                iter,
+                body,
+            }));
+        }
+        Ok(Stmt::Layer(input.parse()?))
+    }
+}
+
+impl Parse for LayerCall {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let label = if input.peek(Ident) && input.peek2(Token![:]) && !input.peek2(Token![::]) {
+            let label: Ident = input.parse()?;
+            input.parse::<Token![:]>()?;
+            Some(label)
+        } else {
+            None
+        };
+        let kind: Ident = input.parse()?;
+        let mut args = Vec::new();
+        let mut args_span = kind.span();
+        if input.peek(token::Paren) {
+            let content;
+            let paren = parenthesized!(content in input);
+            args_span = paren.span.join();
+            while !content.is_empty() {
+                args.push(content.parse()?);
+                if !content.is_empty() {
+                    content.parse::<Token![,]>()?;
+                }
+            }
+        }
+        let body = if input.peek(token::Brace) {
+            Some(input.parse()?)
+        } else {
+            None
+        };
+        Ok(LayerCall {
+            label,
+            kind,
+            args,
+            args_span,
+            body,
+        })
+    }
+}
+
+impl Parse for Arg {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let name = if input.peek(Ident) && input.peek2(Token![=]) && !input.peek2(Token![==]) {
+            let name: Ident = input.parse()?;
+            input.parse::<Token![=]>()?;
+            Some(name)
+        } else {
+            None
+        };
+        let value = if input.peek(token::Brace) {
+            ArgValue::Layers(input.parse()?)
+        } else if input.peek(Ident) && input.peek2(token::Paren) {
+            ArgValue::Layer(Box::new(input.parse()?))
+        } else {
+            ArgValue::Expr(input.parse()?)
+        };
+        Ok(Arg { name, value })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    #[test]
+    fn parses_models_blocks_loops_and_labels() {
+        let d: Description = syn::parse2(quote! {
+            block unit(size, stride = 1) { conv2d(size, 3, stride = stride), relu }
+            /// Docs.
+            pub Net(3, 32, 32) -> (10) {
+                stem: conv2d(16, 3, padding = same),
+                for (size, stride) in [(16, 1), (32, 2)] { unit(size, stride) }
+                residual(project = conv2d(32, 1)) { relu }
+                global_avg_pool2d, linear(10),
+            }
+        })
+        .unwrap();
+        assert_eq!(d.items.len(), 2);
+        let Item::Model(m) = &d.items[1] else {
+            panic!("expected a model")
+        };
+        assert_eq!(m.name, "Net");
+        assert_eq!(m.input.dims.len(), 3);
+        assert_eq!(m.body.stmts.len(), 5);
+        let Stmt::Layer(stem) = &m.body.stmts[0] else {
+            panic!()
+        };
+        assert_eq!(stem.label.as_ref().unwrap(), "stem");
+        assert_eq!(stem.args.len(), 3);
+        let Stmt::For(f) = &m.body.stmts[1] else {
+            panic!()
+        };
+        assert!(f.tuple && f.vars.len() == 2);
+        let Stmt::Layer(res) = &m.body.stmts[2] else {
+            panic!()
+        };
+        assert!(matches!(res.args[0].value, ArgValue::Layer(_)));
+        assert!(res.body.is_some());
+    }
+
+    #[test]
+    fn reports_syntax_errors() {
+        assert!(syn::parse2::<Description>(quote! { Net(3, 8, 8) { conv2d(4, 3) relu } }).is_err());
+        assert!(syn::parse2::<Description>(quote! { Net(3, 8, 8) -> { relu } }).is_err());
+        assert!(syn::parse2::<Description>(quote! { struct Net {} }).is_err());
+    }
+}

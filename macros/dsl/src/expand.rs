@@ -1,0 +1,445 @@
+//! Code generation: a checked model becomes a struct with one typed candle field per
+//! parameterised layer, a constructor from a `VarBuilder`, `candle_nn::ModuleT`, consts with
+//! the compile-time facts, and a summary. All paths are absolute through `::convnet`.
+
+use crate::ir::{Activation, Model, Node, Op, Pad4, Project};
+use crate::lower::fmt_shape;
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::{Ident, LitStr, Path};
+
+fn rt() -> TokenStream {
+    quote!(::convnet::__private::runtime)
+}
+fn cn() -> TokenStream {
+    quote!(::convnet::__private::candle_nn)
+}
+fn cc() -> TokenStream {
+    quote!(::convnet::__private::candle_core)
+}
+
+/// What walking the layers collects besides the forward statements.
+#[derive(Default)]
+struct Gen {
+    fields: Vec<(Ident, TokenStream, TokenStream)>,
+    rows: Vec<TokenStream>,
+    checks: Vec<TokenStream>,
+}
+
+fn full(scope: &str, name: &str) -> String {
+    if scope.is_empty() {
+        name.to_string()
+    } else {
+        format!("{scope}.{name}")
+    }
+}
+
+fn pad2d(p: &Pad4) -> TokenStream {
+    let rt = rt();
+    let (t, b, l, r) = (p.top, p.bottom, p.left, p.right);
+    quote!(#rt::ops::Pad2d { top: #t, bottom: #b, left: #l, right: #r })
+}
+
+fn dims(s: &[usize]) -> TokenStream {
+    quote!(&[#(#s),*])
+}
+
+fn conv_config(
+    stride: usize,
+    dilation: usize,
+    pad: &Pad4,
+    groups: usize,
+    bias: bool,
+) -> TokenStream {
+    let rt = rt();
+    let pad = pad2d(pad);
+    quote!(#rt::layers::Conv2dConfig { stride: #stride, dilation: #dilation, padding: #pad, groups: #groups, bias: #bias })
+}
+
+impl Gen {
+    fn field(&mut self, path: &str, ty: TokenStream, init: TokenStream) -> Ident {
+        let ident = format_ident!("{}", path.replace('.', "_"));
+        self.fields.push((ident.clone(), ty, init));
+        ident
+    }
+
+    fn row(&mut self, name: &str, kind: &str, output: &[usize], params: TokenStream) {
+        let rt = rt();
+        let output = dims(output);
+        self.rows.push(quote! {
+            #rt::model::SummaryRow {
+                name: ::std::string::String::from(#name),
+                kind: ::std::string::String::from(#kind),
+                output_shape: ::std::vec::Vec::from(#output as &[usize]),
+                params: #params,
+            }
+        });
+    }
+
+    fn seq(&mut self, nodes: &[Node], scope: &str) -> TokenStream {
+        let stmts = nodes.iter().map(|n| self.node(n, scope));
+        quote!(#(#stmts)*)
+    }
+
+    fn node(&mut self, node: &Node, scope: &str) -> TokenStream {
+        let (rt, cn, cc) = (rt(), cn(), cc());
+        let path = full(scope, &node.name);
+        let info = &node.info;
+        let in_c = info.input.first().copied().unwrap_or(0);
+        let params = info.params;
+        let module = |f: &Ident| quote!(let x = #cc::Module::forward(&self.#f, &x)?;);
+        let stmt = match &node.op {
+            Op::Conv2d {
+                filters,
+                kernel: (kh, kw),
+                stride,
+                dilation,
+                groups,
+                bias,
+                ..
+            } => {
+                let cfg = conv_config(*stride, *dilation, &info.pad, *groups, *bias);
+                let f = self.field(
+                    &path,
+                    quote!(#rt::layers::Conv2d),
+                    quote!(#rt::layers::conv2d(#in_c, #filters, (#kh, #kw), #cfg, vb.pp(#path))?),
+                );
+                module(&f)
+            }
+            Op::DepthwiseConv2d {
+                kernel: (kh, kw),
+                multiplier,
+                stride,
+                dilation,
+                bias,
+                ..
+            } => {
+                let cfg = conv_config(*stride, *dilation, &info.pad, 1, *bias);
+                let f = self.field(
+                    &path,
+                    quote!(#rt::layers::DepthwiseConv2d),
+                    quote!(#rt::layers::depthwise_conv2d(#in_c, #multiplier, (#kh, #kw), #cfg, vb.pp(#path))?),
+                );
+                module(&f)
+            }
+            Op::SeparableConv2d {
+                filters,
+                kernel: (kh, kw),
+                multiplier,
+                stride,
+                dilation,
+                bias,
+                ..
+            } => {
+                let cfg = conv_config(*stride, *dilation, &info.pad, 1, *bias);
+                let f = self.field(
+                    &path,
+                    quote!(#rt::layers::SeparableConv2d),
+                    quote!(#rt::layers::separable_conv2d(#in_c, #filters, #multiplier, (#kh, #kw), #cfg, vb.pp(#path))?),
+                );
+                module(&f)
+            }
+            Op::BatchNorm { eps, momentum } => {
+                let f = self.field(
+                    &path,
+                    quote!(#cn::BatchNorm),
+                    quote!(#cn::batch_norm(#in_c, #cn::BatchNormConfig { eps: #eps, remove_mean: true, affine: true, momentum: #momentum }, vb.pp(#path))?),
+                );
+                quote!(let x = #cn::ModuleT::forward_t(&self.#f, &x, train)?;)
+            }
+            Op::Linear { units, bias } => {
+                let ctor = if *bias {
+                    quote!(#cn::linear)
+                } else {
+                    quote!(#cn::linear_no_bias)
+                };
+                let f = self.field(
+                    &path,
+                    quote!(#cn::Linear),
+                    quote!(#ctor(#in_c, #units, vb.pp(#path))?),
+                );
+                module(&f)
+            }
+            Op::Nested { path: model, .. } => {
+                let f = self.field(&path, quote!(#model), quote!(<#model>::new(vb.pp(#path))?));
+                self.row(
+                    &path,
+                    &node.kind,
+                    &info.output,
+                    quote!(<#model>::TOTAL_PARAMS),
+                );
+                self.nested_check(node, model);
+                return quote!(let x = #cn::ModuleT::forward_t(&self.#f, &x, train)?;);
+            }
+            Op::Activation(a) => match a {
+                Activation::Relu => quote!(let x = x.relu()?;),
+                Activation::Sigmoid => quote!(let x = #cn::ops::sigmoid(&x)?;),
+                Activation::Tanh => quote!(let x = x.tanh()?;),
+                Activation::Gelu => quote!(let x = x.gelu_erf()?;),
+                Activation::Silu => quote!(let x = x.silu()?;),
+                Activation::LeakyRelu(alpha) => quote!(let x = #cn::ops::leaky_relu(&x, #alpha)?;),
+                Activation::Softmax => quote!(let x = #cn::ops::softmax(&x, 1)?;),
+            },
+            Op::Pool {
+                max,
+                kernel: (kh, kw),
+                stride: (sh, sw),
+                ..
+            } => {
+                let pad = pad2d(&info.pad);
+                let op = if *max {
+                    quote!(max_pool2d)
+                } else {
+                    quote!(avg_pool2d)
+                };
+                quote!(let x = #rt::ops::#op(&x, &#rt::ops::Window2d::new((#kh, #kw), (#sh, #sw), #pad))?;)
+            }
+            Op::GlobalPool { max } => {
+                let op = if *max {
+                    quote!(global_max_pool2d)
+                } else {
+                    quote!(global_avg_pool2d)
+                };
+                quote!(let x = #rt::layers::#op(&x)?;)
+            }
+            Op::Dropout(rate) if *rate > 0.0 => {
+                let rate = *rate as f32;
+                quote!(let x = if train { #cn::ops::dropout(&x, #rate)? } else { x };)
+            }
+            Op::Dropout(_) | Op::AssertShape(_) | Op::Poison => quote!(),
+            Op::Flatten => quote!(let x = x.flatten_from(1)?;),
+            Op::Rescale { scale, offset } => quote!(let x = x.affine(#scale, #offset)?;),
+            Op::ZeroPad(p) => {
+                let pad = pad2d(p);
+                quote!(let x = #rt::layers::zero_pad2d(&x, #pad)?;)
+            }
+            Op::Block { body } => return self.seq(body, &path),
+            Op::Residual { project, body } => {
+                let body = self.seq(body, &path);
+                let project = match project {
+                    Project::Node(p) => self.node(p, &path),
+                    Project::Identity | Project::Auto => quote!(),
+                };
+                self.row(&path, "residual add", &info.output, quote!(0));
+                return quote! {
+                    let x = {
+                        let skip = x.clone();
+                        #body
+                        let skip = {
+                            let x = skip;
+                            #project
+                            x
+                        };
+                        #cc::Tensor::add(&x, &skip)?
+                    };
+                };
+            }
+        };
+        if !matches!(node.op, Op::AssertShape(_) | Op::Poison) {
+            self.row(&path, &node.kind, &info.output, quote!(#params));
+        }
+        stmt
+    }
+
+    /// Compile-time checks that a model from another description fits where it is used.
+    fn nested_check(&mut self, node: &Node, model: &Path) {
+        let Op::Nested {
+            input: None,
+            output,
+            ..
+        } = &node.op
+        else {
+            return;
+        };
+        let rt = rt();
+        let input = &node.info.input;
+        let kind = &node.kind;
+        let in_msg = LitStr::new(
+            &format!("`{kind}` does not take input {} (the shape that reaches it here): check `{kind}::INPUT_SHAPE`", fmt_shape(input)),
+            node.span,
+        );
+        let out_msg = LitStr::new(
+            &format!(
+                "`{kind}` does not output the declared {}: check `{kind}::OUTPUT_SHAPE`",
+                fmt_shape(output)
+            ),
+            node.span,
+        );
+        let (input, output) = (dims(input), dims(output));
+        self.checks.push(quote_spanned! {node.span=>
+            const _: () = {
+                if !#rt::model::shape_eq(<#model>::INPUT_SHAPE, #input) {
+                    ::core::panic!(#in_msg);
+                }
+                if !#rt::model::shape_eq(<#model>::OUTPUT_SHAPE, #output) {
+                    ::core::panic!(#out_msg);
+                }
+            };
+        });
+    }
+}
+
+/// Sums a count over the top-level nodes (composites already include their children).
+fn total(model: &Model, own: impl Fn(&Node) -> u128, konst: &str) -> TokenStream {
+    let known: u128 = model.body.iter().map(&own).sum();
+    let konst = format_ident!("{}", konst);
+    let nested: Vec<&Path> = model
+        .body
+        .iter()
+        .flat_map(|n| n.info.nested.iter())
+        .collect();
+    let known = proc_macro2::Literal::u128_unsuffixed(known);
+    quote!(#known #(+ <#nested>::#konst)*)
+}
+
+/// Generates a checked model.
+pub fn model(model: &Model, output: &[usize]) -> TokenStream {
+    let (rt, cn, cc) = (rt(), cn(), cc());
+    let mut gen = Gen::default();
+    let forward = gen.seq(&model.body, "");
+    let Model {
+        attrs, vis, name, ..
+    } = model;
+    let input = model.input.clone().unwrap_or_default();
+    let name_str = name.to_string();
+    let doc = format!(
+        " Input {} -> output {} per example (batch dim first at run time).",
+        fmt_shape(&input),
+        fmt_shape(output)
+    );
+    let (input_dims, output_dims) = (dims(&input), dims(output));
+    let total_params = total(model, |n| n.info.params as u128, "TOTAL_PARAMS");
+    let trainable = total(
+        model,
+        |n| (n.info.params - n.info.non_trainable) as u128,
+        "TRAINABLE_PARAMS",
+    );
+    let non_trainable = total(
+        model,
+        |n| n.info.non_trainable as u128,
+        "NON_TRAINABLE_PARAMS",
+    );
+    let flops = total(model, |n| n.info.flops as u128, "FLOPS");
+    let field_names: Vec<&Ident> = gen.fields.iter().map(|f| &f.0).collect();
+    let field_types: Vec<&TokenStream> = gen.fields.iter().map(|f| &f.1).collect();
+    let field_inits: Vec<&TokenStream> = gen.fields.iter().map(|f| &f.2).collect();
+    let rows = &gen.rows;
+    let checks = &gen.checks;
+    quote! {
+        #(#attrs)*
+        #[doc = ""]
+        #[doc = #doc]
+        #[derive(Debug, Clone)]
+        #vis struct #name {
+            #(#field_names: #field_types,)*
+        }
+
+        #(#checks)*
+
+        #[allow(clippy::identity_op, clippy::erasing_op, clippy::unreadable_literal)]
+        impl #name {
+            /// Shape of one input example (no batch dim).
+            pub const INPUT_SHAPE: &'static [usize] = #input_dims;
+            /// Shape of one output example (no batch dim).
+            pub const OUTPUT_SHAPE: &'static [usize] = #output_dims;
+            /// All parameters, batch-norm moving statistics included (Keras "Total params").
+            pub const TOTAL_PARAMS: usize = #total_params;
+            /// Parameters an optimizer updates.
+            pub const TRAINABLE_PARAMS: usize = #trainable;
+            /// Batch-norm moving statistics.
+            pub const NON_TRAINABLE_PARAMS: usize = #non_trainable;
+            /// Forward FLOPs per example (a multiply-add counts two).
+            pub const FLOPS: u64 = #flops;
+
+            /// Creates the model with its parameters under `vb`.
+            pub fn new(vb: #cn::VarBuilder) -> #cc::Result<Self> {
+                #(let #field_names = #field_inits;)*
+                ::core::result::Result::Ok(Self { #(#field_names,)* })
+            }
+
+            /// The Keras-style layer table (`println!("{}", Model::summary())`).
+            pub fn summary() -> #rt::model::Summary {
+                #rt::model::Summary {
+                    model: ::std::string::String::from(#name_str),
+                    input_shape: ::std::vec::Vec::from(Self::INPUT_SHAPE),
+                    rows: ::std::vec![#(#rows),*],
+                    total_params: Self::TOTAL_PARAMS,
+                    trainable_params: Self::TRAINABLE_PARAMS,
+                    non_trainable_params: Self::NON_TRAINABLE_PARAMS,
+                    flops: Self::FLOPS,
+                }
+            }
+        }
+
+        impl #cn::ModuleT for #name {
+            fn forward_t(&self, xs: &#cc::Tensor, train: bool) -> #cc::Result<#cc::Tensor> {
+                #rt::model::check_input(#name_str, Self::INPUT_SHAPE, xs)?;
+                let _ = train;
+                let x = xs.clone();
+                #forward
+                ::core::result::Result::Ok(x)
+            }
+        }
+
+        impl #rt::model::Network for #name {
+            const NAME: &'static str = #name_str;
+            const INPUT_SHAPE: &'static [usize] = #name::INPUT_SHAPE;
+            const OUTPUT_SHAPE: &'static [usize] = #name::OUTPUT_SHAPE;
+            const TOTAL_PARAMS: usize = #name::TOTAL_PARAMS;
+            const TRAINABLE_PARAMS: usize = #name::TRAINABLE_PARAMS;
+            const NON_TRAINABLE_PARAMS: usize = #name::NON_TRAINABLE_PARAMS;
+            const FLOPS: u64 = #name::FLOPS;
+            fn new(vb: #cn::VarBuilder) -> #cc::Result<Self> {
+                #name::new(vb)
+            }
+            fn summary() -> #rt::model::Summary {
+                #name::summary()
+            }
+        }
+    }
+}
+
+/// A stand-in with the same API for a model that has errors, so one mistake causes no
+/// follow-on errors where the model is used.
+pub fn stub(vis: &syn::Visibility, name: &Ident, input: &[usize], output: &[usize]) -> TokenStream {
+    let (rt, cn, cc) = (rt(), cn(), cc());
+    let name_str = name.to_string();
+    let (input, output) = (dims(input), dims(output));
+    quote! {
+        #vis struct #name {}
+        impl #name {
+            pub const INPUT_SHAPE: &'static [usize] = #input;
+            pub const OUTPUT_SHAPE: &'static [usize] = #output;
+            pub const TOTAL_PARAMS: usize = 0;
+            pub const TRAINABLE_PARAMS: usize = 0;
+            pub const NON_TRAINABLE_PARAMS: usize = 0;
+            pub const FLOPS: u64 = 0;
+            pub fn new(_vb: #cn::VarBuilder) -> #cc::Result<Self> {
+                ::core::unreachable!()
+            }
+            pub fn summary() -> #rt::model::Summary {
+                ::core::unreachable!()
+            }
+        }
+        impl #cn::ModuleT for #name {
+            fn forward_t(&self, _xs: &#cc::Tensor, _train: bool) -> #cc::Result<#cc::Tensor> {
+                ::core::unreachable!()
+            }
+        }
+        impl #rt::model::Network for #name {
+            const NAME: &'static str = #name_str;
+            const INPUT_SHAPE: &'static [usize] = #name::INPUT_SHAPE;
+            const OUTPUT_SHAPE: &'static [usize] = #name::OUTPUT_SHAPE;
+            const TOTAL_PARAMS: usize = 0;
+            const TRAINABLE_PARAMS: usize = 0;
+            const NON_TRAINABLE_PARAMS: usize = 0;
+            const FLOPS: u64 = 0;
+            fn new(_vb: #cn::VarBuilder) -> #cc::Result<Self> {
+                ::core::unreachable!()
+            }
+            fn summary() -> #rt::model::Summary {
+                ::core::unreachable!()
+            }
+        }
+    }
+}

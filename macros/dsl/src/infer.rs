@@ -1,0 +1,564 @@
+//! Shape inference and the shape rules: walks each model's layers from its input shape,
+//! records every layer's output shape, padding, parameter count and FLOPs, and reports each
+//! mistake once on the token that caused it (after an error the shape is unknown, so later
+//! layers are not checked against it: no cascade).
+
+use crate::error::Errors;
+use crate::ir::{Info, Model, Node, Op, Pad4, Padding, Project};
+use crate::lower::fmt_shape;
+use proc_macro2::Span;
+use std::collections::BTreeMap;
+
+/// Infers `model`'s shapes; returns its output shape when everything checked out.
+pub fn infer_model(model: &mut Model, errors: &Errors) -> Option<Vec<usize>> {
+    let before = errors.len();
+    let input = model.input.clone();
+    let output = seq(&mut model.body, input, "", errors);
+    if let (Some(out), Some((declared, span))) = (&output, &model.output) {
+        // Rule: the declared output is what the layers produce.
+        if out != declared {
+            errors.push(
+                *span,
+                format!(
+                    "`{}` produces {} but declares {}; change the declaration to -> {} or the last layers",
+                    model.name,
+                    fmt_shape(out),
+                    fmt_shape(declared),
+                    fmt_shape(out)
+                ),
+            );
+        }
+    }
+    if errors.len() == before {
+        output
+    } else {
+        None
+    }
+}
+
+/// Sums children's costs into a composite node's info.
+fn add_cost(info: &mut Info, child: &Info) {
+    info.params += child.params;
+    info.non_trainable += child.non_trainable;
+    info.flops = info.flops.saturating_add(child.flops);
+    info.nested.extend(child.nested.iter().cloned());
+}
+
+fn seq(
+    nodes: &mut [Node],
+    mut shape: Option<Vec<usize>>,
+    scope: &str,
+    errors: &Errors,
+) -> Option<Vec<usize>> {
+    for node in nodes.iter_mut() {
+        shape = match shape {
+            Some(s) => {
+                node.info.input = s.clone();
+                let out = layer(node, &s, scope, errors);
+                if let Some(o) = &out {
+                    node.info.output = o.clone();
+                }
+                out
+            }
+            // Unknown after an earlier error: later layers are not checked against it.
+            None => None,
+        };
+    }
+    shape
+}
+
+fn path(scope: &str, name: &str) -> String {
+    if scope.is_empty() {
+        name.to_string()
+    } else {
+        format!("{scope}.{name}")
+    }
+}
+
+/// Where a layer's errors go and how they name it: `conv2d` (`block1.conv2`).
+struct At<'a> {
+    who: String,
+    span: Span,
+    arg_spans: &'a BTreeMap<&'static str, Span>,
+}
+
+impl At<'_> {
+    /// The span of argument `name` if written, else the layer's.
+    fn arg(&self, name: &str) -> Span {
+        self.arg_spans.get(name).copied().unwrap_or(self.span)
+    }
+}
+
+fn checked_params(at: &At, factors: &[usize], errors: &Errors) -> Option<usize> {
+    let p = factors
+        .iter()
+        .try_fold(1usize, |acc, f| acc.checked_mul(*f))
+        .filter(|p| *p <= 1usize << 48);
+    if p.is_none() {
+        errors.push(at.span, format!("{} has too many parameters", at.who));
+    }
+    p
+}
+
+fn flops(factors: &[usize]) -> u64 {
+    factors
+        .iter()
+        .fold(2u64, |acc, f| acc.saturating_mul(*f as u64))
+}
+
+fn chw(at: &At, s: &[usize], errors: &Errors) -> Option<(usize, usize, usize)> {
+    match s {
+        [c, h, w] => Some((*c, *h, *w)),
+        // Rule: 2-d layers need (C, H, W); a flat vector has lost its spatial dims.
+        _ => {
+            errors.push(
+                at.span,
+                format!(
+                    "{} needs a (channels, height, width) input but receives {}; 2-d layers cannot follow `flatten`, `linear` or global pooling",
+                    at.who,
+                    fmt_shape(s)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Output size and padding of a sliding window along one axis.
+fn axis(
+    input: usize,
+    span: usize,
+    stride: usize,
+    padding: &Padding,
+    before: usize,
+    after: usize,
+) -> Option<(usize, usize, usize)> {
+    match padding {
+        Padding::Same => {
+            let out = input.div_ceil(stride);
+            let total = ((out - 1) * stride + span).saturating_sub(input);
+            Some((out, total / 2, total - total / 2))
+        }
+        Padding::Valid => (span <= input).then(|| ((input - span) / stride + 1, 0, 0)),
+        Padding::Explicit(_) => {
+            let padded = input + before + after;
+            (span <= padded).then(|| ((padded - span) / stride + 1, before, after))
+        }
+    }
+}
+
+/// Resolves a window's output size and padding, or reports why it does not fit.
+#[allow(clippy::too_many_arguments)]
+fn window(
+    at: &At,
+    errors: &Errors,
+    (h, w): (usize, usize),
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    dilation: usize,
+    padding: &Padding,
+    what: &str,
+) -> Option<(usize, usize, Pad4)> {
+    let span = (dilation * (kernel.0 - 1) + 1, dilation * (kernel.1 - 1) + 1);
+    let p = match padding {
+        Padding::Explicit(p) => *p,
+        _ => Pad4::default(),
+    };
+    let rows = axis(h, span.0, stride.0, padding, p.top, p.bottom);
+    let cols = axis(w, span.1, stride.1, padding, p.left, p.right);
+    match (rows, cols) {
+        (Some((oh, top, bottom)), Some((ow, left, right))) => Some((
+            oh,
+            ow,
+            Pad4 {
+                top,
+                bottom,
+                left,
+                right,
+            },
+        )),
+        // Rule: the (dilated) window fits the padded input, so no dimension shrinks to zero.
+        _ => {
+            let dil = if dilation > 1 {
+                format!(" (dilation {dilation} spans {}x{})", span.0, span.1)
+            } else {
+                String::new()
+            };
+            let (ph, pw) = (h + p.top + p.bottom, w + p.left + p.right);
+            errors.push(
+                at.arg("kernel"),
+                format!(
+                    "{} would shrink the spatial size to zero: its {}x{} {what}{dil} is larger than its {}x{} input{}; use a smaller {what}, `padding = same`, or fewer downsampling layers before it",
+                    at.who,
+                    kernel.0,
+                    kernel.1,
+                    ph,
+                    pw,
+                    if (ph, pw) != (h, w) { " (after padding)" } else { "" }
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn layer(node: &mut Node, s: &[usize], scope: &str, errors: &Errors) -> Option<Vec<usize>> {
+    let Node {
+        name,
+        kind,
+        span,
+        arg_spans,
+        op,
+        info,
+    } = node;
+    let at = At {
+        who: format!("`{kind}` (`{}`)", path(scope, name)),
+        span: *span,
+        arg_spans,
+    };
+    let me = &at.who;
+    match op {
+        Op::Poison => None,
+        Op::Conv2d {
+            filters,
+            kernel,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+        } => {
+            let (c, h, w) = chw(&at, s, errors)?;
+            // Rule: grouped convolutions split input and output channels evenly.
+            if c % *groups != 0 || *filters % *groups != 0 {
+                errors.push(
+                    at.arg("groups"),
+                    format!("{me}: {c} input and {filters} output channels must both divide into {groups} groups; choose groups dividing both"),
+                );
+                return None;
+            }
+            let (oh, ow, pad) = window(
+                &at,
+                errors,
+                (h, w),
+                *kernel,
+                (*stride, *stride),
+                *dilation,
+                padding,
+                "kernel",
+            )?;
+            let per = c / *groups;
+            let weights = checked_params(&at, &[*filters, per, kernel.0, kernel.1], errors)?;
+            info.params = weights + if *bias { *filters } else { 0 };
+            info.flops = flops(&[oh, ow, *filters, per, kernel.0, kernel.1]);
+            info.pad = pad;
+            Some(vec![*filters, oh, ow])
+        }
+        Op::DepthwiseConv2d {
+            kernel,
+            multiplier,
+            stride,
+            padding,
+            dilation,
+            bias,
+        } => {
+            let (c, h, w) = chw(&at, s, errors)?;
+            let (oh, ow, pad) = window(
+                &at,
+                errors,
+                (h, w),
+                *kernel,
+                (*stride, *stride),
+                *dilation,
+                padding,
+                "kernel",
+            )?;
+            let out = c * *multiplier;
+            let weights = checked_params(&at, &[out, kernel.0, kernel.1], errors)?;
+            info.params = weights + if *bias { out } else { 0 };
+            info.flops = flops(&[oh, ow, out, kernel.0, kernel.1]);
+            info.pad = pad;
+            Some(vec![out, oh, ow])
+        }
+        Op::SeparableConv2d {
+            filters,
+            kernel,
+            multiplier,
+            stride,
+            padding,
+            dilation,
+            bias,
+        } => {
+            let (c, h, w) = chw(&at, s, errors)?;
+            let (oh, ow, pad) = window(
+                &at,
+                errors,
+                (h, w),
+                *kernel,
+                (*stride, *stride),
+                *dilation,
+                padding,
+                "kernel",
+            )?;
+            let mid = c * *multiplier;
+            let depthwise = checked_params(&at, &[mid, kernel.0, kernel.1], errors)?;
+            let pointwise = checked_params(&at, &[mid, *filters], errors)?;
+            info.params = depthwise + pointwise + if *bias { *filters } else { 0 };
+            info.flops = flops(&[oh, ow, mid, kernel.0, kernel.1])
+                .saturating_add(flops(&[oh, ow, mid, *filters]));
+            info.pad = pad;
+            Some(vec![*filters, oh, ow])
+        }
+        Op::BatchNorm { .. } => {
+            let c = s[0];
+            info.params = 4 * c;
+            info.non_trainable = 2 * c;
+            Some(s.to_vec())
+        }
+        Op::Activation(_) | Op::Dropout(_) | Op::Rescale { .. } => Some(s.to_vec()),
+        Op::Pool {
+            kernel,
+            stride,
+            padding,
+            ..
+        } => {
+            let (c, h, w) = chw(&at, s, errors)?;
+            if let Padding::Explicit(p) = padding {
+                // Rule: explicit pooling padding is at most half the window (PyTorch's rule),
+                // so no window sees only padding.
+                if p.top.max(p.bottom) > kernel.0 / 2 || p.left.max(p.right) > kernel.1 / 2 {
+                    errors.push(
+                        at.arg("padding"),
+                        format!("{me}: padding may be at most half the {}x{} window, so no window covers only padding", kernel.0, kernel.1),
+                    );
+                    return None;
+                }
+            }
+            let (oh, ow, pad) =
+                window(&at, errors, (h, w), *kernel, *stride, 1, padding, "window")?;
+            info.pad = pad;
+            Some(vec![c, oh, ow])
+        }
+        Op::GlobalPool { .. } => {
+            let (c, _, _) = chw(&at, s, errors)?;
+            Some(vec![c])
+        }
+        Op::Flatten => Some(vec![s.iter().product()]),
+        Op::Linear { units, bias } => {
+            // Rule: linear layers take flat feature vectors.
+            if s.len() != 1 {
+                let flat: usize = s.iter().product();
+                errors.push(
+                    at.span,
+                    format!(
+                        "{me} needs a flat (features) input but receives {}; insert `flatten` ({flat} features) or `global_avg_pool2d` ({} features) before it",
+                        fmt_shape(s),
+                        s[0]
+                    ),
+                );
+                return None;
+            }
+            let weights = checked_params(&at, &[s[0], *units], errors)?;
+            info.params = weights + if *bias { *units } else { 0 };
+            info.flops = flops(&[s[0], *units]);
+            Some(vec![*units])
+        }
+        Op::ZeroPad(p) => {
+            let (c, h, w) = chw(&at, s, errors)?;
+            info.pad = *p;
+            Some(vec![c, h + p.top + p.bottom, w + p.left + p.right])
+        }
+        Op::AssertShape(expected) => {
+            // Rule: a shape assertion holds.
+            if expected.as_slice() != s {
+                errors.push(
+                    at.arg("shape"),
+                    format!(
+                        "shape assertion failed: the shape here is {}, not {}",
+                        fmt_shape(s),
+                        fmt_shape(expected)
+                    ),
+                );
+                return None;
+            }
+            Some(s.to_vec())
+        }
+        Op::Block { body } => {
+            let inner = path(scope, name);
+            let out = seq(body, Some(s.to_vec()), &inner, errors);
+            for child in body.iter() {
+                add_cost(info, &child.info);
+            }
+            out
+        }
+        Op::Nested {
+            path: model_path,
+            input,
+            output,
+        } => {
+            if let Some(input) = input {
+                // Rule: a nested model receives the shape it was declared for.
+                if input.as_slice() != s {
+                    errors.push(
+                        at.span,
+                        format!(
+                            "{me} expects input {} but receives {} here",
+                            fmt_shape(input),
+                            fmt_shape(s)
+                        ),
+                    );
+                    return None;
+                }
+            }
+            info.nested = vec![model_path.clone()];
+            Some(output.clone())
+        }
+        Op::Residual { project, body } => {
+            let inner = path(scope, name);
+            let body_out = seq(body, Some(s.to_vec()), &inner, errors)?;
+            for child in body.iter() {
+                add_cost(info, &child.info);
+            }
+            let ok = match project {
+                Project::Identity => {
+                    // Rule: without a projection, the body keeps the shape.
+                    if body_out != s {
+                        errors.push(
+                            at.span,
+                            format!("residual block `{inner}`: {}", mismatch_hint(s, &body_out)),
+                        );
+                        false
+                    } else {
+                        true
+                    }
+                }
+                Project::Auto => match auto_projection(s, &body_out) {
+                    None => {
+                        *project = Project::Identity;
+                        true
+                    }
+                    Some(Ok(conv)) => {
+                        let mut n = Node {
+                            name: "project".into(),
+                            kind: "conv2d".into(),
+                            span: at.span,
+                            arg_spans: BTreeMap::new(),
+                            op: conv,
+                            info: Info::default(),
+                        };
+                        n.info.input = s.to_vec();
+                        let out = layer(&mut n, s, &inner, errors);
+                        n.info.output = out.unwrap_or_default();
+                        add_cost(info, &n.info);
+                        *project = Project::Node(Box::new(n));
+                        true
+                    }
+                    // Rule: `project = auto` needs a strided 1x1 convolution to exist.
+                    Some(Err(())) => {
+                        errors.push(
+                            at.span,
+                            format!(
+                                "residual block `{inner}`: `project = auto` cannot map {} to {} with a strided 1x1 convolution; write the projection explicitly",
+                                fmt_shape(s),
+                                fmt_shape(&body_out)
+                            ),
+                        );
+                        false
+                    }
+                },
+                Project::Node(p) => {
+                    p.info.input = s.to_vec();
+                    match layer(p, s, &inner, errors) {
+                        Some(pout) => {
+                            p.info.output = pout.clone();
+                            add_cost(info, &p.info);
+                            // Rule: the projection produces the body's output shape.
+                            if pout != body_out {
+                                let hint = match suggest_projection(s, &body_out) {
+                                    Some(h) => format!("; use `{h}`"),
+                                    None => String::new(),
+                                };
+                                errors.push(
+                                    p.span,
+                                    format!(
+                                        "residual block `{inner}`: the projection outputs {} but the body outputs {}, so they cannot be added{hint}",
+                                        fmt_shape(&pout),
+                                        fmt_shape(&body_out)
+                                    ),
+                                );
+                                false
+                            } else {
+                                true
+                            }
+                        }
+                        None => false,
+                    }
+                }
+            };
+            ok.then_some(body_out)
+        }
+    }
+}
+
+/// The strided 1x1 convolution that maps `input` onto `output`, if any.
+fn projection_stride(input: &[usize], output: &[usize]) -> Option<usize> {
+    match (input, output) {
+        ([_, h, w], [_, oh, ow]) => {
+            (1..=(*h).max(*w)).find(|s| (h - 1) / s + 1 == *oh && (w - 1) / s + 1 == *ow)
+        }
+        ([_], [_]) => None,
+        _ => None,
+    }
+}
+
+fn suggest_projection(input: &[usize], output: &[usize]) -> Option<String> {
+    let s = projection_stride(input, output)?;
+    Some(if s == 1 {
+        format!("conv2d({}, 1)", output[0])
+    } else {
+        format!("conv2d({}, 1, stride = {s})", output[0])
+    })
+}
+
+/// `None` when no projection is needed; `Some(Err)` when no 1x1 convolution fits.
+fn auto_projection(input: &[usize], output: &[usize]) -> Option<Result<Op, ()>> {
+    if input == output {
+        return None;
+    }
+    let Some(stride) = projection_stride(input, output) else {
+        return Some(Err(()));
+    };
+    Some(Ok(Op::Conv2d {
+        filters: output[0],
+        kernel: (1, 1),
+        stride,
+        padding: Padding::Valid,
+        dilation: 1,
+        groups: 1,
+        bias: true,
+    }))
+}
+
+fn mismatch_hint(input: &[usize], out: &[usize]) -> String {
+    let mut what = Vec::new();
+    if input.first() != out.first() {
+        what.push(format!(
+            "channels {} vs {}",
+            out.first().unwrap_or(&0),
+            input.first().unwrap_or(&0)
+        ));
+    }
+    if input.get(1..) != out.get(1..) {
+        what.push("spatial size differs".to_string());
+    }
+    let fix = match suggest_projection(input, out) {
+        Some(h) => format!("add `project = auto` or `project = {h}`"),
+        None => "make the body keep the shape, or give an explicit projection".to_string(),
+    };
+    format!(
+        "the body outputs {} but the block's input is {} ({}), so they cannot be added; {fix}",
+        fmt_shape(out),
+        fmt_shape(input),
+        what.join(", ")
+    )
+}

@@ -1,0 +1,177 @@
+//! The lowered description: loops unrolled, blocks inlined, arguments evaluated and typed,
+//! every layer named. Shape inference (`infer`) fills in each node's [`Info`].
+
+use proc_macro2::Span;
+use std::collections::BTreeMap;
+use syn::{Attribute, Ident, Path, Visibility};
+
+/// Explicit padding in rows/columns: top, bottom, left, right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pad4 {
+    pub top: usize,
+    pub bottom: usize,
+    pub left: usize,
+    pub right: usize,
+}
+
+/// How a convolution or pooling layer pads its input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Padding {
+    /// No padding.
+    Valid,
+    /// TensorFlow "same": output = ceil(input / stride), extra row/column at bottom/right.
+    Same,
+    /// Explicit rows and columns.
+    Explicit(Pad4),
+}
+
+/// Element-wise activations.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    Relu,
+    Sigmoid,
+    Tanh,
+    Gelu,
+    Silu,
+    LeakyRelu(f64),
+    Softmax,
+}
+
+/// What a residual block adds to its body's output.
+pub enum Project {
+    /// The input itself.
+    Identity,
+    /// A 1x1 convolution chosen by shape inference (becomes `Node` or `Identity`).
+    Auto,
+    /// A user-given layer or sequence.
+    Node(Box<Node>),
+}
+
+/// One lowered layer.
+pub enum Op {
+    Conv2d {
+        filters: usize,
+        kernel: (usize, usize),
+        stride: usize,
+        padding: Padding,
+        dilation: usize,
+        groups: usize,
+        bias: bool,
+    },
+    DepthwiseConv2d {
+        kernel: (usize, usize),
+        multiplier: usize,
+        stride: usize,
+        padding: Padding,
+        dilation: usize,
+        bias: bool,
+    },
+    SeparableConv2d {
+        filters: usize,
+        kernel: (usize, usize),
+        multiplier: usize,
+        stride: usize,
+        padding: Padding,
+        dilation: usize,
+        bias: bool,
+    },
+    BatchNorm {
+        eps: f64,
+        momentum: f64,
+    },
+    Activation(Activation),
+    Pool {
+        max: bool,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: Padding,
+    },
+    GlobalPool {
+        max: bool,
+    },
+    Dropout(f64),
+    Flatten,
+    Linear {
+        units: usize,
+        bias: bool,
+    },
+    Rescale {
+        scale: f64,
+        offset: f64,
+    },
+    ZeroPad(Pad4),
+    /// A compile-time check that the shape here is this.
+    AssertShape(Vec<usize>),
+    Residual {
+        project: Project,
+        body: Vec<Node>,
+    },
+    /// A named scope: an instance of a user block, or a projection sequence.
+    Block {
+        body: Vec<Node>,
+    },
+    /// A model from another description (or earlier in this one) used as a layer.
+    Nested {
+        path: Path,
+        input: Option<Vec<usize>>,
+        output: Vec<usize>,
+    },
+    /// A layer whose arguments were wrong: an error is already reported, and shapes after
+    /// it are unknown (so one mistake gives one error).
+    Poison,
+}
+
+/// Facts computed by shape inference.
+#[derive(Debug, Clone, Default)]
+pub struct Info {
+    /// Input shape (no batch dim).
+    pub input: Vec<usize>,
+    /// Output shape (no batch dim).
+    pub output: Vec<usize>,
+    /// Resolved padding for convolutions and pooling.
+    pub pad: Pad4,
+    /// Parameters including children, excluding nested models.
+    pub params: usize,
+    /// Non-trainable parameters (batch-norm moving statistics).
+    pub non_trainable: usize,
+    /// Forward FLOPs per example, excluding nested models.
+    pub flops: u64,
+    /// Nested models inside (their consts are added in generated code).
+    pub nested: Vec<Path>,
+}
+
+/// A lowered, named layer.
+pub struct Node {
+    /// Name within its scope (`conv1`, `block2`, or the user's label).
+    pub name: String,
+    /// Kind as written (`separable_conv2d`, a block's name, a model's path).
+    pub kind: String,
+    /// The kind token, where errors about the layer point.
+    pub span: Span,
+    /// Spans of the written arguments by parameter name.
+    pub arg_spans: BTreeMap<&'static str, Span>,
+    /// What the layer does.
+    pub op: Op,
+    /// Filled in by shape inference.
+    pub info: Info,
+}
+
+impl Node {
+    /// The span of argument `name` if written, else the layer's.
+    pub fn arg_span(&self, name: &str) -> Span {
+        self.arg_spans.get(name).copied().unwrap_or(self.span)
+    }
+}
+
+/// A lowered model.
+pub struct Model {
+    pub attrs: Vec<Attribute>,
+    pub vis: Visibility,
+    pub name: Ident,
+    /// Input shape, or `None` when it was invalid.
+    pub input: Option<Vec<usize>>,
+    pub input_span: Span,
+    /// Declared output shape and where it is written.
+    pub output: Option<(Vec<usize>, Span)>,
+    pub body: Vec<Node>,
+}

@@ -1,0 +1,218 @@
+//! Compile-time values and the evaluation of argument expressions (literals, loop variables,
+//! block parameters, arithmetic, tuples).
+
+use crate::error::did_you_mean;
+use std::collections::BTreeMap;
+use std::fmt;
+use syn::spanned::Spanned;
+use syn::{BinOp, Expr, Lit, UnOp};
+
+/// Keywords that evaluate to themselves.
+pub const WORDS: &[&str] = &["same", "valid", "auto", "none"];
+
+/// A value known at expansion time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// An integer literal or integer arithmetic.
+    Int(i64),
+    /// A float literal or float arithmetic.
+    Float(f64),
+    /// `true` / `false`.
+    Bool(bool),
+    /// A keyword such as `same`.
+    Word(String),
+    /// `(a, b, ...)`.
+    Tuple(Vec<Value>),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x:?}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Word(w) => write!(f, "{w}"),
+            Value::Tuple(items) => {
+                let parts: Vec<String> = items.iter().map(|v| v.to_string()).collect();
+                write!(f, "({})", parts.join(", "))
+            }
+        }
+    }
+}
+
+/// Names bound during unrolling: loop variables and block parameters.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: BTreeMap<String, Value>,
+}
+
+impl Env {
+    /// A copy of this environment with `name` bound to `value`.
+    pub fn with(&self, name: &str, value: Value) -> Env {
+        let mut env = self.clone();
+        env.vars.insert(name.to_string(), value);
+        env
+    }
+}
+
+fn err(expr: &Expr, message: impl fmt::Display) -> syn::Error {
+    syn::Error::new(expr.span(), message)
+}
+
+/// Evaluates `expr` under `env`.
+pub fn eval(expr: &Expr, env: &Env) -> syn::Result<Value> {
+    match expr {
+        Expr::Lit(l) => match &l.lit {
+            Lit::Int(i) => i
+                .base10_parse::<i64>()
+                .map(Value::Int)
+                .map_err(|_| err(expr, "integer literal out of range")),
+            Lit::Float(f) => f.base10_parse::<f64>().map(Value::Float),
+            Lit::Bool(b) => Ok(Value::Bool(b.value)),
+            _ => Err(err(expr, "expected a number, `true`/`false`, or a keyword such as `same`")),
+        },
+        Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
+            let name = p.path.segments[0].ident.to_string();
+            if let Some(v) = env.vars.get(&name) {
+                Ok(v.clone())
+            } else if WORDS.contains(&name.as_str()) {
+                Ok(Value::Word(name))
+            } else {
+                let known = env.vars.keys().map(String::as_str).chain(WORDS.iter().copied());
+                Err(err(expr, format!("unknown name `{name}`{}", did_you_mean(&name, known))))
+            }
+        }
+        Expr::Paren(p) => eval(&p.expr, env),
+        Expr::Group(g) => eval(&g.expr, env),
+        Expr::Tuple(t) => Ok(Value::Tuple(t.elems.iter().map(|e| eval(e, env)).collect::<syn::Result<_>>()?)),
+        Expr::Unary(u) if matches!(u.op, UnOp::Neg(_)) => match eval(&u.expr, env)? {
+            Value::Int(i) => Ok(Value::Int(-i)),
+            Value::Float(x) => Ok(Value::Float(-x)),
+            v => Err(err(expr, format!("cannot negate `{v}`"))),
+        },
+        Expr::Binary(b) => {
+            let l = eval(&b.left, env)?;
+            let r = eval(&b.right, env)?;
+            arith(expr, &b.op, l, r)
+        }
+        _ => Err(err(
+            expr,
+            "unsupported expression: use numbers, `true`/`false`, keywords, loop variables, block parameters, tuples and + - * / %",
+        )),
+    }
+}
+
+fn arith(expr: &Expr, op: &BinOp, l: Value, r: Value) -> syn::Result<Value> {
+    match (l, r) {
+        (Value::Int(a), Value::Int(b)) => {
+            let v = match op {
+                BinOp::Add(_) => a.checked_add(b),
+                BinOp::Sub(_) => a.checked_sub(b),
+                BinOp::Mul(_) => a.checked_mul(b),
+                BinOp::Div(_) | BinOp::Rem(_) if b == 0 => {
+                    return Err(err(expr, "division by zero"))
+                }
+                BinOp::Div(_) => a.checked_div(b),
+                BinOp::Rem(_) => a.checked_rem(b),
+                _ => return Err(err(expr, "unsupported operator: use + - * / %")),
+            };
+            v.map(Value::Int)
+                .ok_or_else(|| err(expr, "integer overflow"))
+        }
+        (a, b) => {
+            let (Some(x), Some(y)) = (as_f64(&a), as_f64(&b)) else {
+                return Err(err(expr, format!("cannot compute with `{a}` and `{b}`")));
+            };
+            Ok(Value::Float(match op {
+                BinOp::Add(_) => x + y,
+                BinOp::Sub(_) => x - y,
+                BinOp::Mul(_) => x * y,
+                BinOp::Div(_) => x / y,
+                _ => return Err(err(expr, "unsupported operator on floats: use + - * /")),
+            }))
+        }
+    }
+}
+
+/// The value as a float, for integers and floats.
+pub fn as_f64(v: &Value) -> Option<f64> {
+    match v {
+        Value::Int(i) => Some(*i as f64),
+        Value::Float(x) => Some(*x),
+        _ => None,
+    }
+}
+
+/// The values a `for` loop iterates: an array `[a, b, ...]` or an integer range.
+pub fn iterate(expr: &Expr, env: &Env) -> syn::Result<Vec<Value>> {
+    match expr {
+        Expr::Array(a) => a.elems.iter().map(|e| eval(e, env)).collect(),
+        Expr::Paren(p) => iterate(&p.expr, env),
+        Expr::Group(g) => iterate(&g.expr, env),
+        Expr::Range(r) => {
+            let bound = |e: &Option<Box<Expr>>| -> syn::Result<i64> {
+                match e.as_deref().map(|e| eval(e, env)).transpose()? {
+                    Some(Value::Int(i)) => Ok(i),
+                    _ => Err(err(
+                        expr,
+                        "a loop range needs integer bounds on both sides, e.g. `1..=4`",
+                    )),
+                }
+            };
+            let (start, end) = (bound(&r.start)?, bound(&r.end)?);
+            let end = if matches!(r.limits, syn::RangeLimits::Closed(_)) {
+                end + 1
+            } else {
+                end
+            };
+            if end - start > 10_000 {
+                return Err(err(expr, "loop range too long (at most 10,000 iterations)"));
+            }
+            Ok((start..end).map(Value::Int).collect())
+        }
+        _ => Err(err(
+            expr,
+            "a loop iterates an array `[a, b, ...]` or a range `a..b` / `a..=b`",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(src: &str, env: &Env) -> syn::Result<Value> {
+        eval(&syn::parse_str(src).unwrap(), env)
+    }
+
+    #[test]
+    fn evaluates_arithmetic_and_bindings() {
+        let env = Env::default().with("size", Value::Int(64));
+        assert_eq!(ev("size * 2 + 1", &env).unwrap(), Value::Int(129));
+        assert_eq!(ev("1.0 / 255.0", &env).unwrap(), Value::Float(1.0 / 255.0));
+        assert_eq!(
+            ev("(size, 3)", &env).unwrap(),
+            Value::Tuple(vec![Value::Int(64), Value::Int(3)])
+        );
+        assert_eq!(ev("same", &env).unwrap(), Value::Word("same".into()));
+        assert_eq!(ev("-size", &env).unwrap(), Value::Int(-64));
+    }
+
+    #[test]
+    fn rejects_unknown_names_with_hint() {
+        let env = Env::default().with("size", Value::Int(64));
+        let e = ev("sise", &env).unwrap_err().to_string();
+        assert!(e.contains("did you mean `size`"), "{e}");
+        assert!(ev("1 / 0", &env).is_err());
+        assert!(ev("9223372036854775807 + 1", &env).is_err());
+    }
+
+    #[test]
+    fn iterates_arrays_and_ranges() {
+        let env = Env::default();
+        let r = iterate(&syn::parse_str("1..=3").unwrap(), &env).unwrap();
+        assert_eq!(r, vec![Value::Int(1), Value::Int(2), Value::Int(3)]);
+        let a = iterate(&syn::parse_str("[32, 64]").unwrap(), &env).unwrap();
+        assert_eq!(a.len(), 2);
+    }
+}

@@ -1,0 +1,125 @@
+//! Reference models written in the DSL: the seed text's two residual examples,
+//! mini-Xception, VGG16, ResNet-18 and ResNet-50. Their parameter counts match Keras and
+//! torchvision (the tests pin them).
+
+use crate::convnet;
+
+convnet! {
+    /// Seed example: a residual block whose 1x1 projection widens 32 to 64 channels.
+    pub ResidualProjection(3, 32, 32) -> (64, 30, 30) {
+        conv2d(32, 3), relu,
+        residual(project = conv2d(64, 1)) {
+            conv2d(64, 3, padding = same), relu,
+        }
+    }
+
+    /// Seed example: a residual block that ends in max pooling, with a strided 1x1
+    /// projection so the shortcut is downsampled too.
+    pub ResidualPooling(3, 32, 32) -> (64, 15, 15) {
+        conv2d(32, 3), relu,
+        residual(project = conv2d(64, 1, stride = 2)) {
+            conv2d(64, 3, padding = same), relu,
+            max_pool2d(2, padding = same),
+        }
+    }
+
+    /// Mini-Xception, the seed's cats-vs-dogs classifier: residual blocks of separable
+    /// convolutions with strided projections, ending in one logit.
+    pub MiniXception(3, 180, 180) -> (1) {
+        rescale(1.0 / 255.0),
+        conv2d(32, 5, bias = false),
+        for size in [32, 64, 128, 256, 512] {
+            residual(project = conv2d(size, 1, stride = 2, padding = same, bias = false)) {
+                batch_norm, relu,
+                separable_conv2d(size, 3, padding = same, bias = false),
+                batch_norm, relu,
+                separable_conv2d(size, 3, padding = same, bias = false),
+                max_pool2d(3, stride = 2, padding = same),
+            }
+        }
+        global_avg_pool2d,
+        dropout(0.5),
+        linear(1),
+    }
+}
+
+convnet! {
+    block vgg_stage(filters, convs) {
+        for i in 1..=convs { conv2d(filters, 3, padding = same), relu }
+        max_pool2d(2),
+    }
+
+    /// VGG16 with its classifier (`include_top`), 224x224 input, 1000 classes.
+    pub Vgg16(3, 224, 224) -> (1000) {
+        for (filters, convs) in [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)] {
+            vgg_stage(filters, convs)
+        }
+        assert_shape(512, 7, 7),
+        flatten,
+        linear(4096), relu, dropout(0.5),
+        linear(4096), relu, dropout(0.5),
+        linear(1000),
+    }
+}
+
+convnet! {
+    /// ResNet basic block keeping the shape (identity shortcut).
+    block basic(filters) {
+        residual {
+            conv2d(filters, 3, padding = 1, bias = false), batch_norm, relu,
+            conv2d(filters, 3, padding = 1, bias = false), batch_norm,
+        }
+        relu,
+    }
+
+    block basic_down(filters) {
+        residual(project = { conv2d(filters, 1, stride = 2, bias = false), batch_norm }) {
+            conv2d(filters, 3, stride = 2, padding = 1, bias = false), batch_norm, relu,
+            conv2d(filters, 3, padding = 1, bias = false), batch_norm,
+        }
+        relu,
+    }
+
+    block stem() {
+        conv2d(64, 7, stride = 2, padding = 3, bias = false), batch_norm, relu,
+        max_pool2d(3, stride = 2, padding = 1),
+    }
+
+    /// ResNet-18 (torchvision layout), 224x224 input, 1000 classes.
+    pub ResNet18(3, 224, 224) -> (1000) {
+        stem(),
+        basic(64), basic(64),
+        for filters in [128, 256, 512] { basic_down(filters), basic(filters) }
+        global_avg_pool2d,
+        linear(1000),
+    }
+
+    block bottleneck(width) {
+        residual {
+            conv2d(width, 1, bias = false), batch_norm, relu,
+            conv2d(width, 3, padding = 1, bias = false), batch_norm, relu,
+            conv2d(width * 4, 1, bias = false), batch_norm,
+        }
+        relu,
+    }
+
+    block bottleneck_down(width, stride) {
+        residual(project = { conv2d(width * 4, 1, stride = stride, bias = false), batch_norm }) {
+            conv2d(width, 1, bias = false), batch_norm, relu,
+            conv2d(width, 3, stride = stride, padding = 1, bias = false), batch_norm, relu,
+            conv2d(width * 4, 1, bias = false), batch_norm,
+        }
+        relu,
+    }
+
+    /// ResNet-50 (torchvision v1.5 layout: stride on the 3x3 convolution), 224x224 input.
+    pub ResNet50(3, 224, 224) -> (1000) {
+        stem(),
+        for (width, stride, blocks) in [(64, 1, 3), (128, 2, 4), (256, 2, 6), (512, 2, 3)] {
+            bottleneck_down(width, stride),
+            for i in 2..=blocks { bottleneck(width) }
+        }
+        global_avg_pool2d,
+        linear(1000),
+    }
+}

@@ -1,0 +1,40 @@
+//! The zoo's compile-time parameter counts reproduce Keras and torchvision.
+
+use convnet::zoo::{MiniXception, ResNet18, ResNet50, ResidualPooling, ResidualProjection, Vgg16};
+
+#[test]
+fn mini_xception_matches_keras() {
+    assert_eq!(MiniXception::TOTAL_PARAMS, 721_857);
+    assert_eq!(MiniXception::TRAINABLE_PARAMS, 718_849);
+    assert_eq!(MiniXception::NON_TRAINABLE_PARAMS, 3_008);
+    assert_eq!(MiniXception::INPUT_SHAPE, &[3, 180, 180]);
+    assert_eq!(MiniXception::OUTPUT_SHAPE, &[1]);
+}
+
+#[test]
+fn vgg16_matches_keras() {
+    assert_eq!(Vgg16::TOTAL_PARAMS, 138_357_544);
+    assert_eq!(Vgg16::NON_TRAINABLE_PARAMS, 0);
+}
+
+#[test]
+fn resnets_match_torchvision() {
+    assert_eq!(ResNet18::TRAINABLE_PARAMS, 11_689_512);
+    assert_eq!(ResNet50::TRAINABLE_PARAMS, 25_557_032);
+}
+
+#[test]
+fn seed_examples_have_expected_shapes_and_counts() {
+    // conv 3x3x3x32+32 = 896; conv 3x3x32x64+64 = 18,496; projection 32x64+64 = 2,112.
+    assert_eq!(ResidualProjection::TOTAL_PARAMS, 896 + 18_496 + 2_112);
+    assert_eq!(ResidualProjection::OUTPUT_SHAPE, &[64, 30, 30]);
+    assert_eq!(ResidualPooling::TOTAL_PARAMS, 896 + 18_496 + 2_112);
+    assert_eq!(ResidualPooling::OUTPUT_SHAPE, &[64, 15, 15]);
+}
+
+#[test]
+fn flops_count_multiply_adds_twice() {
+    // conv1: 30x30 outputs x 32 filters x 27 taps; conv2: 30x30 x 64 x 288; 1x1 projection: 30x30 x 64 x 32.
+    let expected = 2 * (30 * 30 * 32 * 27 + 30 * 30 * 64 * 288 + 30 * 30 * 64 * 32);
+    assert_eq!(ResidualProjection::FLOPS, expected as u64);
+}
