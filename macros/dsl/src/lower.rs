@@ -342,7 +342,7 @@ impl<'a> Lowerer<'a> {
                         self.errors.push(
                             arg.name.as_ref().unwrap().span(),
                             format!(
-                                "block `{name}` has no parameter `{n}`{}; it is {usage}",
+                                "block `{name}` has no parameter `{n}`{} (parameters: {usage})",
                                 did_you_mean(&n, params.iter().map(String::as_str))
                             ),
                         );
@@ -723,7 +723,7 @@ impl<'a> Args<'a> {
                             errors.push(
                                 n.span(),
                                 format!(
-                                    "`{}` has no argument `{s}`{hint}; it is {}",
+                                    "`{}` has no argument `{s}`{hint} (arguments: {})",
                                     spec.name, spec.usage
                                 ),
                             );
