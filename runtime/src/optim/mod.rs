@@ -249,3 +249,42 @@ pub(crate) mod test_problem {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::Optimizer;
+
+    #[test]
+    fn candle_optimizer_trait_drives_the_same_update() {
+        // Plain SGD lr 0.1 on sum((w - t)^2): w1 = w0 - 0.2 (w0 - t).
+        let w = test_problem::var();
+        let mut opt = <Sgd as Optimizer>::new(
+            vec![w.clone()],
+            SgdConfig {
+                lr: 0.1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let t = Tensor::new(&test_problem::T, &candle_core::Device::Cpu).unwrap();
+        let loss = (w.as_tensor() - &t)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        opt.backward_step(&loss).unwrap();
+        assert_eq!(Optimizer::learning_rate(&opt), 0.1);
+        assert!(opt.export_state().unwrap().tensors.is_empty());
+        test_problem::assert_close(
+            &[w.as_tensor().to_vec1::<f64>().unwrap()],
+            &[[0.9, -1.4, 0.19999999999999996]],
+        );
+        let state = Adam::new(vec![w], AdamConfig::default())
+            .unwrap()
+            .export_state()
+            .unwrap();
+        assert_eq!(state.kind, "adam");
+    }
+}

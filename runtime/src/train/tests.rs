@@ -370,3 +370,60 @@ fn plot_writes_a_png_of_the_requested_size() {
     plot_history(&r, dir.join("loss.png"), 500, 400).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn moving_statistics_get_no_optimizer_state_nor_weight_decay() {
+    use crate::optim::{AdamW, AdamWConfig};
+    // One batch with weight decay 0.5 and one without, from the same initial weights: the
+    // moving statistics are computed in the forward pass before any update, so they must
+    // come out identical unless the optimizer touched them.
+    let (init_vm, _) = mlp();
+    let init = checkpoint::snapshot(&init_vm).unwrap();
+    let run = |weight_decay: f64| {
+        let (varmap, model) = mlp();
+        checkpoint::restore(&varmap, &init, "init").unwrap();
+        let opt = AdamW::from_varmap(
+            &varmap,
+            AdamWConfig {
+                lr: 0.01,
+                weight_decay,
+                ..Default::default()
+            },
+        );
+        let mut trainer = Trainer::new(&model, &varmap, Loss::BinaryCrossEntropy, opt)
+            .with_verbosity(Verbosity::Silent);
+        trainer
+            .fit(&mut blob_batches(32, 12, false, 32), None, 1)
+            .unwrap();
+        let state = trainer.optimizer().export_state().unwrap();
+        let mut keys: Vec<String> = state.tensors.keys().cloned().collect();
+        keys.sort();
+        (weights(&varmap), keys)
+    };
+    let (decayed, keys) = run(0.5);
+    let (plain, _) = run(0.0);
+    assert_eq!(
+        keys,
+        [
+            "m/bn.bias",
+            "m/bn.weight",
+            "m/l1.bias",
+            "m/l1.weight",
+            "m/l2.bias",
+            "m/l2.weight",
+            "v/bn.bias",
+            "v/bn.weight",
+            "v/l1.bias",
+            "v/l1.weight",
+            "v/l2.bias",
+            "v/l2.weight"
+        ]
+    );
+    for ((name, a), (_, b)) in decayed.iter().zip(&plain) {
+        if name.contains("running") {
+            assert_eq!(a, b, "{name} was updated by the optimizer");
+        } else if name.ends_with("weight") {
+            assert_ne!(a, b, "{name} was not decayed");
+        }
+    }
+}
