@@ -2,7 +2,16 @@
 //! [`model::Network`] trait every generated model implements, and (in their own modules) the
 //! data pipeline, losses, optimizers, training loop and checkpoints.
 
+pub mod checkpoint;
 pub mod data;
 pub mod layers;
+pub mod loss;
+pub mod metrics;
 pub mod model;
 pub mod ops;
+pub mod optim;
+pub mod schedule;
+pub mod train;
+
+#[cfg(test)]
+pub(crate) mod testutil;

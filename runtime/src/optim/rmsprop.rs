@@ -1,0 +1,231 @@
+//! RMSprop (Keras `RMSprop`): plain or centered, with optional momentum.
+
+use super::{decayed, named_vars, positional, OptimizerState, Slots, TrainOptimizer};
+use candle_core::backprop::GradStore;
+use candle_core::{Result, Var};
+use candle_nn::VarMap;
+
+/// Settings of [`RmsProp`]; `Default` is Keras' (`lr 1e-3`, `rho 0.9`, `eps 1e-7`,
+/// `momentum 0`, not centered).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RmsPropConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// Decay of the squared-gradient average.
+    pub rho: f64,
+    /// Added under the square root.
+    pub eps: f64,
+    /// Momentum on the increments (0 disables it).
+    pub momentum: f64,
+    /// Normalise by the gradient's estimated variance instead of its second moment.
+    pub centered: bool,
+    /// Decoupled weight decay: `w -= lr * weight_decay * w` before each update.
+    pub weight_decay: f64,
+}
+
+impl Default for RmsPropConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            rho: 0.9,
+            eps: 1e-7,
+            momentum: 0.0,
+            centered: false,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// RMSprop as in Keras: `s = rho s + (1 - rho) g^2`; centered also tracks
+/// `a = rho a + (1 - rho) g` and uses `s - a^2`; increment `lr g / sqrt(denominator + eps)`;
+/// with momentum `b = momentum b + increment`, `w -= b`, else `w -= increment`.
+#[derive(Debug)]
+pub struct RmsProp {
+    slots: Slots,
+    config: RmsPropConfig,
+    step: u64,
+}
+
+impl RmsProp {
+    /// RMSprop over the float variables of `varmap`, with state named after them.
+    pub fn from_varmap(varmap: &VarMap, config: RmsPropConfig) -> Self {
+        Self::new_named(named_vars(varmap), config)
+    }
+
+    /// RMSprop over explicitly named variables.
+    pub fn new_named(vars: Vec<(String, Var)>, config: RmsPropConfig) -> Self {
+        Self {
+            slots: Slots::new(vars, &["velocity", "average_gradient", "momentum"]),
+            config,
+            step: 0,
+        }
+    }
+
+    /// The settings in use (learning rate included).
+    pub fn config(&self) -> &RmsPropConfig {
+        &self.config
+    }
+}
+
+impl TrainOptimizer for RmsProp {
+    fn kind(&self) -> &'static str {
+        "rmsprop"
+    }
+
+    fn apply(&mut self, grads: &GradStore) -> Result<()> {
+        let RmsPropConfig {
+            lr,
+            rho,
+            eps,
+            momentum,
+            centered,
+            weight_decay,
+        } = self.config;
+        for slot in self.slots.slots.iter_mut() {
+            let Some(g) = grads.get(&slot.var) else {
+                continue;
+            };
+            let g = g.detach();
+            let buf = |i: usize, slot: &super::Slot| match &slot.buffers[i] {
+                Some(t) => Ok(t.clone()),
+                None => super::zeros_like(&slot.var),
+            };
+            let s = ((buf(0, slot)? * rho)? + (g.sqr()? * (1.0 - rho))?)?.detach();
+            let denominator = if centered {
+                let a = ((buf(1, slot)? * rho)? + (&g * (1.0 - rho))?)?.detach();
+                let d = ((&s - a.sqr()?)? + eps)?;
+                slot.buffers[1] = Some(a);
+                d
+            } else {
+                (&s + eps)?
+            };
+            let increment = ((&g * lr)? / denominator.sqrt()?)?;
+            let w = decayed(slot.var.as_tensor(), lr, weight_decay)?;
+            let new_w = if momentum > 0.0 {
+                let b = ((buf(2, slot)? * momentum)? + increment)?.detach();
+                let w = (w - &b)?;
+                slot.buffers[2] = Some(b);
+                w
+            } else {
+                (w - increment)?
+            };
+            slot.var.set(&new_w)?;
+            slot.buffers[0] = Some(s);
+        }
+        self.step += 1;
+        Ok(())
+    }
+
+    fn lr(&self) -> f64 {
+        self.config.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.config.lr = lr;
+    }
+
+    fn iterations(&self) -> u64 {
+        self.step
+    }
+
+    fn export_state(&self) -> Result<OptimizerState> {
+        Ok(self.slots.export(self.kind(), self.step, self.config.lr))
+    }
+
+    fn import_state(&mut self, state: &OptimizerState) -> Result<()> {
+        self.slots.import(self.kind(), state)?;
+        self.step = state.step;
+        self.config.lr = state.learning_rate;
+        Ok(())
+    }
+}
+
+impl candle_nn::Optimizer for RmsProp {
+    type Config = RmsPropConfig;
+
+    fn new(vars: Vec<Var>, config: RmsPropConfig) -> Result<Self> {
+        Ok(Self::new_named(positional(vars), config))
+    }
+
+    fn step(&mut self, grads: &GradStore) -> Result<()> {
+        self.apply(grads)
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.config.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.config.lr = lr;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optim::test_problem::{assert_close, run, var};
+
+    // Reference values: plain Python, double precision, Keras' RMSprop update rule.
+    //
+    //   import math
+    //   def rmsprop(lr, rho, eps, mom, centered, steps):
+    //       w = [1.0, -2.0, 0.5]; t = [0.5, 1.0, -1.0]
+    //       vel = [0.0]*3; avg = [0.0]*3; buf = [0.0]*3; out = []
+    //       for _ in range(steps):
+    //           for i in range(3):
+    //               g = 2 * (w[i] - t[i])
+    //               vel[i] = rho * vel[i] + (1 - rho) * g * g
+    //               if centered:
+    //                   avg[i] = rho * avg[i] + (1 - rho) * g
+    //                   den = vel[i] - avg[i] ** 2 + eps
+    //               else:
+    //                   den = vel[i] + eps
+    //               inc = lr * g / math.sqrt(den)
+    //               if mom > 0:
+    //                   buf[i] = mom * buf[i] + inc
+    //                   w[i] -= buf[i]
+    //               else:
+    //                   w[i] -= inc
+    //           out.append(list(w))
+    //       return out
+
+    #[test]
+    fn keras_default_rmsprop_matches_reference() {
+        let w = var();
+        let mut opt = RmsProp::new_named(vec![("w".into(), w.clone())], RmsPropConfig::default());
+        assert_eq!(opt.config().lr, 1e-3);
+        opt.set_lr(0.01);
+        // rmsprop(0.01, 0.9, 1e-7, 0.0, False, 3)
+        assert_close(
+            &run(&mut opt, &w, 3),
+            &[
+                [0.9683772392096927, -1.9683772238375215, 0.46837722515513697],
+                [0.9461584823005499, -1.945551158230727, 0.4456686071707446],
+                [0.9279288976329699, -1.9264965401009624, 0.42677215115521705],
+            ],
+        );
+    }
+
+    #[test]
+    fn centered_momentum_rmsprop_matches_reference() {
+        let w = var();
+        let mut opt = RmsProp::new_named(
+            vec![("w".into(), w.clone())],
+            RmsPropConfig {
+                lr: 0.01,
+                momentum: 0.5,
+                centered: true,
+                ..Default::default()
+            },
+        );
+        // rmsprop(0.01, 0.9, 1e-7, 0.5, True, 3)
+        assert_close(
+            &run(&mut opt, &w, 3),
+            &[
+                [0.9666666851851697, -1.96666666718107, 0.46666666872427964],
+                [0.9253617309188192, -1.9246448017438011, 0.4247828267900553],
+                [0.8840297176230102, -1.881414290489277, 0.3819095351481332],
+            ],
+        );
+    }
+}

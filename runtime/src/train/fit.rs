@@ -1,0 +1,332 @@
+//! The Keras-like training loop: [`Trainer::fit`], [`evaluate`] and [`predict`].
+
+use super::callbacks::{Callback, LrScheduler, TrainContext};
+use super::history::{EpochLogs, History};
+use super::progress::{Progress, Verbosity};
+use crate::checkpoint;
+use crate::data::Batches;
+use crate::loss::Loss;
+use crate::metrics::{correct_predictions, MetricAccumulator};
+use crate::optim::TrainOptimizer;
+use crate::schedule::{Schedule, ScheduleUnit};
+use candle_core::{DType, Result, Tensor};
+use candle_nn::{ModuleT, VarMap};
+use std::path::Path;
+use std::time::Instant;
+
+/// Loss and accuracy of a model over a data source.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    /// Mean loss per example.
+    pub loss: f64,
+    /// Fraction correct, for classification losses.
+    pub accuracy: Option<f64>,
+    /// Examples evaluated.
+    pub examples: usize,
+}
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    t.to_dtype(DType::F64)?.to_scalar::<f64>()
+}
+
+/// Evaluates `model` in inference mode (`forward_t(x, false)`) on epoch 0 of `data`.
+///
+/// # Shapes
+/// Batches as [`crate::data::Batch`]; logits and targets as `loss` expects.
+pub fn evaluate<M: ModuleT + ?Sized>(
+    model: &M,
+    loss: Loss,
+    data: &mut dyn Batches,
+) -> Result<Evaluation> {
+    let mut acc = MetricAccumulator::new();
+    for batch in data.epoch(0) {
+        let batch = batch?;
+        let logits = model.forward_t(&batch.inputs, false)?.detach();
+        let l = scalar(&loss.compute(&logits, &batch.targets)?)?;
+        let correct = if loss.is_classification() {
+            Some(correct_predictions(&logits, &batch.targets)?)
+        } else {
+            None
+        };
+        acc.update(l, logits.dim(0)?, correct);
+    }
+    Ok(Evaluation {
+        loss: acc.loss(),
+        accuracy: acc.accuracy(),
+        examples: acc.examples(),
+    })
+}
+
+/// Runs `model` in inference mode over `inputs` in chunks of `batch_size` and concatenates
+/// the outputs (logits: apply a sigmoid/softmax for probabilities).
+///
+/// # Shapes
+/// `inputs`: `[N, ...]`; returns `[N, ...output]`.
+pub fn predict<M: ModuleT + ?Sized>(
+    model: &M,
+    inputs: &Tensor,
+    batch_size: usize,
+) -> Result<Tensor> {
+    let n = inputs.dim(0)?;
+    let batch_size = batch_size.max(1);
+    let mut outs = Vec::with_capacity(n.div_ceil(batch_size));
+    let mut start = 0;
+    while start < n {
+        let len = batch_size.min(n - start);
+        let x = inputs.narrow(0, start, len)?;
+        outs.push(model.forward_t(&x, false)?.detach());
+        start += len;
+    }
+    if outs.is_empty() {
+        candle_core::bail!("predict: no inputs");
+    }
+    Tensor::cat(&outs, 0)
+}
+
+/// Runs `model` in inference mode over epoch 0 of `data` and concatenates the outputs.
+///
+/// # Shapes
+/// Returns `[num_examples, ...output]`.
+pub fn predict_batches<M: ModuleT + ?Sized>(model: &M, data: &mut dyn Batches) -> Result<Tensor> {
+    let mut outs = Vec::new();
+    for batch in data.epoch(0) {
+        outs.push(model.forward_t(&batch?.inputs, false)?.detach());
+    }
+    if outs.is_empty() {
+        candle_core::bail!("predict: no batches");
+    }
+    Tensor::cat(&outs, 0)
+}
+
+/// Trains a model like Keras' `model.fit`: a model (any `candle_nn::ModuleT`, such as a
+/// `convnet!` network), the `VarMap` holding its variables, a loss and an optimizer, plus
+/// callbacks. Keeps the history and epoch count across `fit` calls and checkpoints.
+///
+/// ```ignore
+/// let varmap = VarMap::new();
+/// let model = MyNet::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+/// let opt = RmsProp::from_varmap(&varmap, RmsPropConfig::default());
+/// let mut trainer = Trainer::new(&model, &varmap, Loss::BinaryCrossEntropy, opt)
+///     .with_callback(ModelCheckpoint::best("ckpt", "val_loss"));
+/// let history = trainer.fit(&mut train, Some(&mut val), 30)?;
+/// ```
+pub struct Trainer<'a, M: ModuleT + ?Sized> {
+    model: &'a M,
+    varmap: &'a VarMap,
+    loss: Loss,
+    optimizer: Box<dyn TrainOptimizer + 'a>,
+    callbacks: Vec<Box<dyn Callback + 'a>>,
+    verbosity: Verbosity,
+    history: History,
+    epoch: usize,
+    global_step: u64,
+}
+
+impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
+    /// A trainer for `model`, whose variables live in `varmap`, minimising `loss` with
+    /// `optimizer` (built over the same `varmap`, e.g. `Adam::from_varmap`).
+    pub fn new(
+        model: &'a M,
+        varmap: &'a VarMap,
+        loss: Loss,
+        optimizer: impl TrainOptimizer + 'a,
+    ) -> Self {
+        Self {
+            model,
+            varmap,
+            loss,
+            optimizer: Box::new(optimizer),
+            callbacks: Vec::new(),
+            verbosity: Verbosity::Auto,
+            history: History::default(),
+            epoch: 0,
+            global_step: 0,
+        }
+    }
+
+    /// Adds a callback (run in the order added).
+    pub fn with_callback(mut self, callback: impl Callback + 'a) -> Self {
+        self.callbacks.push(Box::new(callback));
+        self
+    }
+
+    /// Adds a boxed callback (run in the order added).
+    pub fn add_callback(&mut self, callback: Box<dyn Callback + 'a>) {
+        self.callbacks.push(callback);
+    }
+
+    /// Applies a learning-rate schedule per epoch or per step (an [`LrScheduler`] callback).
+    pub fn with_schedule(self, schedule: Schedule, unit: ScheduleUnit) -> Self {
+        self.with_callback(LrScheduler { schedule, unit })
+    }
+
+    /// Sets what `fit` prints (default [`Verbosity::Auto`]).
+    pub fn with_verbosity(mut self, verbosity: Verbosity) -> Self {
+        self.verbosity = verbosity;
+        self
+    }
+
+    /// The history of all completed epochs (resumed ones included).
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Number of completed epochs; the next `fit` starts at this 0-based epoch.
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    /// Optimizer steps taken so far.
+    pub fn global_step(&self) -> u64 {
+        self.global_step
+    }
+
+    /// The optimizer.
+    pub fn optimizer(&self) -> &dyn TrainOptimizer {
+        self.optimizer.as_ref()
+    }
+
+    /// The optimizer, mutably (e.g. to change the learning rate between `fit` calls).
+    pub fn optimizer_mut(&mut self) -> &mut dyn TrainOptimizer {
+        self.optimizer.as_mut()
+    }
+
+    /// Saves weights, optimizer state, epoch count and history to `dir`
+    /// (see [`crate::checkpoint`]).
+    pub fn save_checkpoint(&self, dir: impl AsRef<Path>) -> Result<()> {
+        checkpoint::save_checkpoint(
+            dir,
+            self.varmap,
+            Some(self.optimizer.as_ref()),
+            self.epoch,
+            self.global_step,
+            &self.history,
+        )
+    }
+
+    /// Loads a checkpoint written by [`Trainer::save_checkpoint`] (or a `ModelCheckpoint`):
+    /// weights, optimizer state, epoch count and history, so that the next `fit` continues
+    /// where the saved run stopped.
+    pub fn resume(&mut self, dir: impl AsRef<Path>) -> Result<()> {
+        let state = checkpoint::load_checkpoint(dir, self.varmap, Some(self.optimizer.as_mut()))?;
+        self.epoch = state.epoch;
+        self.global_step = state.global_step;
+        self.history = state.history;
+        Ok(())
+    }
+
+    /// Evaluates the model on `data` in inference mode (see [`evaluate`]).
+    pub fn evaluate(&self, data: &mut dyn Batches) -> Result<Evaluation> {
+        evaluate(self.model, self.loss, data)
+    }
+
+    /// Predicts in inference mode (see [`predict`]).
+    ///
+    /// # Shapes
+    /// `inputs`: `[N, ...]`; returns `[N, ...output]`.
+    pub fn predict(&self, inputs: &Tensor, batch_size: usize) -> Result<Tensor> {
+        predict(self.model, inputs, batch_size)
+    }
+
+    fn run_callbacks(
+        &mut self,
+        callbacks: &mut [Box<dyn Callback + 'a>],
+        epoch: usize,
+        mut hook: impl FnMut(&mut dyn Callback, &mut TrainContext) -> Result<()>,
+    ) -> Result<bool> {
+        let mut ctx = TrainContext {
+            varmap: self.varmap,
+            optimizer: self.optimizer.as_mut(),
+            history: &self.history,
+            global_step: self.global_step,
+            epoch,
+            stop_training: false,
+        };
+        for cb in callbacks.iter_mut() {
+            hook(cb.as_mut(), &mut ctx)?;
+        }
+        Ok(ctx.stop_training)
+    }
+
+    /// Trains in training mode (`forward_t(x, true)`) from the current epoch up to `epochs`
+    /// (Keras semantics: after a resume at epoch 5, `fit(.., 10)` runs epochs 6 to 10),
+    /// validating in inference mode after each epoch when `validation` is given. Stops early
+    /// when a callback asks. Returns the full history (resumed epochs included).
+    ///
+    /// # Shapes
+    /// Batches as [`crate::data::Batch`]; logits and targets as the loss expects.
+    pub fn fit(
+        &mut self,
+        train: &mut dyn Batches,
+        validation: Option<&mut dyn Batches>,
+        epochs: usize,
+    ) -> Result<History> {
+        let mut callbacks = std::mem::take(&mut self.callbacks);
+        let result = self.fit_inner(&mut callbacks, train, validation, epochs);
+        self.callbacks = callbacks;
+        result?;
+        Ok(self.history.clone())
+    }
+
+    fn fit_inner(
+        &mut self,
+        cbs: &mut [Box<dyn Callback + 'a>],
+        train: &mut dyn Batches,
+        mut validation: Option<&mut dyn Batches>,
+        epochs: usize,
+    ) -> Result<()> {
+        let start_epoch = self.epoch;
+        let mut stop = self.run_callbacks(cbs, start_epoch, |cb, ctx| cb.on_train_begin(ctx))?;
+        let mut epoch = start_epoch;
+        while !stop && epoch < epochs {
+            stop |= self.run_callbacks(cbs, epoch, |cb, ctx| cb.on_epoch_begin(ctx))?;
+            let started = Instant::now();
+            let progress = Progress::new(self.verbosity, epoch, epochs, train.num_batches());
+            let mut acc = MetricAccumulator::new();
+            let mut stopped_mid_epoch = false;
+            for (i, batch) in train.epoch(epoch).enumerate() {
+                stop |= self.run_callbacks(cbs, epoch, |cb, ctx| cb.on_batch_begin(i, ctx))?;
+                let batch = batch?;
+                let logits = self.model.forward_t(&batch.inputs, true)?;
+                let loss = self.loss.compute(&logits, &batch.targets)?;
+                let grads = loss.backward()?;
+                self.optimizer.apply(&grads)?;
+                self.global_step += 1;
+                let loss_value = scalar(&loss)?;
+                let correct = if self.loss.is_classification() {
+                    Some(correct_predictions(&logits.detach(), &batch.targets)?)
+                } else {
+                    None
+                };
+                acc.update(loss_value, logits.dim(0)?, correct);
+                progress.batch(acc.loss(), acc.accuracy());
+                stop |=
+                    self.run_callbacks(cbs, epoch, |cb, ctx| cb.on_batch_end(i, loss_value, ctx))?;
+                if stop {
+                    stopped_mid_epoch = true;
+                    break;
+                }
+            }
+            let val = match (&mut validation, stopped_mid_epoch) {
+                (Some(v), false) => Some(evaluate(self.model, self.loss, &mut **v)?),
+                _ => None,
+            };
+            let logs = EpochLogs {
+                epoch,
+                loss: acc.loss(),
+                accuracy: acc.accuracy(),
+                val_loss: val.map(|v| v.loss),
+                val_accuracy: val.and_then(|v| v.accuracy),
+                lr: self.optimizer.lr(),
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            progress.finish(&logs);
+            self.history.epochs.push(logs.clone());
+            self.epoch = epoch + 1;
+            stop |= self.run_callbacks(cbs, epoch, |cb, ctx| cb.on_epoch_end(&logs, ctx))?;
+            epoch += 1;
+        }
+        self.run_callbacks(cbs, epoch.saturating_sub(1), |cb, ctx| cb.on_train_end(ctx))?;
+        Ok(())
+    }
+}
