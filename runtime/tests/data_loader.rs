@@ -278,3 +278,47 @@ fn image_folder_loader_yields_model_ready_batches() {
         }
     }
 }
+
+#[test]
+fn prefetching_gives_the_same_batches_and_stops_cleanly() {
+    let augment = Augment::new().flip_horizontal().rotation(0.1);
+    let make = |prefetch| {
+        DataLoader::new(pattern_images(), 5)
+            .shuffle(true)
+            .seed(2)
+            .augment(augment.clone())
+            .training(true)
+            .prefetch(prefetch)
+    };
+    let (mut sync, mut ahead) = (make(0), make(2));
+    for epoch in 0..2 {
+        let a: Vec<Batch> = sync.epoch(epoch).map(|b| b.unwrap()).collect();
+        let b: Vec<Batch> = ahead.epoch(epoch).map(|b| b.unwrap()).collect();
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(
+                x.targets.to_vec1::<u32>().unwrap(),
+                y.targets.to_vec1::<u32>().unwrap()
+            );
+            let xv: Vec<f32> = x.inputs.flatten_all().unwrap().to_vec1().unwrap();
+            let yv: Vec<f32> = y.inputs.flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(xv, yv);
+        }
+    }
+    // Stopping early (e.g. a NaN callback) does not hang or leak a blocked worker forever.
+    assert_eq!(ahead.epoch(3).take(1).count(), 1);
+
+    // An error reaches the consumer and ends the epoch.
+    let root = temp_dir("prefetch-error");
+    write_fn(&root.join("a/0.png"), 4, 4, |_, _| [0, 0, 0]);
+    std::fs::write(root.join("a/1.png"), b"garbage").unwrap();
+    write_fn(&root.join("a/2.png"), 4, 4, |_, _| [0, 0, 0]);
+    let mut loader = DataLoader::new(ImageFolder::open(&root, 4, 4).unwrap(), 1).prefetch(4);
+    let results: Vec<_> = loader.epoch(0).collect();
+    assert_eq!(results.len(), 2);
+    assert!(results[1]
+        .as_ref()
+        .unwrap_err()
+        .to_string()
+        .contains("1.png"));
+}

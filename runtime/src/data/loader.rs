@@ -71,7 +71,7 @@ impl<D: Dataset + ?Sized> Dataset for Arc<D> {
 /// Batches a [`Dataset`] epoch by epoch: implements [`Batches`] for the training loop.
 ///
 /// Defaults: no shuffling (dataset order), seed 0, last partial batch kept, CPU, no
-/// preprocessing or augmentation, not training.
+/// preprocessing or augmentation, not training, no prefetching.
 ///
 /// # Shapes
 /// Each [`Batch`] has `inputs [B, ...example_shape]` (for images `[B, 3, H, W]` `f32`)
@@ -87,6 +87,7 @@ pub struct DataLoader {
     preprocess: Option<Augment>,
     augment: Option<Augment>,
     training: bool,
+    prefetch: usize,
 }
 
 impl std::fmt::Debug for DataLoader {
@@ -101,6 +102,7 @@ impl std::fmt::Debug for DataLoader {
             .field("preprocess", &self.preprocess)
             .field("augment", &self.augment)
             .field("training", &self.training)
+            .field("prefetch", &self.prefetch)
             .finish()
     }
 }
@@ -124,6 +126,7 @@ impl DataLoader {
             preprocess: None,
             augment: None,
             training: false,
+            prefetch: 0,
         }
     }
 
@@ -171,6 +174,15 @@ impl DataLoader {
         self
     }
 
+    /// Prepare up to `batches` batches ahead on a background thread (decoding, augmentation),
+    /// overlapping data work with the training step; 0 (the default) loads each batch when
+    /// it is asked for. Results are identical either way. The device transfer happens on the
+    /// consuming thread.
+    pub fn prefetch(mut self, batches: usize) -> Self {
+        self.prefetch = batches;
+        self
+    }
+
     /// The dataset being batched.
     pub fn dataset(&self) -> &Arc<dyn Dataset> {
         &self.dataset
@@ -204,10 +216,40 @@ impl DataLoader {
     /// # Shapes
     /// `inputs [indices.len(), ...]`, `targets [indices.len(), ...]`.
     pub fn load(&self, epoch: usize, indices: &[usize]) -> Result<Batch> {
+        let batch = self.transforms().load_cpu(epoch, indices)?;
+        Ok(Batch {
+            inputs: batch.inputs.to_device(&self.device)?,
+            targets: batch.targets.to_device(&self.device)?,
+        })
+    }
+
+    fn transforms(&self) -> Transforms {
+        Transforms {
+            dataset: self.dataset.clone(),
+            preprocess: self.preprocess.clone(),
+            augment: self.augment.clone().filter(|_| self.training),
+            seed: self.seed,
+        }
+    }
+}
+
+/// What a batch goes through before the device transfer; owned, so a prefetch thread can
+/// run it.
+struct Transforms {
+    dataset: Arc<dyn Dataset>,
+    preprocess: Option<Augment>,
+    augment: Option<Augment>,
+    seed: u64,
+}
+
+impl Transforms {
+    fn load_cpu(&self, epoch: usize, indices: &[usize]) -> Result<Batch> {
         let batch = self.dataset.gather(indices)?;
         let mut inputs = batch.inputs;
-        let augment = self.augment.as_ref().filter(|_| self.training);
-        for transform in [self.preprocess.as_ref(), augment].into_iter().flatten() {
+        for transform in [self.preprocess.as_ref(), self.augment.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             if inputs.dtype() != DType::F32 || inputs.rank() != 4 {
                 bail!(
                     "DataLoader: preprocessing/augmentation needs image inputs [B, C, H, W] f32, got {:?} {:?}",
@@ -218,8 +260,8 @@ impl DataLoader {
             inputs = transform.apply_batch(&inputs, self.seed, epoch, indices)?;
         }
         Ok(Batch {
-            inputs: inputs.to_device(&self.device)?,
-            targets: batch.targets.to_device(&self.device)?,
+            inputs,
+            targets: batch.targets,
         })
     }
 }
@@ -233,12 +275,38 @@ impl Batches for DataLoader {
         }
         let order = self.order(epoch);
         let num_batches = self.num_batches();
-        let this = &*self;
-        Box::new((0..num_batches).map(move |b| {
-            let start = b * this.batch_size;
-            let end = (start + this.batch_size).min(order.len());
-            this.load(epoch, &order[start..end])
-        }))
+        let batch_size = self.batch_size;
+        let transforms = self.transforms();
+        // Batch `b` of the epoch, on the CPU.
+        let load = move |b: usize| {
+            let start = b * batch_size;
+            let end = (start + batch_size).min(order.len());
+            transforms.load_cpu(epoch, &order[start..end])
+        };
+        let device = self.device.clone();
+        let to_device = move |batch: Result<Batch>| -> Result<Batch> {
+            let batch = batch?;
+            Ok(Batch {
+                inputs: batch.inputs.to_device(&device)?,
+                targets: batch.targets.to_device(&device)?,
+            })
+        };
+        if self.prefetch == 0 {
+            return Box::new((0..num_batches).map(move |b| to_device(load(b))));
+        }
+        // A worker thread prepares up to `prefetch` batches ahead; it stops after an error
+        // or when the iterator is dropped (its next send fails).
+        let (sender, receiver) = std::sync::mpsc::sync_channel(self.prefetch);
+        std::thread::spawn(move || {
+            for b in 0..num_batches {
+                let batch = load(b);
+                let failed = batch.is_err();
+                if sender.send(batch).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Box::new(receiver.into_iter().map(to_device))
     }
 
     fn num_batches(&self) -> usize {
