@@ -373,3 +373,44 @@ fn real_cats_vs_dogs_validation_split() {
     let mean = sum / (500.0 * 3.0 * 64.0 * 64.0);
     assert!((60.0..200.0).contains(&mean), "mean pixel {mean}");
 }
+
+#[test]
+fn label_modes_encode_targets_like_keras() {
+    let root = temp_dir("label-modes");
+    for class in ["a", "b", "c"] {
+        write_solid(&root.join(format!("{class}/0.png")), 3, 3, [0, 0, 0]);
+    }
+    use convnet_runtime::data::LabelMode;
+    let folder = ImageFolder::builder(&root, 2, 2)
+        .label_mode(LabelMode::Categorical)
+        .build()
+        .unwrap();
+    let t = folder.gather(&[2, 0]).unwrap().targets;
+    assert_eq!(
+        t.to_vec2::<f32>().unwrap(),
+        [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    );
+    let err = ImageFolder::builder(&root, 2, 2)
+        .label_mode(LabelMode::Binary)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("exactly 2 classes"), "{err}");
+    let folder = ImageFolder::builder(&root, 2, 2)
+        .class_names(["c", "a"])
+        .label_mode(LabelMode::Binary)
+        .build()
+        .unwrap();
+    let t = folder.gather(&[1, 0]).unwrap().targets;
+    assert_eq!(t.dims(), [2, 1]);
+    assert_eq!(t.to_vec2::<f32>().unwrap(), [[1.0], [0.0]]);
+    let t = ImageFolder::open(&root, 2, 2)
+        .unwrap()
+        .gather(&[1])
+        .unwrap()
+        .targets;
+    assert_eq!(
+        (t.dims(), t.to_vec1::<u32>().unwrap()),
+        (&[1usize][..], vec![1u32])
+    );
+}

@@ -8,8 +8,8 @@
 //!
 //! - Class names are the sorted names of the sub-folders of `root`; an example's label is its
 //!   class's index (`u32`). Files directly in `root` are ignored, as in Keras.
-//! - Files are found recursively under each class folder (sorted, symlinks followed as the OS
-//!   does) and kept when their extension is `jpg`, `jpeg` or `png` (any case); other files are
+//! - Files are found recursively under each class folder (sorted by path; linked sub-folders
+//!   inside a class folder are not entered, as Keras' `follow_links=False`) and kept when their extension is `jpg`, `jpeg` or `png` (any case); other files are
 //!   ignored. The content decides the decoder, so a PNG named `.jpg` still decodes.
 //! - Each image is decoded to RGB (grey is replicated, alpha dropped), resized to the model's
 //!   input `(H, W)` with bilinear interpolation (half-pixel centres, no antialiasing: exactly
@@ -57,6 +57,18 @@ pub enum Subset {
     Validation,
 }
 
+/// How labels are encoded in batch targets (Keras `label_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LabelMode {
+    /// Class indices, `[B]` `u32` (for categorical cross-entropy from class indices).
+    #[default]
+    Int,
+    /// `[B, 1]` `f32` of 0.0/1.0 (for binary cross-entropy); needs exactly two classes.
+    Binary,
+    /// One-hot `[B, num_classes]` `f32`.
+    Categorical,
+}
+
 /// Options for [`ImageFolder`]; create with [`ImageFolder::builder`], finish with
 /// [`ImageFolderBuilder::build`].
 #[derive(Debug, Clone)]
@@ -69,9 +81,16 @@ pub struct ImageFolderBuilder {
     cache: bool,
     skip_invalid: bool,
     class_names: Option<Vec<String>>,
+    label_mode: LabelMode,
 }
 
 impl ImageFolderBuilder {
+    /// Encoding of the targets (default [`LabelMode::Int`]: `[B]` `u32`).
+    pub fn label_mode(mut self, mode: LabelMode) -> Self {
+        self.label_mode = mode;
+        self
+    }
+
     /// Keep one side of a seeded train/validation split: `fraction` (in `(0, 1)`) of the files
     /// go to validation. Build both subsets with the same [`seed`](Self::seed).
     pub fn validation_split(mut self, fraction: f64, subset: Subset) -> Self {
@@ -198,6 +217,14 @@ impl ImageFolderBuilder {
                 );
             }
         }
+        if self.label_mode == LabelMode::Binary && class_names.len() != 2 {
+            bail!(
+                "image folder {}: label_mode Binary needs exactly 2 classes, found {}: {:?}",
+                root.display(),
+                class_names.len(),
+                class_names
+            );
+        }
         let (paths, labels): (Vec<PathBuf>, Vec<u32>) = files.into_iter().unzip();
         let mut folder = ImageFolder {
             root: self.root.clone(),
@@ -209,6 +236,7 @@ impl ImageFolderBuilder {
             width: self.width,
             caching: self.cache,
             skipped: Vec::new(),
+            label_mode: self.label_mode,
         };
         if self.skip_invalid {
             folder.drop_invalid()?;
@@ -222,7 +250,9 @@ impl ImageFolderBuilder {
 /// [`DataLoader`](super::DataLoader) batches it.
 ///
 /// # Shapes
-/// One example is `[3, H, W]` `f32` in `0..=255`; its label is a `u32` class index.
+/// One example is `[3, H, W]` `f32` in `0..=255`; its label is a `u32` class index. Batches
+/// from [`gather`](Dataset::gather) have targets `[B]` `u32`, or as set by
+/// [`label_mode`](ImageFolderBuilder::label_mode).
 #[derive(Debug)]
 pub struct ImageFolder {
     root: PathBuf,
@@ -234,6 +264,7 @@ pub struct ImageFolder {
     caching: bool,
     cache: Vec<OnceLock<Vec<f32>>>,
     skipped: Vec<(PathBuf, String)>,
+    label_mode: LabelMode,
 }
 
 impl ImageFolder {
@@ -248,6 +279,7 @@ impl ImageFolder {
             cache: false,
             skip_invalid: false,
             class_names: None,
+            label_mode: LabelMode::Int,
         }
     }
 
@@ -291,7 +323,12 @@ impl ImageFolder {
         &self.paths
     }
 
-    /// All labels, in example order.
+    /// How batch targets encode labels.
+    pub fn label_mode(&self) -> LabelMode {
+        self.label_mode
+    }
+
+    /// All labels (class indices), in example order.
     pub fn labels(&self) -> &[u32] {
         &self.labels
     }
@@ -406,9 +443,25 @@ impl Dataset for ImageFolder {
             })?;
         let labels: Vec<u32> = indices.iter().map(|&i| self.labels[i]).collect();
         let n = indices.len();
+        let targets = match self.label_mode {
+            LabelMode::Int => Tensor::from_vec(labels, n, &Device::Cpu)?,
+            LabelMode::Binary => Tensor::from_vec(
+                labels.iter().map(|&l| l as f32).collect::<Vec<_>>(),
+                (n, 1),
+                &Device::Cpu,
+            )?,
+            LabelMode::Categorical => {
+                let k = self.class_names.len();
+                let mut one_hot = vec![0f32; n * k];
+                for (row, &l) in labels.iter().enumerate() {
+                    one_hot[row * k + l as usize] = 1.0;
+                }
+                Tensor::from_vec(one_hot, (n, k), &Device::Cpu)?
+            }
+        };
         Ok(Batch {
             inputs: Tensor::from_vec(data, (n, 3, self.height, self.width), &Device::Cpu)?,
-            targets: Tensor::from_vec(labels, n, &Device::Cpu)?,
+            targets,
         })
     }
 }
@@ -428,7 +481,10 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
 fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for path in read_dir(dir)? {
         if path.is_dir() {
-            collect_images(&path, out)?;
+            // Like Keras (`follow_links=False`): no descent into linked folders (no cycles).
+            if !path.is_symlink() {
+                collect_images(&path, out)?;
+            }
         } else if has_image_extension(&path) {
             out.push(path);
         }

@@ -42,8 +42,8 @@ mod tensor;
 pub use augment::{example_rng, Augment, FillMode};
 pub use batch::{Batch, Batches};
 pub use image_folder::{
-    has_image_extension, load_image, resize_bilinear_rgb, ImageFolder, ImageFolderBuilder, Subset,
-    IMAGE_EXTENSIONS,
+    has_image_extension, load_image, resize_bilinear_rgb, ImageFolder, ImageFolderBuilder,
+    LabelMode, Subset, IMAGE_EXTENSIONS,
 };
 pub use loader::{DataLoader, Dataset};
 pub use synthetic::{SyntheticShapes, SPLITS};
