@@ -179,6 +179,16 @@ impl Plane {
             .collect()
     }
 
+    /// Output columns `[lo, hi)` whose every horizontal tap is inside the row (`lo >= hi`
+    /// when there are none).
+    pub fn x_interior(&self) -> (usize, usize) {
+        let r = self.x_tap_ranges();
+        (
+            r.iter().map(|r| r.0).max().unwrap_or(0),
+            r.iter().map(|r| r.1).min().unwrap_or(0),
+        )
+    }
+
     /// For each output column `ox`, the taps `[lo, hi)` that are inside the row.
     pub fn x_kernel_ranges(&self) -> Vec<(usize, usize)> {
         (0..self.ow)

@@ -124,7 +124,10 @@ fn dot<T: Real, const FMA: bool>(a: &[T], b: &[T]) -> T {
 // ---------------------------------------------------------------------------------------
 // Plane kernels.
 
-/// `out` (OH x OW, zeroed) += conv(`inp` (H x W), `wk` (kh x kw)).
+/// `out` (OH x OW) += conv(`inp` (H x W), `wk` (kh x kw)).
+///
+/// Interior columns (every horizontal tap inside the row) are computed in blocks of 16 and
+/// 8 outputs held in registers over all taps; the edge columns tap by tap with bounds checks.
 #[inline(always)]
 fn fwd_plane_impl<T: Real, const FMA: bool>(
     g: &Plane,
@@ -133,29 +136,111 @@ fn fwd_plane_impl<T: Real, const FMA: bool>(
     wk: &[T],
     out: &mut [T],
 ) {
-    let (w, ow) = (g.w, g.ow);
+    let ow = g.ow;
+    let xlo = xr.iter().map(|r| r.0).max().unwrap_or(0);
+    let xhi = xr.iter().map(|r| r.1).min().unwrap_or(0);
     for oy in 0..g.oh {
         let orow = &mut out[oy * ow..(oy + 1) * ow];
-        for ky in 0..g.kh {
-            let Some(iy) = tap(oy, g.sh, ky * g.dh, g.pt, g.h) else {
-                continue;
-            };
-            let irow = &inp[iy * w..(iy + 1) * w];
-            for (kx, &(lo, hi)) in xr.iter().enumerate() {
-                if lo >= hi {
-                    continue;
+        let (klo, khi) = g.y_kernel_range(oy);
+        if klo >= khi {
+            continue;
+        }
+        if xhi > xlo {
+            let rows = (klo, khi);
+            if g.sw == 1 {
+                let mut ox = xlo;
+                while ox + 32 <= xhi {
+                    fwd_block::<T, FMA, true, 32>(g, inp, wk, orow, oy, rows, ox, 0);
+                    ox += 32;
                 }
-                let wv = wk[ky * g.kw + kx];
-                let base = lo * g.sw + kx * g.dw - g.pl;
-                if g.sw == 1 {
-                    axpy::<T, FMA>(wv, &irow[base..base + (hi - lo)], &mut orow[lo..hi]);
+                while ox + 8 <= xhi {
+                    fwd_block::<T, FMA, true, 8>(g, inp, wk, orow, oy, rows, ox, 0);
+                    ox += 8;
+                }
+                if ox < xhi && xhi - xlo >= 8 {
+                    // The last few outputs: a block ending at `xhi` that keeps only them.
+                    fwd_block::<T, FMA, true, 8>(
+                        g,
+                        inp,
+                        wk,
+                        orow,
+                        oy,
+                        rows,
+                        xhi - 8,
+                        8 - (xhi - ox),
+                    );
                 } else {
-                    for (i, o) in orow[lo..hi].iter_mut().enumerate() {
-                        *o = T::madd::<FMA>(wv, irow[base + i * g.sw], *o);
+                    for ox in ox..xhi {
+                        fwd_block::<T, FMA, true, 1>(g, inp, wk, orow, oy, rows, ox, 0);
                     }
+                }
+            } else {
+                let mut ox = xlo;
+                while ox + 8 <= xhi {
+                    fwd_block::<T, FMA, false, 8>(g, inp, wk, orow, oy, rows, ox, 0);
+                    ox += 8;
+                }
+                for ox in ox..xhi {
+                    fwd_block::<T, FMA, false, 1>(g, inp, wk, orow, oy, rows, ox, 0);
                 }
             }
         }
+        // Edge columns.
+        let (a, b) = (xlo.min(ow), xhi.max(xlo).min(ow));
+        for ox in (0..a).chain(b..ow) {
+            let mut acc = orow[ox];
+            for ky in klo..khi {
+                let iy = oy * g.sh + ky * g.dh - g.pt;
+                let irow = &inp[iy * g.w..(iy + 1) * g.w];
+                for kx in 0..g.kw {
+                    if let Some(ix) = tap(ox, g.sw, kx * g.dw, g.pl, g.w) {
+                        acc = T::madd::<FMA>(wk[ky * g.kw + kx], irow[ix], acc);
+                    }
+                }
+            }
+            orow[ox] = acc;
+        }
+    }
+}
+
+/// Interior outputs `ox..ox + L` of row `oy` (all taps inside the plane), accumulated in
+/// registers over every tap; adds all but the first `skip` to `orow`. `UNIT`: the
+/// horizontal stride is 1.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn fwd_block<T: Real, const FMA: bool, const UNIT: bool, const L: usize>(
+    g: &Plane,
+    inp: &[T],
+    wk: &[T],
+    orow: &mut [T],
+    oy: usize,
+    (klo, khi): (usize, usize),
+    ox: usize,
+    skip: usize,
+) {
+    let sw = if UNIT { 1 } else { g.sw };
+    let mut acc = [T::ZERO; L];
+    for ky in klo..khi {
+        let iy = oy * g.sh + ky * g.dh - g.pt;
+        let irow = &inp[iy * g.w..(iy + 1) * g.w];
+        let wrow = &wk[ky * g.kw..(ky + 1) * g.kw];
+        for (kx, &wv) in wrow.iter().enumerate() {
+            let base = ox * sw + kx * g.dw - g.pl;
+            if UNIT {
+                let seg = &irow[base..base + L];
+                for i in 0..L {
+                    acc[i] = T::madd::<FMA>(wv, seg[i], acc[i]);
+                }
+            } else {
+                let seg = &irow[base..=base + (L - 1) * sw];
+                for i in 0..L {
+                    acc[i] = T::madd::<FMA>(wv, seg[i * sw], acc[i]);
+                }
+            }
+        }
+    }
+    for (o, a) in orow[ox + skip..ox + L].iter_mut().zip(&acc[skip..]) {
+        *o += *a;
     }
 }
 
@@ -261,11 +346,39 @@ fn forward<T: Real>(g: &Geom, x: &[T], wt: &[T]) -> Vec<T> {
 fn backward_input<T: Real>(g: &Geom, gy: &[T], wt: &[T]) -> Vec<T> {
     let p = &g.p;
     let (hw, ohw, k, cm) = (p.h * p.w, p.oh * p.ow, p.kh * p.kw, g.cm());
-    let xr = p.x_tap_ranges();
     let mut dx = vec![T::ZERO; g.n * g.c * hw];
     if hw == 0 {
         return dx;
     }
+    let (eh, ew) = (p.dh * (p.kh - 1) + 1, p.dw * (p.kw - 1) + 1);
+    if p.sh == 1 && p.sw == 1 && p.pt < eh && p.pl < ew {
+        // Stride 1: the input gradient is the correlation of `gy` with the flipped kernel
+        // over the complementary padding, which the forward kernel computes.
+        let t = Plane {
+            h: p.oh,
+            w: p.ow,
+            oh: p.h,
+            ow: p.w,
+            pt: eh - 1 - p.pt,
+            pl: ew - 1 - p.pl,
+            ..*p
+        };
+        let xr = t.x_tap_ranges();
+        let flipped: Vec<T> = wt
+            .chunks_exact(k)
+            .flat_map(|w| w.iter().rev().copied())
+            .collect();
+        dx.par_chunks_mut(hw).enumerate().for_each(|(i, dxp)| {
+            let (ni, ci) = (i / g.c, i % g.c);
+            for j in 0..g.m {
+                let co = ci * g.m + j;
+                let gyp = &gy[(ni * cm + co) * ohw..][..ohw];
+                fwd_plane(&t, &xr, gyp, &flipped[co * k..][..k], dxp);
+            }
+        });
+        return dx;
+    }
+    let xr = p.x_tap_ranges();
     dx.par_chunks_mut(hw).enumerate().for_each(|(i, dxp)| {
         let (ni, ci) = (i / g.c, i % g.c);
         for j in 0..g.m {

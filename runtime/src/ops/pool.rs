@@ -12,7 +12,7 @@
 //! Kernels work plane by plane (one NCHW plane per rayon task): a vertical pass over the
 //! window's rows into a row buffer, then a horizontal pass over the window's columns.
 
-use super::cpu::{contiguous, Plane, Real};
+use super::cpu::{contiguous, multiversion, Plane, Real};
 use super::Window2d;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -66,15 +66,119 @@ fn planes(l: &Layout, win: &Window2d) -> Result<(usize, Plane)> {
 // ---------------------------------------------------------------------------------------
 // Max pooling kernels.
 
-/// One plane of max pooling; `arg` (when given) receives each winner's index in the plane.
-fn max_plane<T: Real>(
+/// One plane of max pooling with winners: `arg` receives each winner's index in the plane.
+/// `colv`/`coli`: scratch rows of W.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn max_plane_arg_impl<T: Real, const FMA: bool>(
+    g: &Plane,
+    xk: &[(usize, usize)],
+    interior: (usize, usize),
+    inp: &[T],
+    out: &mut [T],
+    arg: &mut [u32],
+    colv: &mut [T],
+    coli: &mut [u32],
+) {
+    let (w, ow) = (g.w, g.ow);
+    for oy in 0..g.oh {
+        let orow = &mut out[oy * ow..(oy + 1) * ow];
+        let arow = &mut arg[oy * ow..(oy + 1) * ow];
+        let (klo, khi) = g.y_kernel_range(oy);
+        if klo >= khi {
+            orow.fill(T::NEG_INFINITY);
+            arow.fill(NONE);
+            continue;
+        }
+        // Vertical pass: per column, the max over the window's rows and its first row.
+        let iy0 = oy * g.sh + klo * g.dh - g.pt;
+        colv.copy_from_slice(&inp[iy0 * w..(iy0 + 1) * w]);
+        coli.fill(iy0 as u32);
+        for ky in klo + 1..khi {
+            let iy = oy * g.sh + ky * g.dh - g.pt;
+            let r = &inp[iy * w..(iy + 1) * w];
+            let iy = iy as u32;
+            for ((cv, ci), &v) in colv.iter_mut().zip(coli.iter_mut()).zip(r) {
+                // Branch-free: random data would mispredict half the time.
+                let gt = v > *cv;
+                *ci = if gt { iy } else { *ci };
+                *cv = if gt { v } else { *cv };
+            }
+        }
+        // Horizontal pass; ties go to the smallest plane index (row-major first).
+        let (xlo, xhi) = interior;
+        let mut ox = xlo;
+        if xhi > xlo {
+            if g.sw == 1 {
+                while ox + 8 <= xhi {
+                    max_block::<T, true, 8>(g, colv, coli, orow, arow, ox);
+                    ox += 8;
+                }
+            } else {
+                while ox + 8 <= xhi {
+                    max_block::<T, false, 8>(g, colv, coli, orow, arow, ox);
+                    ox += 8;
+                }
+            }
+        }
+        let (a, b) = (xlo.min(ow), ox.max(xlo).min(ow));
+        for ox in (0..a).chain(b..ow) {
+            let (lo, hi) = xk[ox];
+            let (mut best, mut bi) = (T::NEG_INFINITY, NONE);
+            for kx in lo..hi {
+                let ix = ox * g.sw + kx * g.dw - g.pl;
+                let v = colv[ix];
+                let idx = coli[ix] * w as u32 + ix as u32;
+                let take = v > best || (v == best && idx < bi);
+                bi = if take { idx } else { bi };
+                best = if take { v } else { best };
+            }
+            orow[ox] = best;
+            arow[ox] = bi;
+        }
+    }
+}
+
+/// Horizontal max with winners for interior outputs `ox..ox + L`.
+#[inline(always)]
+fn max_block<T: Real, const UNIT: bool, const L: usize>(
+    g: &Plane,
+    colv: &[T],
+    coli: &[u32],
+    orow: &mut [T],
+    arow: &mut [u32],
+    ox: usize,
+) {
+    let sw = if UNIT { 1 } else { g.sw };
+    let w = g.w as u32;
+    let mut best = [T::NEG_INFINITY; L];
+    let mut bi = [NONE; L];
+    for kx in 0..g.kw {
+        let base = ox * sw + kx * g.dw - g.pl;
+        let vs = &colv[base..=base + (L - 1) * sw];
+        let is = &coli[base..=base + (L - 1) * sw];
+        for i in 0..L {
+            let v = vs[i * sw];
+            let idx = is[i * sw] * w + (base + i * sw) as u32;
+            let take = v > best[i] || (v == best[i] && idx < bi[i]);
+            bi[i] = if take { idx } else { bi[i] };
+            best[i] = if take { v } else { best[i] };
+        }
+    }
+    orow[ox..ox + L].copy_from_slice(&best);
+    arow[ox..ox + L].copy_from_slice(&bi);
+}
+
+multiversion!(fn max_plane_arg<T>(g: &Plane, xk: &[(usize, usize)], interior: (usize, usize), inp: &[T], out: &mut [T], arg: &mut [u32], colv: &mut [T], coli: &mut [u32]) => max_plane_arg_impl);
+
+/// One plane of max pooling, values only. `colv`: a scratch row of W.
+#[inline(always)]
+fn max_plane_impl<T: Real, const FMA: bool>(
     g: &Plane,
     xk: &[(usize, usize)],
     inp: &[T],
     out: &mut [T],
-    mut arg: Option<&mut [u32]>,
     colv: &mut [T],
-    coli: &mut [u32],
 ) {
     let (w, ow) = (g.w, g.ow);
     for oy in 0..g.oh {
@@ -82,72 +186,29 @@ fn max_plane<T: Real>(
         let (klo, khi) = g.y_kernel_range(oy);
         if klo >= khi {
             orow.fill(T::NEG_INFINITY);
-            if let Some(a) = arg.as_deref_mut() {
-                a[oy * ow..(oy + 1) * ow].fill(NONE);
-            }
             continue;
         }
-        // Vertical pass: per column, the max over the window's rows (and its first row).
-        let row = |ky: usize| {
+        let iy0 = oy * g.sh + klo * g.dh - g.pt;
+        colv.copy_from_slice(&inp[iy0 * w..(iy0 + 1) * w]);
+        for ky in klo + 1..khi {
             let iy = oy * g.sh + ky * g.dh - g.pt;
-            (iy, &inp[iy * w..(iy + 1) * w])
-        };
-        let (iy0, r0) = row(klo);
-        colv.copy_from_slice(r0);
-        match arg.as_deref_mut() {
-            Some(a) => {
-                coli.fill(iy0 as u32);
-                for ky in klo + 1..khi {
-                    let (iy, r) = row(ky);
-                    for ((cv, ci), &v) in colv.iter_mut().zip(coli.iter_mut()).zip(r) {
-                        if v > *cv {
-                            *cv = v;
-                            *ci = iy as u32;
-                        }
-                    }
-                }
-                // Horizontal pass; ties go to the smallest plane index (row-major first).
-                let arow = &mut a[oy * ow..(oy + 1) * ow];
-                for ox in 0..ow {
-                    let (lo, hi) = xk[ox];
-                    let (mut best, mut bi) = (T::NEG_INFINITY, NONE);
-                    for kx in lo..hi {
-                        let ix = ox * g.sw + kx * g.dw - g.pl;
-                        let v = colv[ix];
-                        let idx = coli[ix] * w as u32 + ix as u32;
-                        if v > best || (v == best && idx < bi) {
-                            best = v;
-                            bi = idx;
-                        }
-                    }
-                    orow[ox] = best;
-                    arow[ox] = bi;
-                }
+            for (cv, &v) in colv.iter_mut().zip(&inp[iy * w..(iy + 1) * w]) {
+                *cv = if v > *cv { v } else { *cv };
             }
-            None => {
-                for ky in klo + 1..khi {
-                    let (_, r) = row(ky);
-                    for (cv, &v) in colv.iter_mut().zip(r) {
-                        if v > *cv {
-                            *cv = v;
-                        }
-                    }
-                }
-                for ox in 0..ow {
-                    let (lo, hi) = xk[ox];
-                    let mut best = T::NEG_INFINITY;
-                    for kx in lo..hi {
-                        let v = colv[ox * g.sw + kx * g.dw - g.pl];
-                        if v > best {
-                            best = v;
-                        }
-                    }
-                    orow[ox] = best;
-                }
+        }
+        for ox in 0..ow {
+            let (lo, hi) = xk[ox];
+            let mut best = T::NEG_INFINITY;
+            for kx in lo..hi {
+                let v = colv[ox * g.sw + kx * g.dw - g.pl];
+                best = if v > best { v } else { best };
             }
+            orow[ox] = best;
         }
     }
 }
+
+multiversion!(fn max_plane<T>(g: &Plane, xk: &[(usize, usize)], inp: &[T], out: &mut [T], colv: &mut [T]) => max_plane_impl);
 
 fn max_forward<T: Real>(
     nplanes: usize,
@@ -163,19 +224,20 @@ fn max_forward<T: Real>(
         return (y, argmax);
     }
     let scratch = || (vec![T::ZERO; g.w], vec![0u32; g.w]);
+    let interior = g.x_interior();
     match argmax.as_mut() {
         Some(a) => y
             .par_chunks_mut(ohw)
             .zip(a.par_chunks_mut(ohw))
             .enumerate()
             .for_each_init(scratch, |(cv, ci), (i, (out, arg))| {
-                max_plane(g, &xk, &x[i * hw..][..hw], out, Some(arg), cv, ci)
+                max_plane_arg(g, &xk, interior, &x[i * hw..][..hw], out, arg, cv, ci)
             }),
         None => y
             .par_chunks_mut(ohw)
             .enumerate()
-            .for_each_init(scratch, |(cv, ci), (i, out)| {
-                max_plane(g, &xk, &x[i * hw..][..hw], out, None, cv, ci)
+            .for_each_init(scratch, |(cv, _), (i, out)| {
+                max_plane(g, &xk, &x[i * hw..][..hw], out, cv)
             }),
     }
     (y, argmax)
