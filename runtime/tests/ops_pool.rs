@@ -428,6 +428,32 @@ fn ties_send_the_gradient_to_the_first_maximum_only() {
     expected[8] = 3.0;
     expected[10] = 4.0;
     assert_close(&dx, &expected, 0.0, 0.0, "ties");
+    // Wide rows (the vectorised interior path), overlapping windows, values in {0, 1} so
+    // that most windows hold ties: the gradient matches the naive first-maximum rule.
+    for (k, s) in [(3, 2), (3, 1), (2, 2)] {
+        let case = Case::new(
+            2,
+            2,
+            (9, 41),
+            (k, k),
+            (s, s),
+            Pad2d {
+                top: 0,
+                bottom: 1,
+                left: 1,
+                right: 1,
+            },
+        );
+        let mut rng = Rng::new(k as u64 * 10 + s as u64);
+        let x: Vec<f64> = (0..2 * 2 * 9 * 41)
+            .map(|_| (rng.uniform() > 0.3) as u8 as f64)
+            .collect();
+        let gy = rng.vec(case.y_dims().iter().product());
+        let (y, dx) = run_with_grad(&case, &x, &gy, DType::F32, ops::max_pool2d);
+        let (ny, ndx) = case.naive_max(&x, &gy);
+        assert_close(&y, &ny, 0.0, 0.0, &format!("ties forward {case:?}"));
+        assert_close(&dx, &ndx, 1e-6, 1e-6, &format!("ties gradient {case:?}"));
+    }
 }
 
 #[test]

@@ -111,10 +111,12 @@ pub(crate) fn tap(o: usize, s: usize, off: usize, p: usize, n: usize) -> Option<
 /// has them and for the baseline target otherwise.
 macro_rules! multiversion {
     ($vis:vis fn $name:ident<T>($($arg:ident : $ty:ty),* $(,)?) => $body:ident) => {
+        #[allow(clippy::too_many_arguments)]
         $vis fn $name<T: $crate::ops::cpu::Real>($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn fast<T: $crate::ops::cpu::Real>($($arg: $ty),*) {
                     $body::<T, true>($($arg),*)
                 }
@@ -225,4 +227,73 @@ pub(crate) fn kernel_range(
         0
     };
     (lo.min(hi), hi)
+}
+
+/// Allocates `planes * len` elements and runs `f(scratch, i, plane)` on every plane in
+/// parallel, each plane zeroed inside its own task (in parallel, and cache-warm for `f`,
+/// where `vec![0; n]` would be one serial memset or page-faulting pass). `init` makes the
+/// per-thread scratch.
+pub(crate) fn par_planes<T: Real, S>(
+    planes: usize,
+    len: usize,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
+) -> Vec<T> {
+    use rayon::prelude::*;
+    let n = planes * len;
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    if len > 0 {
+        v.spare_capacity_mut()[..n]
+            .par_chunks_mut(len)
+            .enumerate()
+            .for_each_init(&init, |s, (i, c)| {
+                for e in c.iter_mut() {
+                    e.write(T::ZERO);
+                }
+                // SAFETY: every element of `c` was just initialised, and `MaybeUninit<T>`
+                // has the layout of `T`.
+                let c = unsafe { &mut *(c as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
+                f(s, i, c)
+            });
+    }
+    // SAFETY: the loop above initialised all `n` elements (`n == 0` when `len == 0`).
+    unsafe { v.set_len(n) };
+    v
+}
+
+/// [`par_planes`] with a second output of `u32` per element (zeroed likewise).
+pub(crate) fn par_planes2<T: Real, S>(
+    planes: usize,
+    len: usize,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize, &mut [T], &mut [u32]) + Sync + Send,
+) -> (Vec<T>, Vec<u32>) {
+    use rayon::prelude::*;
+    let n = planes * len;
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    let mut a: Vec<u32> = Vec::with_capacity(n);
+    if len > 0 {
+        v.spare_capacity_mut()[..n]
+            .par_chunks_mut(len)
+            .zip(a.spare_capacity_mut()[..n].par_chunks_mut(len))
+            .enumerate()
+            .for_each_init(&init, |s, (i, (c, d))| {
+                for e in c.iter_mut() {
+                    e.write(T::ZERO);
+                }
+                for e in d.iter_mut() {
+                    e.write(0);
+                }
+                // SAFETY: as in `par_planes`, both chunks were just initialised.
+                let c = unsafe { &mut *(c as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
+                let d = unsafe { &mut *(d as *mut [std::mem::MaybeUninit<u32>] as *mut [u32]) };
+                f(s, i, c, d)
+            });
+    }
+    // SAFETY: both vectors had all `n` elements initialised above.
+    unsafe {
+        v.set_len(n);
+        a.set_len(n);
+    }
+    (v, a)
 }

@@ -8,7 +8,7 @@
 //! [`depthwise_conv2d_cpu`] is the entry point; [`super::depthwise_conv2d`] dispatches to it
 //! on CPU and to the composite reference elsewhere.
 
-use super::cpu::{contiguous, multiversion, tap, Plane, Real};
+use super::cpu::{contiguous, multiversion, par_planes, tap, Plane, Real};
 use super::Window2d;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -330,26 +330,22 @@ fn forward<T: Real>(g: &Geom, x: &[T], wt: &[T]) -> Vec<T> {
     let p = &g.p;
     let (hw, ohw, k, cm) = (p.h * p.w, p.oh * p.ow, p.kh * p.kw, g.cm());
     let xr = p.x_tap_ranges();
-    let mut y = vec![T::ZERO; g.n * cm * ohw];
-    if ohw == 0 {
-        return y;
-    }
-    y.par_chunks_mut(ohw).enumerate().for_each(|(i, out)| {
-        let (ni, co) = (i / cm, i % cm);
-        let ci = co / g.m;
-        let inp = &x[(ni * g.c + ci) * hw..][..hw];
-        fwd_plane(p, &xr, inp, &wt[co * k..][..k], out);
-    });
-    y
+    par_planes(
+        g.n * cm,
+        ohw,
+        || (),
+        |_, i, out| {
+            let (ni, co) = (i / cm, i % cm);
+            let ci = co / g.m;
+            let inp = &x[(ni * g.c + ci) * hw..][..hw];
+            fwd_plane(p, &xr, inp, &wt[co * k..][..k], out);
+        },
+    )
 }
 
 fn backward_input<T: Real>(g: &Geom, gy: &[T], wt: &[T]) -> Vec<T> {
     let p = &g.p;
     let (hw, ohw, k, cm) = (p.h * p.w, p.oh * p.ow, p.kh * p.kw, g.cm());
-    let mut dx = vec![T::ZERO; g.n * g.c * hw];
-    if hw == 0 {
-        return dx;
-    }
     let (eh, ew) = (p.dh * (p.kh - 1) + 1, p.dw * (p.kw - 1) + 1);
     if p.sh == 1 && p.sw == 1 && p.pt < eh && p.pl < ew {
         // Stride 1: the input gradient is the correlation of `gy` with the flipped kernel
@@ -368,26 +364,34 @@ fn backward_input<T: Real>(g: &Geom, gy: &[T], wt: &[T]) -> Vec<T> {
             .chunks_exact(k)
             .flat_map(|w| w.iter().rev().copied())
             .collect();
-        dx.par_chunks_mut(hw).enumerate().for_each(|(i, dxp)| {
+        return par_planes(
+            g.n * g.c,
+            hw,
+            || (),
+            |_, i, dxp| {
+                let (ni, ci) = (i / g.c, i % g.c);
+                for j in 0..g.m {
+                    let co = ci * g.m + j;
+                    let gyp = &gy[(ni * cm + co) * ohw..][..ohw];
+                    fwd_plane(&t, &xr, gyp, &flipped[co * k..][..k], dxp);
+                }
+            },
+        );
+    }
+    let xr = p.x_tap_ranges();
+    par_planes(
+        g.n * g.c,
+        hw,
+        || (),
+        |_, i, dxp| {
             let (ni, ci) = (i / g.c, i % g.c);
             for j in 0..g.m {
                 let co = ci * g.m + j;
                 let gyp = &gy[(ni * cm + co) * ohw..][..ohw];
-                fwd_plane(&t, &xr, gyp, &flipped[co * k..][..k], dxp);
+                bwd_input_plane(p, &xr, gyp, &wt[co * k..][..k], dxp);
             }
-        });
-        return dx;
-    }
-    let xr = p.x_tap_ranges();
-    dx.par_chunks_mut(hw).enumerate().for_each(|(i, dxp)| {
-        let (ni, ci) = (i / g.c, i % g.c);
-        for j in 0..g.m {
-            let co = ci * g.m + j;
-            let gyp = &gy[(ni * cm + co) * ohw..][..ohw];
-            bwd_input_plane(p, &xr, gyp, &wt[co * k..][..k], dxp);
-        }
-    });
-    dx
+        },
+    )
 }
 
 fn backward_weight<T: Real>(g: &Geom, x: &[T], gy: &[T]) -> Vec<T> {

@@ -12,10 +12,9 @@
 //! Kernels work plane by plane (one NCHW plane per rayon task): a vertical pass over the
 //! window's rows into a row buffer, then a horizontal pass over the window's columns.
 
-use super::cpu::{contiguous, multiversion, Plane, Real};
+use super::cpu::{contiguous, multiversion, par_planes, par_planes2, Plane, Real};
 use super::Window2d;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
 /// Marks an output whose window holds no input position (all padding).
@@ -66,10 +65,30 @@ fn planes(l: &Layout, win: &Window2d) -> Result<(usize, Plane)> {
 // ---------------------------------------------------------------------------------------
 // Max pooling kernels.
 
+/// Scratch rows of one max-pooling task.
+struct MaxScratch<T> {
+    /// Per column: the max over the window's rows, and its row.
+    colv: Vec<T>,
+    coli: Vec<u32>,
+    /// The same deinterleaved by horizontal stride phase: `pv[r * pw + j] = colv[j * sw + r]`.
+    pv: Vec<T>,
+    pi: Vec<u32>,
+}
+
+impl<T: Real> MaxScratch<T> {
+    fn new(g: &Plane) -> Self {
+        let n = g.w.div_ceil(g.sw) * g.sw;
+        MaxScratch {
+            colv: vec![T::ZERO; g.w],
+            coli: vec![0; g.w],
+            pv: vec![T::ZERO; n],
+            pi: vec![0; n],
+        }
+    }
+}
+
 /// One plane of max pooling with winners: `arg` receives each winner's index in the plane.
-/// `colv`/`coli`: scratch rows of W.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn max_plane_arg_impl<T: Real, const FMA: bool>(
     g: &Plane,
     xk: &[(usize, usize)],
@@ -77,10 +96,10 @@ fn max_plane_arg_impl<T: Real, const FMA: bool>(
     inp: &[T],
     out: &mut [T],
     arg: &mut [u32],
-    colv: &mut [T],
-    coli: &mut [u32],
+    s: &mut MaxScratch<T>,
 ) {
     let (w, ow) = (g.w, g.ow);
+    let MaxScratch { colv, coli, pv, pi } = s;
     for oy in 0..g.oh {
         let orow = &mut out[oy * ow..(oy + 1) * ow];
         let arow = &mut arg[oy * ow..(oy + 1) * ow];
@@ -108,17 +127,23 @@ fn max_plane_arg_impl<T: Real, const FMA: bool>(
         // Horizontal pass; ties go to the smallest plane index (row-major first).
         let (xlo, xhi) = interior;
         let mut ox = xlo;
-        if xhi > xlo {
-            if g.sw == 1 {
-                while ox + 8 <= xhi {
-                    max_block::<T, true, 8>(g, colv, coli, orow, arow, ox);
-                    ox += 8;
-                }
+        if xhi >= xlo + 8 {
+            let (pv, pi, pw): (&[T], &[u32], usize) = if g.sw == 1 {
+                (colv, coli, w)
             } else {
-                while ox + 8 <= xhi {
-                    max_block::<T, false, 8>(g, colv, coli, orow, arow, ox);
-                    ox += 8;
+                // Deinterleave so that every tap reads consecutive outputs contiguously.
+                let pw = w.div_ceil(g.sw);
+                for (j, (cv, ci)) in colv.chunks(g.sw).zip(coli.chunks(g.sw)).enumerate() {
+                    for (r, (&v, &i)) in cv.iter().zip(ci).enumerate() {
+                        pv[r * pw + j] = v;
+                        pi[r * pw + j] = i;
+                    }
                 }
+                (pv, pi, pw)
+            };
+            while ox + 8 <= xhi {
+                max_block::<T, 8>(g, pv, pi, pw, orow, arow, ox);
+                ox += 8;
             }
         }
         let (a, b) = (xlo.min(ow), ox.max(xlo).min(ow));
@@ -139,37 +164,39 @@ fn max_plane_arg_impl<T: Real, const FMA: bool>(
     }
 }
 
-/// Horizontal max with winners for interior outputs `ox..ox + L`.
+/// Horizontal max with winners for interior outputs `ox..ox + L`, reading the column maxima
+/// deinterleaved by stride phase (`pw` columns per phase).
 #[inline(always)]
-fn max_block<T: Real, const UNIT: bool, const L: usize>(
+fn max_block<T: Real, const L: usize>(
     g: &Plane,
-    colv: &[T],
-    coli: &[u32],
+    pv: &[T],
+    pi: &[u32],
+    pw: usize,
     orow: &mut [T],
     arow: &mut [u32],
     ox: usize,
 ) {
-    let sw = if UNIT { 1 } else { g.sw };
     let w = g.w as u32;
     let mut best = [T::NEG_INFINITY; L];
     let mut bi = [NONE; L];
     for kx in 0..g.kw {
-        let base = ox * sw + kx * g.dw - g.pl;
-        let vs = &colv[base..=base + (L - 1) * sw];
-        let is = &coli[base..=base + (L - 1) * sw];
+        let ix0 = ox * g.sw + kx * g.dw - g.pl;
+        let at = (ix0 % g.sw) * pw + ix0 / g.sw;
+        let vs = &pv[at..at + L];
+        let is = &pi[at..at + L];
         for i in 0..L {
-            let v = vs[i * sw];
-            let idx = is[i * sw] * w + (base + i * sw) as u32;
-            let take = v > best[i] || (v == best[i] && idx < bi[i]);
+            let idx = is[i] * w + (ix0 + i * g.sw) as u32;
+            // Non-short-circuit `|`/`&` keep this loop branch-free (and vectorised).
+            let take = (vs[i] > best[i]) | ((vs[i] == best[i]) & (idx < bi[i]));
             bi[i] = if take { idx } else { bi[i] };
-            best[i] = if take { v } else { best[i] };
+            best[i] = if take { vs[i] } else { best[i] };
         }
     }
     orow[ox..ox + L].copy_from_slice(&best);
     arow[ox..ox + L].copy_from_slice(&bi);
 }
 
-multiversion!(fn max_plane_arg<T>(g: &Plane, xk: &[(usize, usize)], interior: (usize, usize), inp: &[T], out: &mut [T], arg: &mut [u32], colv: &mut [T], coli: &mut [u32]) => max_plane_arg_impl);
+multiversion!(fn max_plane_arg<T>(g: &Plane, xk: &[(usize, usize)], interior: (usize, usize), inp: &[T], out: &mut [T], arg: &mut [u32], s: &mut MaxScratch<T>) => max_plane_arg_impl);
 
 /// One plane of max pooling, values only. `colv`: a scratch row of W.
 #[inline(always)]
@@ -218,47 +245,47 @@ fn max_forward<T: Real>(
 ) -> (Vec<T>, Option<Vec<u32>>) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let xk = g.x_kernel_ranges();
-    let mut y = vec![T::ZERO; nplanes * ohw];
-    let mut argmax = save_argmax.then(|| vec![0u32; nplanes * ohw]);
-    if ohw == 0 {
-        return (y, argmax);
-    }
-    let scratch = || (vec![T::ZERO; g.w], vec![0u32; g.w]);
     let interior = g.x_interior();
-    match argmax.as_mut() {
-        Some(a) => y
-            .par_chunks_mut(ohw)
-            .zip(a.par_chunks_mut(ohw))
-            .enumerate()
-            .for_each_init(scratch, |(cv, ci), (i, (out, arg))| {
-                max_plane_arg(g, &xk, interior, &x[i * hw..][..hw], out, arg, cv, ci)
-            }),
-        None => y
-            .par_chunks_mut(ohw)
-            .enumerate()
-            .for_each_init(scratch, |(cv, _), (i, out)| {
-                max_plane(g, &xk, &x[i * hw..][..hw], out, cv)
-            }),
+    if save_argmax {
+        let (y, a) = par_planes2(
+            nplanes,
+            ohw,
+            || MaxScratch::new(g),
+            |s, i, out, arg| max_plane_arg(g, &xk, interior, &x[i * hw..][..hw], out, arg, s),
+        );
+        (y, Some(a))
+    } else {
+        let y = par_planes(
+            nplanes,
+            ohw,
+            || vec![T::ZERO; g.w],
+            |cv, i, out| max_plane(g, &xk, &x[i * hw..][..hw], out, cv),
+        );
+        (y, None)
     }
-    (y, argmax)
 }
 
-fn max_backward<T: Real>(hw: usize, ohw: usize, argmax: &[u32], gy: &[T]) -> Vec<T> {
-    let nplanes = argmax.len() / ohw.max(1);
-    let mut dx = vec![T::ZERO; nplanes * hw];
-    if hw == 0 || ohw == 0 {
-        return dx;
-    }
-    dx.par_chunks_mut(hw).enumerate().for_each(|(i, dxp)| {
-        let a = &argmax[i * ohw..][..ohw];
-        let g = &gy[i * ohw..][..ohw];
-        for (&a, &g) in a.iter().zip(g) {
-            if a != NONE {
-                dxp[a as usize] += g;
+fn max_backward<T: Real>(
+    nplanes: usize,
+    hw: usize,
+    ohw: usize,
+    argmax: &[u32],
+    gy: &[T],
+) -> Vec<T> {
+    par_planes(
+        nplanes,
+        hw,
+        || (),
+        |_, i, dxp| {
+            let a = &argmax[i * ohw..][..ohw];
+            let g = &gy[i * ohw..][..ohw];
+            for (&a, &g) in a.iter().zip(g) {
+                if a != NONE {
+                    dxp[a as usize] += g;
+                }
             }
-        }
-    });
-    dx
+        },
+    )
 }
 
 /// Max-pool forward op; keeps the winners for its backward when `save_argmax`.
@@ -355,12 +382,14 @@ impl CustomOp1 for MaxPoolBwd {
         }
         let dx = match s {
             CpuStorage::F32(_) => CpuStorage::F32(max_backward::<f32>(
+                n * c,
                 h * w,
                 oh * ow,
                 &self.argmax,
                 contiguous(s, l)?,
             )),
             CpuStorage::F64(_) => CpuStorage::F64(max_backward::<f64>(
+                n * c,
                 h * w,
                 oh * ow,
                 &self.argmax,
@@ -439,29 +468,23 @@ fn avg_bwd_plane<T: Real>(g: &Plane, xk: &[(usize, usize)], gy: &[T], dx: &mut [
 fn avg_forward<T: Real>(nplanes: usize, g: &Plane, x: &[T]) -> Vec<T> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let xk = g.x_kernel_ranges();
-    let mut y = vec![T::ZERO; nplanes * ohw];
-    if ohw == 0 {
-        return y;
-    }
-    y.par_chunks_mut(ohw).enumerate().for_each_init(
+    par_planes(
+        nplanes,
+        ohw,
         || vec![T::ZERO; g.w],
-        |cols, (i, out)| avg_plane(g, &xk, &x[i * hw..][..hw], out, cols),
-    );
-    y
+        |cols, i, out| avg_plane(g, &xk, &x[i * hw..][..hw], out, cols),
+    )
 }
 
 fn avg_backward<T: Real>(nplanes: usize, g: &Plane, gy: &[T]) -> Vec<T> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let xk = g.x_kernel_ranges();
-    let mut dx = vec![T::ZERO; nplanes * hw];
-    if hw == 0 || ohw == 0 {
-        return dx;
-    }
-    dx.par_chunks_mut(hw).enumerate().for_each_init(
+    par_planes(
+        nplanes,
+        hw,
         || vec![T::ZERO; g.w],
-        |t, (i, dxp)| avg_bwd_plane(g, &xk, &gy[i * ohw..][..ohw], dxp, t),
-    );
-    dx
+        |t, i, dxp| avg_bwd_plane(g, &xk, &gy[i * ohw..][..ohw], dxp, t),
+    )
 }
 
 /// Average-pool forward op.
