@@ -242,6 +242,7 @@ pub(crate) fn par_planes<T: Real, S>(
     use rayon::prelude::*;
     let n = planes * len;
     let mut v: Vec<T> = Vec::with_capacity(n);
+    advise_huge_pages(v.as_mut_ptr(), n);
     if len > 0 {
         v.spare_capacity_mut()[..n]
             .par_chunks_mut(len)
@@ -272,6 +273,8 @@ pub(crate) fn par_planes2<T: Real, S>(
     let n = planes * len;
     let mut v: Vec<T> = Vec::with_capacity(n);
     let mut a: Vec<u32> = Vec::with_capacity(n);
+    advise_huge_pages(v.as_mut_ptr(), n);
+    advise_huge_pages(a.as_mut_ptr(), n);
     if len > 0 {
         v.spare_capacity_mut()[..n]
             .par_chunks_mut(len)
@@ -296,4 +299,36 @@ pub(crate) fn par_planes2<T: Real, S>(
         a.set_len(n);
     }
     (v, a)
+}
+
+/// Asks Linux to back the 2 MiB-aligned part of a fresh buffer of `n` elements at `p` with
+/// transparent huge pages (where THP is in `madvise` mode): large buffers are usually fresh
+/// `mmap`s (glibc maps anything over 32 MiB), and faulting them in 4 KiB pages costs more
+/// than the kernels that fill them. Only a hint; errors are ignored.
+fn advise_huge_pages<T>(p: *mut T, n: usize) {
+    const HUGE: usize = 2 << 20;
+    let bytes = n * std::mem::size_of::<T>();
+    if bytes < 4 * HUGE {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        extern "C" {
+            fn madvise(
+                addr: *mut std::ffi::c_void,
+                len: usize,
+                advice: std::ffi::c_int,
+            ) -> std::ffi::c_int;
+        }
+        const MADV_HUGEPAGE: std::ffi::c_int = 14;
+        let start = (p as usize).next_multiple_of(HUGE);
+        let end = (p as usize + bytes) / HUGE * HUGE;
+        if end > start {
+            // SAFETY: the range lies inside an allocation this process owns; MADV_HUGEPAGE
+            // changes no contents and no mapping, only how future faults are served.
+            unsafe { madvise(start as *mut std::ffi::c_void, end - start, MADV_HUGEPAGE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = p;
 }
