@@ -16,6 +16,15 @@
 //! The fast ops have CPU forward and backward kernels (parallel over batch x channel planes
 //! with rayon); their backward ops are themselves custom ops without a backward, so second
 //! derivatives are not available through them. Non-contiguous inputs are made contiguous.
+//! Inner loops are compiled for the baseline target and for AVX2+FMA, chosen at run time.
+//!
+//! # Allocation
+//!
+//! The kernels zero their outputs plane by plane inside the parallel tasks and ask Linux for
+//! transparent huge pages on large outputs. Fresh `mmap`ed buffers still dominate a candle
+//! training step with glibc malloc (it maps every buffer over 32 MiB anew); the
+//! `bench_kernels` example measures glibc, glibc with `GLIBC_TUNABLES` and mimalloc, and
+//! mimalloc as the global allocator removes nearly all of those page faults.
 
 pub mod composite;
 mod cpu;
