@@ -1,9 +1,14 @@
-//! Reference implementations built from stock candle ops. Correct on every device, slow.
+//! Reference implementations built from stock candle ops: correct on every device and dtype,
+//! slow. They are the fallback off the CPU and the reference the fast kernels are tested
+//! against.
 
 use super::{Pad2d, Window2d};
 use candle_core::{Result, Tensor};
 
 /// Pads the two trailing (spatial) dims of an NCHW tensor with `value`.
+///
+/// # Shapes
+/// `[N, C, H, W]` -> `[N, C, H + top + bottom, W + left + right]`.
 pub fn pad2d_with(x: &Tensor, pad: Pad2d, value: f64) -> Result<Tensor> {
     if pad.is_zero() {
         return Ok(x.clone());
@@ -59,6 +64,7 @@ pub fn depthwise_conv2d(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<T
 /// # Shapes
 /// `[N, C, H, W]` -> `[N, C, OH, OW]`.
 pub fn max_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
+    no_dilation(win)?;
     let x = pad2d_with(x, win.pad, f64::NEG_INFINITY)?;
     x.max_pool2d_with_stride(win.kernel, win.stride)
 }
@@ -68,6 +74,7 @@ pub fn max_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
 /// # Shapes
 /// `[N, C, H, W]` -> `[N, C, OH, OW]`.
 pub fn avg_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
+    no_dilation(win)?;
     let (n, c, h, w) = x.dims4()?;
     let sum = (pad2d_with(x, win.pad, 0.0)?.avg_pool2d_with_stride(win.kernel, win.stride)?
         * (win.kernel.0 * win.kernel.1) as f64)?;
@@ -80,4 +87,14 @@ pub fn avg_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
         * (win.kernel.0 * win.kernel.1) as f64)?;
     let _ = (n, c);
     sum.broadcast_div(&count)
+}
+
+fn no_dilation(win: &Window2d) -> Result<()> {
+    if win.dilation != (1, 1) {
+        candle_core::bail!(
+            "composite pooling does not support dilation {:?}",
+            win.dilation
+        );
+    }
+    Ok(())
 }

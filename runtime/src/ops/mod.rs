@@ -3,10 +3,110 @@
 //!
 //! Every op takes and returns NCHW candle tensors. Padding is explicit (top, bottom, left,
 //! right) so TensorFlow's asymmetric "same" padding is expressible.
+//!
+//! # Which path runs where
+//!
+//! | op | CPU, `f32`/`f64` | CPU, `f16`/`bf16` | CUDA / Metal, other dtypes |
+//! |---|---|---|---|
+//! | [`depthwise_conv2d`] | fast custom op ([`depthwise`]) | converted to `f32`, fast op, converted back | [`composite`] (candle grouped conv) |
+//! | [`max_pool2d`] | fast custom op ([`pool`]) | converted to `f32`, fast op | [`composite`] (no backward when kernel != stride) |
+//! | [`avg_pool2d`] | fast custom op ([`pool`]) | converted to `f32`, fast op | [`composite`] |
+//! | [`pad2d_with`] | candle ops everywhere | | |
+//!
+//! The fast ops have CPU forward and backward kernels (parallel over batch x channel planes
+//! with rayon); their backward ops are themselves custom ops without a backward, so second
+//! derivatives are not available through them. Non-contiguous inputs are made contiguous.
+//! Inner loops are compiled for the baseline target and for AVX2+FMA, chosen at run time.
+//!
+//! # Allocation
+//!
+//! The kernels zero their outputs plane by plane inside the parallel tasks and ask Linux for
+//! transparent huge pages on large outputs. Fresh `mmap`ed buffers still dominate a candle
+//! training step with glibc malloc (it maps every buffer over 32 MiB anew); the
+//! `bench_kernels` example measures glibc, glibc with `GLIBC_TUNABLES` and mimalloc, and
+//! mimalloc as the global allocator removes nearly all of those page faults.
 
-mod composite;
+pub mod composite;
+mod cpu;
+pub mod depthwise;
+pub mod pool;
 
-pub use composite::{avg_pool2d, depthwise_conv2d, max_pool2d, pad2d_with};
+use candle_core::{DType, Result, Tensor};
+
+pub use composite::pad2d_with;
+
+/// How an op runs its arguments: natively, through `f32`, or on the composite path.
+enum Path {
+    Native,
+    ViaF32,
+    Composite,
+}
+
+fn path(ts: &[&Tensor]) -> Path {
+    let dt = ts[0].dtype();
+    if ts.iter().any(|t| !t.device().is_cpu() || t.dtype() != dt) {
+        return Path::Composite;
+    }
+    match dt {
+        DType::F32 | DType::F64 => Path::Native,
+        DType::F16 | DType::BF16 => Path::ViaF32,
+        _ => Path::Composite,
+    }
+}
+
+/// Depthwise 2-d convolution: output channel `c * multiplier + j` convolves input channel
+/// `c` with `weight[c * multiplier + j, 0]` (candle/PyTorch grouped convolution with
+/// `groups = C`), over zero padding `win.pad`, with `win.stride` and `win.dilation`.
+///
+/// On CPU this is the fast custom op of [`depthwise`] (forward and backward); elsewhere the
+/// [`composite`] reference, which needs equal vertical and horizontal stride and dilation.
+///
+/// # Shapes
+/// `x`: `[N, C, H, W]`, `weight`: `[C * multiplier, 1, kh, kw]` -> `[N, C * multiplier, OH,
+/// OW]`, with `(OH, OW) = win.output_size(H, W)`.
+pub fn depthwise_conv2d(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<Tensor> {
+    match path(&[x, weight]) {
+        Path::Native => depthwise::depthwise_conv2d_cpu(x, weight, win),
+        Path::ViaF32 => depthwise::depthwise_conv2d_cpu(
+            &x.to_dtype(DType::F32)?,
+            &weight.to_dtype(DType::F32)?,
+            win,
+        )?
+        .to_dtype(x.dtype()),
+        Path::Composite => composite::depthwise_conv2d(x, weight, win),
+    }
+}
+
+/// Max pooling over `-inf` padding; any window, stride (overlapping windows included) and
+/// dilation.
+///
+/// On CPU this is the fast custom op of [`pool`], with a backward for every window; elsewhere
+/// the [`composite`] reference (no dilation; candle has no backward when kernel != stride).
+///
+/// # Shapes
+/// `[N, C, H, W]` -> `[N, C, OH, OW]`, with `(OH, OW) = win.output_size(H, W)`.
+pub fn max_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
+    match path(&[x]) {
+        Path::Native => pool::max_pool2d_cpu(x, win),
+        Path::ViaF32 => pool::max_pool2d_cpu(&x.to_dtype(DType::F32)?, win)?.to_dtype(x.dtype()),
+        Path::Composite => composite::max_pool2d(x, win),
+    }
+}
+
+/// Average pooling that leaves the padding out of each window's count (Keras semantics).
+///
+/// On CPU this is the fast custom op of [`pool`] (forward and backward); elsewhere the
+/// [`composite`] reference (no dilation).
+///
+/// # Shapes
+/// `[N, C, H, W]` -> `[N, C, OH, OW]`, with `(OH, OW) = win.output_size(H, W)`.
+pub fn avg_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
+    match path(&[x]) {
+        Path::Native => pool::avg_pool2d_cpu(x, win),
+        Path::ViaF32 => pool::avg_pool2d_cpu(&x.to_dtype(DType::F32)?, win)?.to_dtype(x.dtype()),
+        Path::Composite => composite::avg_pool2d(x, win),
+    }
+}
 
 /// Explicit spatial padding of a 2-d op: rows added at the top and bottom, columns at the left
 /// and right.

@@ -1,0 +1,564 @@
+//! Depthwise 2-d convolution as candle custom ops with CPU kernels (forward, input gradient,
+//! weight gradient) for `f32` and `f64`.
+//!
+//! Each kernel works on whole NCHW planes, in parallel over batch x channel planes with
+//! rayon; the inner loops are row `axpy`s and dot products that the compiler vectorises, and
+//! are compiled twice (baseline and AVX2+FMA, picked at run time).
+//!
+//! [`depthwise_conv2d_cpu`] is the entry point; [`super::depthwise_conv2d`] dispatches to it
+//! on CPU and to the composite reference elsewhere.
+
+use super::cpu::{contiguous, multiversion, par_planes, tap, Plane, Real};
+use super::Window2d;
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Depthwise convolution on CPU through the custom ops of this module, with backward.
+///
+/// Output channel `c * multiplier + j` convolves input channel `c` with kernel
+/// `weight[c * multiplier + j, 0]` (candle/PyTorch grouped convolution with `groups = C`).
+/// Any kernel size, stride, dilation and (asymmetric) padding. Inputs that are not
+/// contiguous are copied first.
+///
+/// # Shapes
+/// `x`: `[N, C, H, W]`, `weight`: `[C * multiplier, 1, kh, kw]` -> `[N, C * multiplier, OH,
+/// OW]`, where `(OH, OW) = win.output_size(H, W)` and `win.kernel` must be `(kh, kw)`.
+///
+/// # Errors
+/// When `x` or `weight` is not on the CPU, is not `f32`/`f64`, their dtypes differ, or the
+/// shapes do not match.
+pub fn depthwise_conv2d_cpu(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<Tensor> {
+    let (_, c, h, w) = x.dims4()?;
+    let (cm, one, kh, kw) = weight.dims4()?;
+    if one != 1 || cm == 0 || cm % c != 0 {
+        candle_core::bail!(
+            "depthwise_conv2d: weight {:?} does not fit {c} input channels",
+            weight.dims()
+        );
+    }
+    if win.kernel != (kh, kw) {
+        candle_core::bail!(
+            "depthwise_conv2d: window kernel {:?} != weight kernel {:?}",
+            win.kernel,
+            (kh, kw)
+        );
+    }
+    Plane::new(win, h, w)?;
+    let x = x.contiguous()?;
+    let weight = weight.contiguous()?;
+    x.apply_op2(&weight, DepthwiseFwd { win: *win })
+}
+
+/// Full geometry: batch, channels, multiplier and the plane.
+#[derive(Debug, Clone, Copy)]
+struct Geom {
+    n: usize,
+    c: usize,
+    m: usize,
+    p: Plane,
+}
+
+impl Geom {
+    fn new(n: usize, c: usize, cm: usize, h: usize, w: usize, win: &Window2d) -> Result<Geom> {
+        if c == 0 || cm % c != 0 {
+            candle_core::bail!("depthwise_conv2d: {cm} output channels for {c} input channels");
+        }
+        Ok(Geom {
+            n,
+            c,
+            m: cm / c,
+            p: Plane::new(win, h, w)?,
+        })
+    }
+
+    fn cm(&self) -> usize {
+        self.c * self.m
+    }
+
+    fn y_shape(&self) -> Shape {
+        Shape::from((self.n, self.cm(), self.p.oh, self.p.ow))
+    }
+}
+
+fn weight_dims(l: &Layout, win: &Window2d) -> Result<usize> {
+    let (cm, one, kh, kw) = l.shape().dims4()?;
+    if one != 1 || (kh, kw) != win.kernel {
+        candle_core::bail!("depthwise_conv2d: bad weight shape {:?}", l.dims());
+    }
+    Ok(cm)
+}
+
+// ---------------------------------------------------------------------------------------
+// Row primitives.
+
+#[inline(always)]
+fn axpy<T: Real, const FMA: bool>(a: T, x: &[T], y: &mut [T]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = T::madd::<FMA>(a, x, *y);
+    }
+}
+
+#[inline(always)]
+fn dot<T: Real, const FMA: bool>(a: &[T], b: &[T]) -> T {
+    const L: usize = 16;
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [T::ZERO; L];
+    let mut ca = a.chunks_exact(L);
+    let mut cb = b.chunks_exact(L);
+    for (a, b) in (&mut ca).zip(&mut cb) {
+        for i in 0..L {
+            acc[i] = T::madd::<FMA>(a[i], b[i], acc[i]);
+        }
+    }
+    let mut s = T::ZERO;
+    for (&a, &b) in ca.remainder().iter().zip(cb.remainder()) {
+        s = T::madd::<FMA>(a, b, s);
+    }
+    for v in acc {
+        s += v;
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------
+// Plane kernels.
+
+/// `out` (OH x OW) += conv(`inp` (H x W), `wk` (kh x kw)).
+///
+/// Interior columns (every horizontal tap inside the row) are computed in blocks of 16 and
+/// 8 outputs held in registers over all taps; the edge columns tap by tap with bounds checks.
+#[inline(always)]
+fn fwd_plane_impl<T: Real, const FMA: bool>(
+    g: &Plane,
+    xr: &[(usize, usize)],
+    inp: &[T],
+    wk: &[T],
+    out: &mut [T],
+) {
+    let ow = g.ow;
+    let xlo = xr.iter().map(|r| r.0).max().unwrap_or(0);
+    let xhi = xr.iter().map(|r| r.1).min().unwrap_or(0);
+    for oy in 0..g.oh {
+        let orow = &mut out[oy * ow..(oy + 1) * ow];
+        let (klo, khi) = g.y_kernel_range(oy);
+        if klo >= khi {
+            continue;
+        }
+        if xhi > xlo {
+            let rows = (klo, khi);
+            if g.sw == 1 {
+                let mut ox = xlo;
+                while ox + 32 <= xhi {
+                    fwd_block::<T, FMA, true, 32>(g, inp, wk, orow, oy, rows, ox, 0);
+                    ox += 32;
+                }
+                while ox + 8 <= xhi {
+                    fwd_block::<T, FMA, true, 8>(g, inp, wk, orow, oy, rows, ox, 0);
+                    ox += 8;
+                }
+                if ox < xhi && xhi - xlo >= 8 {
+                    // The last few outputs: a block ending at `xhi` that keeps only them.
+                    fwd_block::<T, FMA, true, 8>(
+                        g,
+                        inp,
+                        wk,
+                        orow,
+                        oy,
+                        rows,
+                        xhi - 8,
+                        8 - (xhi - ox),
+                    );
+                } else {
+                    for ox in ox..xhi {
+                        fwd_block::<T, FMA, true, 1>(g, inp, wk, orow, oy, rows, ox, 0);
+                    }
+                }
+            } else {
+                let mut ox = xlo;
+                while ox + 8 <= xhi {
+                    fwd_block::<T, FMA, false, 8>(g, inp, wk, orow, oy, rows, ox, 0);
+                    ox += 8;
+                }
+                for ox in ox..xhi {
+                    fwd_block::<T, FMA, false, 1>(g, inp, wk, orow, oy, rows, ox, 0);
+                }
+            }
+        }
+        // Edge columns.
+        let (a, b) = (xlo.min(ow), xhi.max(xlo).min(ow));
+        for ox in (0..a).chain(b..ow) {
+            let mut acc = orow[ox];
+            for ky in klo..khi {
+                let iy = oy * g.sh + ky * g.dh - g.pt;
+                let irow = &inp[iy * g.w..(iy + 1) * g.w];
+                for kx in 0..g.kw {
+                    if let Some(ix) = tap(ox, g.sw, kx * g.dw, g.pl, g.w) {
+                        acc = T::madd::<FMA>(wk[ky * g.kw + kx], irow[ix], acc);
+                    }
+                }
+            }
+            orow[ox] = acc;
+        }
+    }
+}
+
+/// Interior outputs `ox..ox + L` of row `oy` (all taps inside the plane), accumulated in
+/// registers over every tap; adds all but the first `skip` to `orow`. `UNIT`: the
+/// horizontal stride is 1.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn fwd_block<T: Real, const FMA: bool, const UNIT: bool, const L: usize>(
+    g: &Plane,
+    inp: &[T],
+    wk: &[T],
+    orow: &mut [T],
+    oy: usize,
+    (klo, khi): (usize, usize),
+    ox: usize,
+    skip: usize,
+) {
+    let sw = if UNIT { 1 } else { g.sw };
+    let mut acc = [T::ZERO; L];
+    for ky in klo..khi {
+        let iy = oy * g.sh + ky * g.dh - g.pt;
+        let irow = &inp[iy * g.w..(iy + 1) * g.w];
+        let wrow = &wk[ky * g.kw..(ky + 1) * g.kw];
+        for (kx, &wv) in wrow.iter().enumerate() {
+            let base = ox * sw + kx * g.dw - g.pl;
+            if UNIT {
+                let seg = &irow[base..base + L];
+                for i in 0..L {
+                    acc[i] = T::madd::<FMA>(wv, seg[i], acc[i]);
+                }
+            } else {
+                let seg = &irow[base..=base + (L - 1) * sw];
+                for i in 0..L {
+                    acc[i] = T::madd::<FMA>(wv, seg[i * sw], acc[i]);
+                }
+            }
+        }
+    }
+    for (o, a) in orow[ox + skip..ox + L].iter_mut().zip(&acc[skip..]) {
+        *o += *a;
+    }
+}
+
+multiversion!(fn fwd_plane<T>(g: &Plane, xr: &[(usize, usize)], inp: &[T], wk: &[T], out: &mut [T]) => fwd_plane_impl);
+
+/// `dx` (H x W) += transposed conv of `gy` (OH x OW) with `wk`.
+#[inline(always)]
+fn bwd_input_plane_impl<T: Real, const FMA: bool>(
+    g: &Plane,
+    xr: &[(usize, usize)],
+    gy: &[T],
+    wk: &[T],
+    dx: &mut [T],
+) {
+    let (w, ow) = (g.w, g.ow);
+    for oy in 0..g.oh {
+        let grow = &gy[oy * ow..(oy + 1) * ow];
+        for ky in 0..g.kh {
+            let Some(iy) = tap(oy, g.sh, ky * g.dh, g.pt, g.h) else {
+                continue;
+            };
+            let drow = &mut dx[iy * w..(iy + 1) * w];
+            for (kx, &(lo, hi)) in xr.iter().enumerate() {
+                if lo >= hi {
+                    continue;
+                }
+                let wv = wk[ky * g.kw + kx];
+                let base = lo * g.sw + kx * g.dw - g.pl;
+                if g.sw == 1 {
+                    axpy::<T, FMA>(wv, &grow[lo..hi], &mut drow[base..base + (hi - lo)]);
+                } else {
+                    for (i, &gv) in grow[lo..hi].iter().enumerate() {
+                        let d = &mut drow[base + i * g.sw];
+                        *d = T::madd::<FMA>(wv, gv, *d);
+                    }
+                }
+            }
+        }
+    }
+}
+
+multiversion!(fn bwd_input_plane<T>(g: &Plane, xr: &[(usize, usize)], gy: &[T], wk: &[T], dx: &mut [T]) => bwd_input_plane_impl);
+
+/// `acc` (kh x kw) += correlation of `inp` (H x W) with `gy` (OH x OW).
+#[inline(always)]
+fn bwd_weight_plane_impl<T: Real, const FMA: bool>(
+    g: &Plane,
+    xr: &[(usize, usize)],
+    inp: &[T],
+    gy: &[T],
+    acc: &mut [T],
+) {
+    let (w, ow) = (g.w, g.ow);
+    for oy in 0..g.oh {
+        let grow = &gy[oy * ow..(oy + 1) * ow];
+        for ky in 0..g.kh {
+            let Some(iy) = tap(oy, g.sh, ky * g.dh, g.pt, g.h) else {
+                continue;
+            };
+            let irow = &inp[iy * w..(iy + 1) * w];
+            for (kx, &(lo, hi)) in xr.iter().enumerate() {
+                if lo >= hi {
+                    continue;
+                }
+                let base = lo * g.sw + kx * g.dw - g.pl;
+                let s = if g.sw == 1 {
+                    dot::<T, FMA>(&grow[lo..hi], &irow[base..base + (hi - lo)])
+                } else {
+                    let mut s = T::ZERO;
+                    for (i, &gv) in grow[lo..hi].iter().enumerate() {
+                        s = T::madd::<FMA>(gv, irow[base + i * g.sw], s);
+                    }
+                    s
+                };
+                acc[ky * g.kw + kx] += s;
+            }
+        }
+    }
+}
+
+multiversion!(fn bwd_weight_plane<T>(g: &Plane, xr: &[(usize, usize)], inp: &[T], gy: &[T], acc: &mut [T]) => bwd_weight_plane_impl);
+
+// ---------------------------------------------------------------------------------------
+// Whole-tensor kernels.
+
+fn forward<T: Real>(g: &Geom, x: &[T], wt: &[T]) -> Vec<T> {
+    let p = &g.p;
+    let (hw, ohw, k, cm) = (p.h * p.w, p.oh * p.ow, p.kh * p.kw, g.cm());
+    let xr = p.x_tap_ranges();
+    par_planes(
+        g.n * cm,
+        ohw,
+        || (),
+        |_, i, out| {
+            let (ni, co) = (i / cm, i % cm);
+            let ci = co / g.m;
+            let inp = &x[(ni * g.c + ci) * hw..][..hw];
+            fwd_plane(p, &xr, inp, &wt[co * k..][..k], out);
+        },
+    )
+}
+
+fn backward_input<T: Real>(g: &Geom, gy: &[T], wt: &[T]) -> Vec<T> {
+    let p = &g.p;
+    let (hw, ohw, k, cm) = (p.h * p.w, p.oh * p.ow, p.kh * p.kw, g.cm());
+    let (eh, ew) = (p.dh * (p.kh - 1) + 1, p.dw * (p.kw - 1) + 1);
+    if p.sh == 1 && p.sw == 1 && p.pt < eh && p.pl < ew {
+        // Stride 1: the input gradient is the correlation of `gy` with the flipped kernel
+        // over the complementary padding, which the forward kernel computes.
+        let t = Plane {
+            h: p.oh,
+            w: p.ow,
+            oh: p.h,
+            ow: p.w,
+            pt: eh - 1 - p.pt,
+            pl: ew - 1 - p.pl,
+            ..*p
+        };
+        let xr = t.x_tap_ranges();
+        let flipped: Vec<T> = wt
+            .chunks_exact(k)
+            .flat_map(|w| w.iter().rev().copied())
+            .collect();
+        return par_planes(
+            g.n * g.c,
+            hw,
+            || (),
+            |_, i, dxp| {
+                let (ni, ci) = (i / g.c, i % g.c);
+                for j in 0..g.m {
+                    let co = ci * g.m + j;
+                    let gyp = &gy[(ni * cm + co) * ohw..][..ohw];
+                    fwd_plane(&t, &xr, gyp, &flipped[co * k..][..k], dxp);
+                }
+            },
+        );
+    }
+    let xr = p.x_tap_ranges();
+    par_planes(
+        g.n * g.c,
+        hw,
+        || (),
+        |_, i, dxp| {
+            let (ni, ci) = (i / g.c, i % g.c);
+            for j in 0..g.m {
+                let co = ci * g.m + j;
+                let gyp = &gy[(ni * cm + co) * ohw..][..ohw];
+                bwd_input_plane(p, &xr, gyp, &wt[co * k..][..k], dxp);
+            }
+        },
+    )
+}
+
+fn backward_weight<T: Real>(g: &Geom, x: &[T], gy: &[T]) -> Vec<T> {
+    let p = &g.p;
+    let (hw, ohw, k, cm) = (p.h * p.w, p.oh * p.ow, p.kh * p.kw, g.cm());
+    let xr = p.x_tap_ranges();
+    let mut partial = vec![T::ZERO; g.n * cm * k];
+    partial.par_chunks_mut(k).enumerate().for_each(|(i, acc)| {
+        let (ni, co) = (i / cm, i % cm);
+        let ci = co / g.m;
+        let inp = &x[(ni * g.c + ci) * hw..][..hw];
+        let gyp = &gy[(ni * cm + co) * ohw..][..ohw];
+        bwd_weight_plane(p, &xr, inp, gyp, acc);
+    });
+    let mut dw = vec![T::ZERO; cm * k];
+    for chunk in partial.chunks_exact(cm * k) {
+        for (d, &v) in dw.iter_mut().zip(chunk) {
+            *d += v;
+        }
+    }
+    dw
+}
+
+// ---------------------------------------------------------------------------------------
+// Custom ops.
+
+/// Forward op: `(x, weight) -> y`.
+struct DepthwiseFwd {
+    win: Window2d,
+}
+
+impl CustomOp2 for DepthwiseFwd {
+    fn name(&self) -> &'static str {
+        "convnet-depthwise-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = l1.shape().dims4()?;
+        let g = Geom::new(n, c, weight_dims(l2, &self.win)?, h, w, &self.win)?;
+        let y = match (s1, s2) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                CpuStorage::F32(forward(&g, contiguous(s1, l1)?, contiguous(s2, l2)?))
+            }
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                CpuStorage::F64(forward(&g, contiguous(s1, l1)?, contiguous(s2, l2)?))
+            }
+            _ => candle_core::bail!("depthwise_conv2d: cpu kernel needs f32 or f64 inputs"),
+        };
+        Ok((y, g.y_shape()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _y: &Tensor,
+        gy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let gy = gy.contiguous()?;
+        let (_, c, h, w) = x.dims4()?;
+        let dx = if x.track_op() {
+            let op = DepthwiseBwdInput {
+                win: self.win,
+                c,
+                h,
+                w,
+            };
+            Some(gy.apply_op2_no_bwd(weight, &op)?)
+        } else {
+            None
+        };
+        let dw = if weight.track_op() {
+            Some(x.apply_op2_no_bwd(&gy, &DepthwiseBwdWeight { win: self.win })?)
+        } else {
+            None
+        };
+        Ok((dx, dw))
+    }
+}
+
+/// Input-gradient op: `(gy, weight) -> dx`, for an input of `c` channels of `h` x `w`.
+struct DepthwiseBwdInput {
+    win: Window2d,
+    c: usize,
+    h: usize,
+    w: usize,
+}
+
+impl CustomOp2 for DepthwiseBwdInput {
+    fn name(&self) -> &'static str {
+        "convnet-depthwise-conv2d-bwd-input"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, cm, oh, ow) = l1.shape().dims4()?;
+        let g = Geom::new(
+            n,
+            self.c,
+            weight_dims(l2, &self.win)?,
+            self.h,
+            self.w,
+            &self.win,
+        )?;
+        if cm != g.cm() || (oh, ow) != (g.p.oh, g.p.ow) {
+            candle_core::bail!("depthwise_conv2d backward: gradient shape {:?}", l1.dims());
+        }
+        let dx = match (s1, s2) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                CpuStorage::F32(backward_input(&g, contiguous(s1, l1)?, contiguous(s2, l2)?))
+            }
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                CpuStorage::F64(backward_input(&g, contiguous(s1, l1)?, contiguous(s2, l2)?))
+            }
+            _ => candle_core::bail!("depthwise_conv2d: cpu kernel needs f32 or f64 inputs"),
+        };
+        Ok((dx, Shape::from((n, self.c, self.h, self.w))))
+    }
+}
+
+/// Weight-gradient op: `(x, gy) -> dweight`.
+struct DepthwiseBwdWeight {
+    win: Window2d,
+}
+
+impl CustomOp2 for DepthwiseBwdWeight {
+    fn name(&self) -> &'static str {
+        "convnet-depthwise-conv2d-bwd-weight"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = l1.shape().dims4()?;
+        let (n2, cm, oh, ow) = l2.shape().dims4()?;
+        let g = Geom::new(n, c, cm, h, w, &self.win)?;
+        if n2 != n || (oh, ow) != (g.p.oh, g.p.ow) {
+            candle_core::bail!("depthwise_conv2d backward: gradient shape {:?}", l2.dims());
+        }
+        let dw = match (s1, s2) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(backward_weight(
+                &g,
+                contiguous(s1, l1)?,
+                contiguous(s2, l2)?,
+            )),
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(backward_weight(
+                &g,
+                contiguous(s1, l1)?,
+                contiguous(s2, l2)?,
+            )),
+            _ => candle_core::bail!("depthwise_conv2d: cpu kernel needs f32 or f64 inputs"),
+        };
+        Ok((dw, Shape::from((cm, 1, g.p.kh, g.p.kw))))
+    }
+}
