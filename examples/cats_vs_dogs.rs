@@ -14,14 +14,19 @@
 use candle_core::{DType, Device, Result};
 use candle_nn::{VarBuilder, VarMap};
 use clap::Parser;
-use convnet::prelude::*;
 use convnet::checkpoint::load_weights;
 use convnet::data::{Augment, DataLoader, ImageFolder, SyntheticShapes};
 use convnet::loss::Loss;
 use convnet::optim::{RmsProp, RmsPropConfig};
+use convnet::prelude::*;
 use convnet::train::{plot_history, CsvLogger, ModelCheckpoint, TerminateOnNan, Trainer};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// mimalloc reuses freed buffers instead of mapping fresh pages for every tensor; see the
+/// README's allocator figures.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Mini-Xception (as in `convnet::zoo::MiniXception`) at a given square input size: the
 /// size is part of the model's type, so each supported size is its own struct.
@@ -48,7 +53,11 @@ macro_rules! mini_xception {
     )*};
 }
 
-mini_xception!(MiniXception64 = 64, MiniXception96 = 96, MiniXception128 = 128);
+mini_xception!(
+    MiniXception64 = 64,
+    MiniXception96 = 96,
+    MiniXception128 = 128
+);
 
 #[derive(Parser, Debug)]
 #[command(about = "Train mini-Xception on cats vs dogs (or built-in generated data)")]
@@ -106,7 +115,9 @@ fn main() -> Result<()> {
         96 => train::<MiniXception96>(&args, &data),
         128 => train::<MiniXception128>(&args, &data),
         180 => train::<convnet::zoo::MiniXception>(&args, &data),
-        other => candle_core::bail!("--image-size {other} is not compiled in; choose 64, 96, 128 or 180"),
+        other => {
+            candle_core::bail!("--image-size {other} is not compiled in; choose 64, 96, 128 or 180")
+        }
     }
 }
 
@@ -116,7 +127,11 @@ fn train<M: Network>(args: &Args, data: &Path) -> Result<()> {
     if args.summary {
         println!("{}", M::summary());
     }
-    let split = |name: &str| ImageFolder::builder(data.join(name), h, w).cache(true).build();
+    let split = |name: &str| {
+        ImageFolder::builder(data.join(name), h, w)
+            .cache(true)
+            .build()
+    };
     let (train_set, val_set, test_set) = (split("train")?, split("validation")?, split("test")?);
     println!(
         "data: {} train, {} validation, {} test images of classes {:?}, resized to {h}x{w}",
@@ -134,12 +149,19 @@ fn train<M: Network>(args: &Args, data: &Path) -> Result<()> {
         .training(true)
         .device(device.clone())
         .prefetch(2);
-    let eval_loader = |set: ImageFolder| DataLoader::new(set, args.batch_size).device(device.clone());
+    let eval_loader =
+        |set: ImageFolder| DataLoader::new(set, args.batch_size).device(device.clone());
     let (mut val_data, mut test_data) = (eval_loader(val_set), eval_loader(test_set));
 
     let varmap = VarMap::new();
     let model = M::new(VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
-    let optimizer = RmsProp::from_varmap(&varmap, RmsPropConfig { lr: args.lr, ..Default::default() });
+    let optimizer = RmsProp::from_varmap(
+        &varmap,
+        RmsPropConfig {
+            lr: args.lr,
+            ..Default::default()
+        },
+    );
     let best = args.out.join("best");
     let mut trainer = Trainer::new(&model, &varmap, Loss::BinaryCrossEntropy, optimizer)
         .with_callback(ModelCheckpoint::best(&best, "val_loss"))

@@ -7,7 +7,9 @@ use convnet::model::Summary;
 use convnet::zoo::{MiniXception, ResNet18, ResNet50, ResidualPooling, ResidualProjection, Vgg16};
 
 fn main() {
-    let name = std::env::args().nth(1).unwrap_or_else(|| "mini_xception".into());
+    let name = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "mini_xception".into());
     let summary: Summary = match name.as_str() {
         "mini_xception" => MiniXception::summary(),
         "vgg16" => Vgg16::summary(),

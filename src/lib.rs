@@ -33,7 +33,9 @@ extern crate self as convnet;
 pub mod zoo;
 
 pub use convnet_macros::convnet;
-pub use convnet_runtime::{checkpoint, data, layers, loss, metrics, model, ops, optim, schedule, train};
+pub use convnet_runtime::{
+    checkpoint, data, layers, loss, metrics, model, ops, optim, schedule, train,
+};
 
 /// Everything a model file needs: the macro, the model trait, and the candle types the
 /// generated code's API uses.

@@ -33,7 +33,11 @@ fn small_convnet_learns_real_cats_vs_dogs() -> Result<()> {
     };
     let root = std::path::PathBuf::from(root);
     let device = Device::Cpu;
-    let open = |split: &str| ImageFolder::builder(root.join(split), 48, 48).cache(true).build();
+    let open = |split: &str| {
+        ImageFolder::builder(root.join(split), 48, 48)
+            .cache(true)
+            .build()
+    };
     let (train, validation) = (open("train")?, open("validation")?);
     assert_eq!(train.class_names(), ["cats", "dogs"]);
     assert_eq!((train.len(), validation.len()), (2000, 500));
@@ -43,24 +47,47 @@ fn small_convnet_learns_real_cats_vs_dogs() -> Result<()> {
         .augment(Augment::new().flip_horizontal())
         .training(true)
         .device(device.clone());
-    let mut validation = DataLoader::new(validation, 100).augment(Augment::new().flip_horizontal().rotation(0.2)).device(device.clone());
+    let mut validation = DataLoader::new(validation, 100)
+        .augment(Augment::new().flip_horizontal().rotation(0.2))
+        .device(device.clone());
 
     let varmap = VarMap::new();
     let model = SmallCatsDogs::new(VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
-    let optimizer = Adam::from_varmap(&varmap, AdamConfig { lr: 3e-3, ..Default::default() });
-    let mut trainer = Trainer::new(&model, &varmap, Loss::BinaryCrossEntropy, optimizer).with_verbosity(Verbosity::Lines);
+    let optimizer = Adam::from_varmap(
+        &varmap,
+        AdamConfig {
+            lr: 3e-3,
+            ..Default::default()
+        },
+    );
+    let mut trainer = Trainer::new(&model, &varmap, Loss::BinaryCrossEntropy, optimizer)
+        .with_verbosity(Verbosity::Lines);
     let history = trainer.fit(&mut train, Some(&mut validation), 8)?;
 
     let first = trainer.evaluate(&mut validation)?;
     let second = trainer.evaluate(&mut validation)?;
-    assert_eq!(first.loss, second.loss, "evaluation must not augment: two passes differ");
+    assert_eq!(
+        first.loss, second.loss,
+        "evaluation must not augment: two passes differ"
+    );
     let accuracy = first.accuracy.unwrap();
-    assert!(accuracy >= 0.62, "validation accuracy {accuracy:.3} is near chance; history: {}", history.to_csv());
+    assert!(
+        accuracy >= 0.62,
+        "validation accuracy {accuracy:.3} is near chance; history: {}",
+        history.to_csv()
+    );
     let losses = history.loss();
-    assert!(losses.last().unwrap() < &(losses[0] * 0.95), "training loss did not fall: {losses:?}");
+    assert!(
+        losses.last().unwrap() < &(losses[0] * 0.95),
+        "training loss did not fall: {losses:?}"
+    );
 
     let data = varmap.data().lock().unwrap();
-    let mean = data["bn1.running_mean"].as_tensor().abs()?.sum_all()?.to_scalar::<f32>()?;
+    let mean = data["bn1.running_mean"]
+        .as_tensor()
+        .abs()?
+        .sum_all()?
+        .to_scalar::<f32>()?;
     assert!(mean > 1e-3, "batch-norm moving mean never updated");
     Ok(())
 }

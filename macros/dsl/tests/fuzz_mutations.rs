@@ -49,8 +49,28 @@ fn seeds() -> Vec<TokenStream> {
 }
 
 const IDENTS: &[&str] = &[
-    "conv2d", "relu", "residual", "project", "auto", "same", "valid", "stride", "padding", "block", "for", "in",
-    "size", "linear", "flatten", "max_pool2d", "batch_norm", "model", "assert_shape", "pub", "Net", "groups",
+    "conv2d",
+    "relu",
+    "residual",
+    "project",
+    "auto",
+    "same",
+    "valid",
+    "stride",
+    "padding",
+    "block",
+    "for",
+    "in",
+    "size",
+    "linear",
+    "flatten",
+    "max_pool2d",
+    "batch_norm",
+    "model",
+    "assert_shape",
+    "pub",
+    "Net",
+    "groups",
 ];
 
 fn random_literal(rng: &mut StdRng) -> TokenTree {
@@ -76,7 +96,9 @@ fn mutate(tokens: Vec<TokenTree>, rng: &mut StdRng) -> Vec<TokenTree> {
     let i = rng.gen_range(0..tokens.len());
     let descend = matches!(tokens[i], TokenTree::Group(_)) && rng.gen_bool(0.7);
     if descend {
-        let TokenTree::Group(g) = &tokens[i] else { unreachable!() };
+        let TokenTree::Group(g) = &tokens[i] else {
+            unreachable!()
+        };
         let inner = mutate(g.stream().into_iter().collect(), rng);
         let mut ng = Group::new(g.delimiter(), inner.into_iter().collect());
         ng.set_span(g.span());
@@ -98,7 +120,10 @@ fn mutate(tokens: Vec<TokenTree>, rng: &mut StdRng) -> Vec<TokenTree> {
         3 => tokens[i] = random_literal(rng),
         _ => {
             let name = IDENTS[rng.gen_range(0..IDENTS.len())];
-            tokens[i] = TokenTree::Ident(proc_macro2::Ident::new(name, proc_macro2::Span::call_site()));
+            tokens[i] = TokenTree::Ident(proc_macro2::Ident::new(
+                name,
+                proc_macro2::Span::call_site(),
+            ));
         }
     }
     tokens
@@ -129,7 +154,10 @@ fn ten_thousand_mutations_never_panic() {
         }
     }
     // Both outcomes must occur, or the mutations are not exercising the checks.
-    assert!(generated > 100 && rejected > 1000, "generated {generated}, rejected {rejected}");
+    assert!(
+        generated > 100 && rejected > 1000,
+        "generated {generated}, rejected {rejected}"
+    );
 }
 
 #[test]

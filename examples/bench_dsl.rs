@@ -1,0 +1,378 @@
+//! Benchmark: the generated mini-Xception against the same network hand-written in plain
+//! candle (`tests/common/hand_xception.rs`) on the same weights, plus the macro's expansion
+//! time.
+//!
+//! `cargo run --release --example bench_dsl -- [--iters N] [--warmup N] [--budget-s S]
+//! [--expand-iters N] [--sizes 180,64]`; `BENCH_ITERS` sets the default of `--iters` (3).
+//! Each figure is the median of up to N timed iterations after `--warmup` (1) untimed ones;
+//! the generated and hand-written models are timed alternately, and timing stops early once a
+//! measurement has taken `--budget-s` (10) seconds, so the default run fits a few minutes on
+//! two cores. The printed lines say how many samples each median is of.
+//!
+//! Timed, at 180x180 (`convnet::zoo::MiniXception`, dropout 0.5 before the head) and 64x64
+//! (the same description, dropout-free), batch 16, on the CPU:
+//! - inference: `forward_t(x, false)`;
+//! - a training step: `forward_t(x, true)`, binary cross-entropy from logits
+//!   (`convnet_runtime::loss`), backward, one Adam step (`convnet_runtime::optim`).
+//!
+//! Candle's own `max_pool2d` has no backward when kernel != stride (mini-Xception pools 3x3 with
+//! stride 2), so for the training step the hand-written model pools with
+//! `convnet_runtime::ops::max_pool2d` when candle's cannot backprop; the printed line says so.
+//! A failing training step is printed, not fatal.
+
+#[path = "../tests/common/hand_xception.rs"]
+mod hand_xception;
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use convnet::loss::binary_cross_entropy_with_logits;
+use convnet::optim::{Adam, AdamConfig, TrainOptimizer};
+use convnet::prelude::*;
+use convnet::zoo::MiniXception;
+use hand_xception::{HandXception, Pooling};
+use std::time::{Duration, Instant};
+
+/// mimalloc avoids page faults on freshly mapped tensor buffers (see the README).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+convnet! {
+    /// Mini-Xception at 64x64, dropout-free (as in `tests/generated_vs_candle.rs`).
+    pub Xception64(3, 64, 64) -> (1) {
+        rescale(1.0 / 255.0),
+        conv2d(32, 5, bias = false),
+        for size in [32, 64, 128, 256, 512] {
+            residual(project = conv2d(size, 1, stride = 2, padding = same, bias = false)) {
+                batch_norm, relu,
+                separable_conv2d(size, 3, padding = same, bias = false),
+                batch_norm, relu,
+                separable_conv2d(size, 3, padding = same, bias = false),
+                max_pool2d(3, stride = 2, padding = same),
+            }
+        }
+        global_avg_pool2d,
+        linear(1),
+    }
+}
+
+const BATCH: usize = 16;
+
+struct Options {
+    iters: usize,
+    warmup: usize,
+    expand_iters: usize,
+    budget: Duration,
+    sizes: Vec<usize>,
+}
+
+fn parse_options() -> Options {
+    let env_iters = std::env::var("BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let mut o = Options {
+        iters: env_iters.unwrap_or(3),
+        warmup: 1,
+        expand_iters: 200,
+        budget: Duration::from_secs(10),
+        sizes: vec![180, 64],
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+        let number = || {
+            value
+                .parse::<usize>()
+                .unwrap_or_else(|_| usage(&format!("{flag}: `{value}` is not a number")))
+        };
+        match flag.as_str() {
+            "--iters" => o.iters = number().max(1),
+            "--warmup" => o.warmup = number(),
+            "--expand-iters" => o.expand_iters = number().max(1),
+            "--budget-s" => o.budget = Duration::from_secs(number() as u64),
+            "--sizes" => {
+                o.sizes = value
+                    .split(',')
+                    .map(|s| match s.trim().parse() {
+                        Ok(n @ (64 | 180)) => n,
+                        _ => usage(&format!("--sizes: `{s}` is not 64 or 180")),
+                    })
+                    .collect()
+            }
+            _ => usage(&format!("unknown flag `{flag}`")),
+        }
+    }
+    o
+}
+
+fn usage(msg: &str) -> ! {
+    eprintln!(
+        "{msg}\nusage: bench_dsl [--iters N] [--warmup N] [--budget-s S] [--expand-iters N] [--sizes 180,64]"
+    );
+    std::process::exit(2)
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Median wall time of `iters` calls of `f` after `warmup` untimed ones.
+fn time_it(warmup: usize, iters: usize, mut f: impl FnMut() -> Result<()>) -> Result<Duration> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let mut samples = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let start = Instant::now();
+        f()?;
+        samples.push(start.elapsed());
+    }
+    Ok(median(samples))
+}
+
+/// A median and how many samples it is of.
+type Timing = Result<(Duration, usize)>;
+
+/// One side of [`time_pair`]: what is timed, its samples, and its error once it failed.
+type Side<'a> = (
+    &'a mut dyn FnMut() -> Result<()>,
+    Vec<Duration>,
+    Option<candle_core::Error>,
+);
+
+/// Times `a` and `b` alternately (so load from other processes hits both alike): `warmup`
+/// untimed calls of each, then up to `o.iters` timed rounds, stopping early once `o.budget`
+/// has been spent on timed rounds. A side that fails is dropped and reports its error.
+fn time_pair(
+    o: &Options,
+    mut a: impl FnMut() -> Result<()>,
+    mut b: impl FnMut() -> Result<()>,
+) -> (Timing, Timing) {
+    let mut sides: [Side; 2] = [(&mut a, Vec::new(), None), (&mut b, Vec::new(), None)];
+    for _ in 0..o.warmup {
+        for (f, _, err) in sides.iter_mut() {
+            if err.is_none() {
+                if let Err(e) = f() {
+                    *err = Some(e);
+                }
+            }
+        }
+    }
+    let start = Instant::now();
+    for _ in 0..o.iters {
+        for (f, samples, err) in sides.iter_mut() {
+            if err.is_none() {
+                let t = Instant::now();
+                match f() {
+                    Ok(()) => samples.push(t.elapsed()),
+                    Err(e) => *err = Some(e),
+                }
+            }
+        }
+        if start.elapsed() > o.budget {
+            break;
+        }
+    }
+    let [a, b] = sides.map(|(_, samples, err)| match err {
+        Some(e) => Err(e),
+        None => {
+            let n = samples.len();
+            Ok((median(samples), n))
+        }
+    });
+    (a, b)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn ratio_line(what: &str, generated: &Timing, hand: &Timing, note: &str) {
+    let show = |r: &Timing| match r {
+        Ok((d, n)) => format!("{:.1} ms (median of {n})", ms(*d)),
+        // The first line only: candle appends a backtrace when RUST_BACKTRACE is set.
+        Err(e) => format!("failed ({})", e.to_string().lines().next().unwrap_or("")),
+    };
+    let ratio = match (generated, hand) {
+        (Ok((g, _)), Ok((h, _))) => format!(", ratio {:.2}", g.as_secs_f64() / h.as_secs_f64()),
+        _ => String::new(),
+    };
+    println!(
+        "{what}: generated {}, hand-written {}{ratio}{note}",
+        show(generated),
+        show(hand)
+    );
+}
+
+/// Whether candle's own 3x3 stride-2 max pooling has a backward.
+fn candle_pool_backprops() -> bool {
+    let probe = || -> Result<()> {
+        let v = Var::ones((1, 1, 5, 5), DType::F32, &Device::Cpu)?;
+        v.as_tensor()
+            .max_pool2d_with_stride(3, 2)?
+            .sum_all()?
+            .backward()?;
+        Ok(())
+    };
+    probe().is_ok()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+    (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+}
+
+/// One training step: forward in training mode, BCE from logits, backward, Adam.
+fn train_step(
+    forward: &dyn Fn(&Tensor, bool) -> Result<Tensor>,
+    opt: &mut Adam,
+    x: &Tensor,
+    y: &Tensor,
+) -> Result<()> {
+    let logits = forward(x, true)?;
+    let loss = binary_cross_entropy_with_logits(&logits, y)?;
+    let grads = loss.backward()?;
+    opt.apply(&grads)
+}
+
+fn bench_size<M: Network>(size: usize, dropout: Option<f32>, o: &Options) -> Result<()> {
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let generated = M::new(vb.clone())?;
+    let mut hand = HandXception::new(vb.clone())?;
+    if let Some(rate) = dropout {
+        hand = hand.with_dropout(rate);
+    }
+    let x = Tensor::rand(0f32, 255f32, (BATCH, 3, size, size), &dev)?;
+    let y = Tensor::rand(0f32, 1f32, BATCH, &dev)?
+        .ge(0.5)?
+        .to_dtype(DType::U32)?;
+    let tag = format!("{size}x{size} b{BATCH}");
+
+    let d = max_abs_diff(
+        &generated.forward_t(&x, false)?,
+        &hand.forward_t(&x, false)?,
+    )?;
+    if d > 1e-4 {
+        println!("WARNING {tag}: generated and hand-written outputs differ by {d}");
+    }
+    let (fwd_g, fwd_h) = time_pair(
+        o,
+        || generated.forward_t(&x, false).map(drop),
+        || hand.forward_t(&x, false).map(drop),
+    );
+    ratio_line(
+        &format!("forward {tag}"),
+        &fwd_g,
+        &fwd_h,
+        &format!(" (eval mode; outputs agree to {d:.1e})"),
+    );
+
+    // The same weights for both: two Adam instances over one VarMap (each updates the shared
+    // variables; only the time matters here).
+    let mut opt_g = Adam::from_varmap(&varmap, AdamConfig::default());
+    let mut opt_h = Adam::from_varmap(&varmap, AdamConfig::default());
+    let note = if candle_pool_backprops() {
+        " (hand-written pools with candle's max_pool2d)".to_string()
+    } else {
+        hand = hand.with_pooling(Pooling::Runtime);
+        " (hand-written pools with convnet_runtime::ops::max_pool2d: candle's max_pool2d has \
+         no backward for kernel 3 != stride 2)"
+            .to_string()
+    };
+    let gen_forward = |x: &Tensor, train: bool| generated.forward_t(x, train);
+    let hand_forward = |x: &Tensor, train: bool| hand.forward_t(x, train);
+    let (train_g, train_h) = time_pair(
+        o,
+        || train_step(&gen_forward, &mut opt_g, &x, &y),
+        || train_step(&hand_forward, &mut opt_h, &x, &y),
+    );
+    ratio_line(&format!("train step {tag}"), &train_g, &train_h, &note);
+    Ok(())
+}
+
+/// The mini-Xception description (doc comment and model) cut from `src/zoo.rs`, so the timed
+/// tokens are exactly what the zoo expands.
+fn mini_xception_description() -> String {
+    let zoo = include_str!("../src/zoo.rs");
+    let start = zoo
+        .find("/// Mini-Xception")
+        .expect("src/zoo.rs documents MiniXception");
+    let open = start + zoo[start..].find('{').expect("MiniXception has a body");
+    let mut depth = 0;
+    for (i, ch) in zoo[open..].char_indices() {
+        match ch {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return zoo[start..=open + i].to_string();
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("MiniXception's body is not closed in src/zoo.rs")
+}
+
+/// Token trees, counting inside groups.
+fn count_tokens(tokens: proc_macro2::TokenStream) -> usize {
+    tokens
+        .into_iter()
+        .map(|t| match t {
+            proc_macro2::TokenTree::Group(g) => 1 + count_tokens(g.stream()),
+            _ => 1,
+        })
+        .sum()
+}
+
+fn bench_expand(iters: usize) {
+    let text = mini_xception_description();
+    let tokens: proc_macro2::TokenStream = text.parse().expect("the description tokenizes");
+    let out = convnet_dsl::expand(tokens.clone());
+    let out_text = out.to_string();
+    if out_text.contains("compile_error") {
+        println!("WARNING: expanding MiniXception produced compile errors");
+    }
+    let expand = time_it(iters.min(10), iters, || {
+        std::hint::black_box(convnet_dsl::expand(std::hint::black_box(tokens.clone())));
+        Ok(())
+    })
+    .expect("expansion cannot fail");
+    let parse = time_it(iters.min(10), iters, || {
+        let t: proc_macro2::TokenStream = text.parse().expect("the description tokenizes");
+        std::hint::black_box(t);
+        Ok(())
+    })
+    .expect("tokenizing cannot fail");
+    println!(
+        "macro expansion MiniXception: {:.3} ms (median of {iters}; {} input tokens -> {} output \
+         chars; tokenizing the text alone {:.3} ms)",
+        ms(expand),
+        count_tokens(tokens),
+        out_text.len(),
+        ms(parse)
+    );
+}
+
+fn main() {
+    let o = parse_options();
+    println!(
+        "bench_dsl: candle CPU, {} threads, median of {} iterations after {} warm-up",
+        candle_core::utils::get_num_threads(),
+        o.iters,
+        o.warmup
+    );
+    bench_expand(o.expand_iters);
+    for &size in &o.sizes {
+        let result = match size {
+            180 => bench_size::<MiniXception>(180, Some(0.5), &o),
+            _ => bench_size::<Xception64>(64, None, &o),
+        };
+        if let Err(e) = result {
+            println!("{size}x{size}: benchmark failed: {e}");
+        }
+    }
+}
