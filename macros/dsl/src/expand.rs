@@ -148,15 +148,10 @@ impl Gen {
                 quote!(let x = #cn::ModuleT::forward_t(&self.#f, &x, train)?;)
             }
             Op::Linear { units, bias } => {
-                let ctor = if *bias {
-                    quote!(#cn::linear)
-                } else {
-                    quote!(#cn::linear_no_bias)
-                };
                 let f = self.field(
                     &path,
                     quote!(#cn::Linear),
-                    quote!(#ctor(#in_c, #units, vb.pp(#path))?),
+                    quote!(#rt::layers::linear(#in_c, #units, #bias, vb.pp(#path))?),
                 );
                 module(&f)
             }

@@ -2,7 +2,7 @@
 
 use crate::ops::{self, Pad2d, Window2d};
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{init, Init, VarBuilder};
+use candle_nn::{Init, Linear, VarBuilder};
 
 /// Hyper-parameters of a 2-d convolution beyond its channel counts and kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,13 +42,19 @@ impl Conv2dConfig {
     }
 }
 
-fn bias_init(fan_in: usize) -> Init {
-    let bound = 1.0 / (fan_in as f64).sqrt();
+/// Keras' default kernel initialiser, Glorot (Xavier) uniform: `U(-b, b)` with
+/// `b = sqrt(6 / (fan_in + fan_out))`. Unlike Kaiming initialisation it does not amplify
+/// the un-activated residual path of models such as mini-Xception.
+pub fn glorot_uniform(fan_in: usize, fan_out: usize) -> Init {
+    let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
     Init::Uniform {
         lo: -bound,
         up: bound,
     }
 }
+
+/// Biases start at zero, as in Keras.
+const BIAS_INIT: Init = Init::Const(0.0);
 
 /// A 2-d convolution over NCHW tensors with explicit, possibly asymmetric padding.
 ///
@@ -78,7 +84,7 @@ pub fn conv2d(
             config.groups
         );
     }
-    let fan_in = in_channels / config.groups * kernel.0 * kernel.1;
+    let area = kernel.0 * kernel.1;
     let weight = vb.get_with_hints(
         (
             out_channels,
@@ -87,10 +93,10 @@ pub fn conv2d(
             kernel.1,
         ),
         "weight",
-        init::DEFAULT_KAIMING_NORMAL,
+        glorot_uniform(in_channels / config.groups * area, out_channels * area),
     )?;
     let bias = if config.bias {
-        Some(vb.get_with_hints(out_channels, "bias", bias_init(fan_in))?)
+        Some(vb.get_with_hints(out_channels, "bias", BIAS_INIT)?)
     } else {
         None
     };
@@ -167,13 +173,16 @@ pub fn depthwise_conv2d(
     vb: VarBuilder,
 ) -> Result<DepthwiseConv2d> {
     let out = in_channels * multiplier;
+    // Keras computes the fans of a depthwise kernel (kh, kw, in, multiplier) as
+    // kh * kw * in and kh * kw * multiplier.
+    let area = kernel.0 * kernel.1;
     let weight = vb.get_with_hints(
         (out, 1, kernel.0, kernel.1),
         "weight",
-        init::DEFAULT_KAIMING_NORMAL,
+        glorot_uniform(area * in_channels, area * multiplier),
     )?;
     let bias = if config.bias {
-        Some(vb.get_with_hints(out, "bias", bias_init(kernel.0 * kernel.1))?)
+        Some(vb.get_with_hints(out, "bias", BIAS_INIT)?)
     } else {
         None
     };
@@ -255,5 +264,76 @@ pub fn separable_conv2d(
 impl Module for SeparableConv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.pointwise.forward(&self.depthwise.forward(x)?)
+    }
+}
+
+/// A fully connected layer (`candle_nn::Linear`, parameters `weight` `[out, in]` and `bias`
+/// `[out]`) initialised like Keras' `Dense`: Glorot-uniform weights, zero bias.
+///
+/// # Shapes
+/// `[N, in]` -> `[N, out]`.
+pub fn linear(
+    in_features: usize,
+    out_features: usize,
+    bias: bool,
+    vb: VarBuilder,
+) -> Result<Linear> {
+    let weight = vb.get_with_hints(
+        (out_features, in_features),
+        "weight",
+        glorot_uniform(in_features, out_features),
+    )?;
+    let bias = if bias {
+        Some(vb.get_with_hints(out_features, "bias", BIAS_INIT)?)
+    } else {
+        None
+    };
+    Ok(Linear::new(weight, bias))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    fn max_abs(t: &Tensor) -> f32 {
+        t.abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    #[test]
+    fn weights_are_glorot_uniform_and_biases_zero() -> Result<()> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let conv = conv2d(64, 128, (3, 3), Conv2dConfig::default(), vb.pp("c"))?;
+        let bound = (6.0f32 / (64.0 * 9.0 + 128.0 * 9.0)).sqrt();
+        let m = max_abs(conv.weight());
+        assert!(
+            m <= bound && m > 0.8 * bound,
+            "max |w| {m} vs bound {bound}"
+        );
+        assert_eq!(max_abs(conv.bias().unwrap()), 0.0);
+        let dw = depthwise_conv2d(256, 1, (3, 3), Conv2dConfig::default(), vb.pp("d"))?;
+        let bound = (6.0f32 / (9.0 * 256.0 + 9.0)).sqrt();
+        let m = max_abs(dw.weight());
+        assert!(
+            m <= bound && m > 0.8 * bound,
+            "max |w| {m} vs bound {bound}"
+        );
+        let fc = linear(512, 10, true, vb.pp("l"))?;
+        let bound = (6.0f32 / 522.0).sqrt();
+        let m = max_abs(fc.weight());
+        assert!(
+            m <= bound && m > 0.8 * bound,
+            "max |w| {m} vs bound {bound}"
+        );
+        Ok(())
     }
 }

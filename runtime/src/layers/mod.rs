@@ -7,7 +7,7 @@ mod pool;
 
 pub use crate::ops::{Pad2d, Window2d};
 pub use conv::{
-    conv2d, depthwise_conv2d, separable_conv2d, Conv2d, Conv2dConfig, DepthwiseConv2d,
-    SeparableConv2d,
+    conv2d, depthwise_conv2d, glorot_uniform, linear, separable_conv2d, Conv2d, Conv2dConfig,
+    DepthwiseConv2d, SeparableConv2d,
 };
 pub use pool::{global_avg_pool2d, global_max_pool2d, zero_pad2d, AvgPool2d, MaxPool2d};
