@@ -132,6 +132,10 @@ impl Module for Conv2d {
         let in_channels = x.dim(1)?;
         let y = if c.groups > 1 && c.groups == in_channels && self.weight.dim(1)? == 1 {
             ops::depthwise_conv2d(x, &self.weight, &c.window((kh, kw)))?
+        } else if (kh, kw) == (1, 1) && c.groups == 1 && c.padding.is_zero() {
+            // Matrix multiplies forward and backward (candle's conv backward goes through
+            // conv_transpose2d, and its fast 1x1 path covers stride 1 only).
+            ops::pointwise_conv2d(x, &self.weight, (c.stride, c.stride))?
         } else {
             let (x, p) = match c.padding.as_uniform() {
                 Some(p) => (x.clone(), p),

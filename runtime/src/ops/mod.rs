@@ -11,6 +11,8 @@
 //! | [`depthwise_conv2d`] | fast custom op ([`depthwise`]) | converted to `f32`, fast op, converted back | [`composite`] (candle grouped conv) |
 //! | [`max_pool2d`] | fast custom op ([`pool`]) | converted to `f32`, fast op | [`composite`] (no backward when kernel != stride) |
 //! | [`avg_pool2d`] | fast custom op ([`pool`]) | converted to `f32`, fast op | [`composite`] |
+//! | [`batch_norm_train`], [`batch_norm_eval`], [`channel_affine`] | fast custom op ([`batch_norm`]) | converted to `f32`, fast op | [`composite`] |
+//! | [`pointwise_conv2d`] | candle matrix multiplies everywhere (forward and both gradients) | | |
 //! | [`pad2d_with`] | candle ops everywhere | | |
 //!
 //! The fast ops have CPU forward and backward kernels (parallel over batch x channel planes
@@ -26,6 +28,7 @@
 //! `bench_kernels` example measures glibc, glibc with `GLIBC_TUNABLES` and mimalloc, and
 //! mimalloc as the global allocator removes nearly all of those page faults.
 
+pub mod batch_norm;
 pub mod composite;
 mod cpu;
 pub mod depthwise;
@@ -33,6 +36,7 @@ pub mod pool;
 
 use candle_core::{DType, Result, Tensor};
 
+pub use batch_norm::BatchNormTrain;
 pub use composite::pad2d_with;
 
 /// How an op runs its arguments: natively, through `f32`, or on the composite path.
@@ -106,6 +110,117 @@ pub fn avg_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
         Path::ViaF32 => pool::avg_pool2d_cpu(&x.to_dtype(DType::F32)?, win)?.to_dtype(x.dtype()),
         Path::Composite => composite::avg_pool2d(x, win),
     }
+}
+
+/// Training-mode batch normalisation over every dim but 1 (batch statistics, biased
+/// variance), then ReLU when `relu`, with backward for `x`, `gamma` and `beta`; also returns
+/// the batch mean and biased variance (without gradient) for running averages.
+///
+/// On CPU this is the fused custom op of [`batch_norm`] (two passes forward, two backward);
+/// elsewhere the [`composite`] reference.
+///
+/// # Shapes
+/// `x`: `[N, C, ...]`, `gamma`, `beta`: `[C]` -> `y`: `[N, C, ...]`, `mean`, `var`: `[C]`.
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<BatchNormTrain> {
+    match path(&[x, gamma, beta]) {
+        Path::Native => batch_norm::batch_norm_train_cpu(x, gamma, beta, eps, relu),
+        Path::ViaF32 => {
+            let f = |t: &Tensor| t.to_dtype(DType::F32);
+            let r = batch_norm::batch_norm_train_cpu(&f(x)?, &f(gamma)?, &f(beta)?, eps, relu)?;
+            Ok(BatchNormTrain {
+                y: r.y.to_dtype(x.dtype())?,
+                mean: r.mean.to_dtype(x.dtype())?,
+                var: r.var.to_dtype(x.dtype())?,
+            })
+        }
+        Path::Composite => composite::batch_norm_train(x, gamma, beta, eps, relu),
+    }
+}
+
+/// Eval-mode batch normalisation from given statistics (no gradient to `mean` and `std`):
+/// `y = (x - mean[c]) / std[c] * gamma[c] + beta[c]`, then ReLU when `relu`, in that order
+/// (candle_nn's, so the result matches `candle_nn::BatchNorm` in eval mode to rounding), with
+/// backward for `x`, `gamma` and `beta`. `std` is `sqrt(running_var + eps)`.
+///
+/// On CPU one pass of the custom op of [`batch_norm`]; elsewhere the [`composite`] reference.
+///
+/// # Shapes
+/// `x`: `[N, C, ...]`, `mean`, `std`, `gamma`, `beta`: `[C]` -> `[N, C, ...]`.
+pub fn batch_norm_eval(
+    x: &Tensor,
+    mean: &Tensor,
+    std: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    relu: bool,
+) -> Result<Tensor> {
+    match path(&[x, gamma, beta]) {
+        Path::Native => batch_norm::batch_norm_eval_cpu(x, mean, std, gamma, beta, relu),
+        Path::ViaF32 => {
+            let f = |t: &Tensor| t.to_dtype(DType::F32);
+            batch_norm::batch_norm_eval_cpu(&f(x)?, mean, std, &f(gamma)?, &f(beta)?, relu)?
+                .to_dtype(x.dtype())
+        }
+        Path::Composite => composite::batch_norm_eval(x, mean, std, gamma, beta, relu),
+    }
+}
+
+/// Per-channel affine map `x * scale[c] + shift[c]`, then ReLU when `relu` (eval-mode batch
+/// norm with its statistics folded into `scale` and `shift`), with backward for all inputs.
+///
+/// On CPU one pass of the custom op of [`batch_norm`]; elsewhere the [`composite`] reference.
+///
+/// # Shapes
+/// `x`: `[N, C, ...]`, `scale`, `shift`: `[C]` -> `[N, C, ...]`.
+pub fn channel_affine(x: &Tensor, scale: &Tensor, shift: &Tensor, relu: bool) -> Result<Tensor> {
+    match path(&[x, scale, shift]) {
+        Path::Native => batch_norm::channel_affine_cpu(x, scale, shift, relu),
+        Path::ViaF32 => {
+            let f = |t: &Tensor| t.to_dtype(DType::F32);
+            batch_norm::channel_affine_cpu(&f(x)?, &f(scale)?, &f(shift)?, relu)?
+                .to_dtype(x.dtype())
+        }
+        Path::Composite => composite::channel_affine(x, scale, shift, relu),
+    }
+}
+
+/// 1x1 convolution with stride `stride` and no padding as a batched matrix multiply
+/// `weight [O, C] x x [N, C, OH*OW]` (the input subsampled first when strided), so the
+/// forward and both gradients (input: `weight^T x dy`, weight: `sum_n dy x^T`) are matrix
+/// multiplies. Candle ops only: runs on every device.
+///
+/// # Shapes
+/// `x`: `[N, C, H, W]`, `weight`: `[O, C, 1, 1]` -> `[N, O, ceil(H / sh), ceil(W / sw)]`.
+pub fn pointwise_conv2d(x: &Tensor, weight: &Tensor, stride: (usize, usize)) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (o, ci, kh, kw) = weight.dims4()?;
+    if ci != c || kh != 1 || kw != 1 || stride.0 == 0 || stride.1 == 0 {
+        candle_core::bail!(
+            "pointwise_conv2d: weight {:?} / stride {stride:?} do not fit input {:?}",
+            weight.dims(),
+            x.dims()
+        );
+    }
+    let (sh, sw) = stride;
+    let (oh, ow) = (h.div_ceil(sh), w.div_ceil(sw));
+    let x = if sh == 1 && sw == 1 {
+        x.clone()
+    } else {
+        x.pad_with_zeros(2, 0, oh * sh - h)?
+            .pad_with_zeros(3, 0, ow * sw - w)?
+            .reshape((n, c, oh, sh, ow, sw))?
+            .narrow(3, 0, 1)?
+            .narrow(5, 0, 1)?
+    };
+    let x = x.reshape((n, c, oh * ow))?;
+    let wt = weight.reshape((1, o, c))?.broadcast_as((n, o, c))?;
+    wt.matmul(&x)?.reshape((n, o, oh, ow))
 }
 
 /// Explicit spatial padding of a 2-d op: rows added at the top and bottom, columns at the left
