@@ -1,9 +1,10 @@
 //! Batch normalisation (optionally fused with the following ReLU) as candle custom ops with
 //! CPU kernels for `f32` and `f64`.
 //!
-//! Training mode ([`batch_norm_train_cpu`]): one pass computes the per-channel batch mean
-//! and biased variance (accumulated in `f64` around a per-channel shift, so no cancellation
-//! on offset data), a second writes `y = relu?(gamma * (x - mean) / sqrt(var + eps) + beta)`.
+//! Training mode ([`batch_norm_train_cpu`]): two reading passes compute the per-channel batch
+//! mean and biased variance (two-pass, so no cancellation on offset data) in the element type
+//! and in candle's summation order, so results match `candle_nn::BatchNorm` to the bit; a
+//! third writes `y = relu?((x - mean) / sqrt(var + eps) * gamma + beta)`.
 //! The backward is closed-form: one pass sums `g = dy * [y > 0]` and `g * xhat` per channel
 //! (the gradients of `beta` and `gamma`), one writes
 //! `dx = gamma / sqrt(var + eps) * (g - mean(g) - xhat * mean(g * xhat))`.
@@ -158,27 +159,87 @@ fn par_write<T: Send>(
 // ---------------------------------------------------------------------------------------
 // Training forward.
 
+/// A sum over one channel's values (batch-major, as candle_nn's batch norm lays them out)
+/// in exactly candle's CPU order, so the statistics match `candle_nn::BatchNorm` bit for bit:
+/// for `f32` on AVX2 machines 32 interleaved lanes over the whole 32-element chunks reduced
+/// pairwise as candle's AVX `vec_sum` does, then the tail added in order; otherwise in order.
+fn candle_sum<T: WithDType>(
+    planes: impl Iterator<Item = impl Iterator<Item = T>>,
+    len: usize,
+) -> T {
+    let lanes = T::DTYPE == candle_core::DType::F32 && avx2();
+    if !lanes {
+        let mut s = T::zero();
+        for p in planes {
+            for v in p {
+                s += v;
+            }
+        }
+        return s;
+    }
+    let np = len & !31;
+    let mut acc = [T::zero(); 32];
+    let mut tail = [T::zero(); 32];
+    let mut g = 0usize;
+    for p in planes {
+        for v in p {
+            if g < np {
+                acc[g & 31] += v;
+            } else {
+                tail[g - np] = v;
+            }
+            g += 1;
+        }
+    }
+    // x[0] += x[1], x[2] += x[3], x[0] += x[2] (8-lane registers), then the 128-bit halves,
+    // then two horizontal adds.
+    let mut r = [T::zero(); 8];
+    for l in 0..8 {
+        r[l] = (acc[l] + acc[8 + l]) + (acc[16 + l] + acc[24 + l]);
+    }
+    let t0 = [r[0] + r[4], r[1] + r[5], r[2] + r[6], r[3] + r[7]];
+    let mut s = (t0[0] + t0[1]) + (t0[2] + t0[3]);
+    for &v in &tail[..len - np] {
+        s += v;
+    }
+    s
+}
+
+fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Batch mean and biased variance per channel, computed as candle_nn's batch norm does (in
+/// `T`: `mean = sum(x) * (1 / M)`, `var = sum((x - mean)^2) * (1 / M)`), in parallel over
+/// channels.
 fn stats<T: WithDType + Sync>(x: &[T], n: usize, c: usize, hw: usize, eps: f64) -> Stats {
-    let m = (n * hw) as f64;
+    let m = n * hw;
+    let inv_m = T::from_f64(1f64 / m as f64);
     let per: Vec<(f64, f64)> = (0..c)
         .into_par_iter()
         .map(|ch| {
-            if n * hw == 0 {
+            if m == 0 {
                 return (0.0, 0.0);
             }
-            let shift = x[ch * hw].to_f64();
-            let (mut s, mut s2) = (0.0f64, 0.0f64);
-            for b in 0..n {
-                let p = &x[(b * c + ch) * hw..][..hw];
-                for &v in p {
-                    let d = v.to_f64() - shift;
-                    s += d;
-                    s2 += d * d;
-                }
-            }
-            let mean_d = s / m;
-            let var = (s2 / m - mean_d * mean_d).max(0.0);
-            (shift + mean_d, var)
+            let plane = |b: usize| x[(b * c + ch) * hw..][..hw].iter().copied();
+            let mean = candle_sum((0..n).map(plane), m) * inv_m;
+            let sq = candle_sum(
+                (0..n).map(|b| {
+                    plane(b).map(move |v| {
+                        let d = v - mean;
+                        d * d
+                    })
+                }),
+                m,
+            );
+            (mean.to_f64(), (sq * inv_m).to_f64())
         })
         .collect();
     let mean: Vec<f64> = per.iter().map(|p| p.0).collect();
