@@ -36,24 +36,7 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-convnet! {
-    /// Mini-Xception at 64x64, dropout-free (as in `tests/generated_vs_candle.rs`).
-    pub Xception64(3, 64, 64) -> (1) {
-        rescale(1.0 / 255.0),
-        conv2d(32, 5, bias = false),
-        for size in [32, 64, 128, 256, 512] {
-            residual(project = conv2d(size, 1, stride = 2, padding = same, bias = false)) {
-                batch_norm, relu,
-                separable_conv2d(size, 3, padding = same, bias = false),
-                batch_norm, relu,
-                separable_conv2d(size, 3, padding = same, bias = false),
-                max_pool2d(3, stride = 2, padding = same),
-            }
-        }
-        global_avg_pool2d,
-        linear(1),
-    }
-}
+convnet::mini_xception!(Xception64, 64);
 
 const BATCH: usize = 16;
 
@@ -369,7 +352,7 @@ fn main() {
     for &size in &o.sizes {
         let result = match size {
             180 => bench_size::<MiniXception>(180, Some(0.5), &o),
-            _ => bench_size::<Xception64>(64, None, &o),
+            _ => bench_size::<Xception64>(64, Some(0.5), &o),
         };
         if let Err(e) = result {
             println!("{size}x{size}: benchmark failed: {e}");

@@ -28,36 +28,10 @@ use std::time::Instant;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Mini-Xception (as in `convnet::zoo::MiniXception`) at a given square input size: the
-/// size is part of the model's type, so each supported size is its own struct.
-macro_rules! mini_xception {
-    ($($name:ident = $size:literal),* $(,)?) => {$(
-        convnet! {
-            pub $name(3, $size, $size) -> (1) {
-                rescale(1.0 / 255.0),
-                conv2d(32, 5, bias = false),
-                for size in [32, 64, 128, 256, 512] {
-                    residual(project = conv2d(size, 1, stride = 2, padding = same, bias = false)) {
-                        batch_norm, relu,
-                        separable_conv2d(size, 3, padding = same, bias = false),
-                        batch_norm, relu,
-                        separable_conv2d(size, 3, padding = same, bias = false),
-                        max_pool2d(3, stride = 2, padding = same),
-                    }
-                }
-                global_avg_pool2d,
-                dropout(0.5),
-                linear(1),
-            }
-        }
-    )*};
-}
-
-mini_xception!(
-    MiniXception64 = 64,
-    MiniXception96 = 96,
-    MiniXception128 = 128
-);
+// Mini-Xception (as `convnet::zoo::MiniXception`) at the smaller supported input sizes.
+convnet::mini_xception!(MiniXception64, 64);
+convnet::mini_xception!(MiniXception96, 96);
+convnet::mini_xception!(MiniXception128, 128);
 
 #[derive(Parser, Debug)]
 #[command(about = "Train mini-Xception on cats vs dogs (or built-in generated data)")]

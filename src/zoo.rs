@@ -22,26 +22,48 @@ convnet! {
             max_pool2d(2, padding = same),
         }
     }
+}
 
-    /// Mini-Xception, the seed's cats-vs-dogs classifier: residual blocks of separable
-    /// convolutions with strided projections, ending in one logit.
-    pub MiniXception(3, 180, 180) -> (1) {
-        rescale(1.0 / 255.0),
-        conv2d(32, 5, bias = false),
-        for size in [32, 64, 128, 256, 512] {
-            residual(project = conv2d(size, 1, stride = 2, padding = same, bias = false)) {
-                batch_norm, relu,
-                separable_conv2d(size, 3, padding = same, bias = false),
-                batch_norm, relu,
-                separable_conv2d(size, 3, padding = same, bias = false),
-                max_pool2d(3, stride = 2, padding = same),
+/// Defines mini-Xception (the seed's cats-vs-dogs classifier: residual blocks of separable
+/// convolutions with strided projections, ending in one logit) at a square input size.
+/// The size is part of the model's type, so each size is its own struct:
+///
+/// ```
+/// convnet::mini_xception!(
+///     /// Mini-Xception at 64x64.
+///     MiniXception64, 64
+/// );
+/// assert_eq!(MiniXception64::OUTPUT_SHAPE, &[1]);
+/// ```
+#[macro_export]
+macro_rules! mini_xception {
+    ($(#[$attr:meta])* $name:ident, $size:literal) => {
+        $crate::convnet! {
+            $(#[$attr])*
+            pub $name(3, $size, $size) -> (1) {
+                rescale(1.0 / 255.0),
+                conv2d(32, 5, bias = false),
+                for size in [32, 64, 128, 256, 512] {
+                    residual(project = conv2d(size, 1, stride = 2, padding = same, bias = false)) {
+                        batch_norm, relu,
+                        separable_conv2d(size, 3, padding = same, bias = false),
+                        batch_norm, relu,
+                        separable_conv2d(size, 3, padding = same, bias = false),
+                        max_pool2d(3, stride = 2, padding = same),
+                    }
+                }
+                global_avg_pool2d,
+                dropout(0.5),
+                linear(1),
             }
         }
-        global_avg_pool2d,
-        dropout(0.5),
-        linear(1),
-    }
+    };
 }
+
+mini_xception!(
+    /// Mini-Xception at the seed's 180x180 input.
+    MiniXception, 180
+);
 
 convnet! {
     block vgg_stage(filters, convs) {

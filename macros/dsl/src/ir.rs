@@ -8,9 +8,13 @@ use syn::{Attribute, Ident, Path, Visibility};
 /// Explicit padding in rows/columns: top, bottom, left, right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pad4 {
+    /// Rows above.
     pub top: usize,
+    /// Rows below.
     pub bottom: usize,
+    /// Columns on the left.
     pub left: usize,
+    /// Columns on the right.
     pub right: usize,
 }
 
@@ -28,12 +32,19 @@ pub enum Padding {
 /// Element-wise activations.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Activation {
+    /// `max(x, 0)`.
     Relu,
+    /// `1 / (1 + exp(-x))`.
     Sigmoid,
+    /// Hyperbolic tangent.
     Tanh,
+    /// Exact (erf) GELU.
     Gelu,
+    /// `x * sigmoid(x)`.
     Silu,
+    /// `x` if positive, else `alpha * x`.
     LeakyRelu(f64),
+    /// Softmax over dim 1 (channels or features).
     Softmax,
 }
 
@@ -49,6 +60,7 @@ pub enum Project {
 
 /// One lowered layer.
 pub enum Op {
+    /// Dense or grouped 2-d convolution.
     Conv2d {
         filters: usize,
         kernel: (usize, usize),
@@ -58,6 +70,7 @@ pub enum Op {
         groups: usize,
         bias: bool,
     },
+    /// Per-channel 2-d convolution.
     DepthwiseConv2d {
         kernel: (usize, usize),
         multiplier: usize,
@@ -66,6 +79,7 @@ pub enum Op {
         dilation: usize,
         bias: bool,
     },
+    /// Depthwise then 1x1 pointwise convolution.
     SeparableConv2d {
         filters: usize,
         kernel: (usize, usize),
@@ -75,41 +89,35 @@ pub enum Op {
         dilation: usize,
         bias: bool,
     },
-    BatchNorm {
-        eps: f64,
-        momentum: f64,
-    },
+    /// Batch normalisation (1-d or 2-d by input rank).
+    BatchNorm { eps: f64, momentum: f64 },
+    /// An element-wise activation.
     Activation(Activation),
+    /// Max (`max`) or average pooling.
     Pool {
         max: bool,
         kernel: (usize, usize),
         stride: (usize, usize),
         padding: Padding,
     },
-    GlobalPool {
-        max: bool,
-    },
+    /// Pooling over all of H x W.
+    GlobalPool { max: bool },
+    /// Dropout with this rate, in training only.
     Dropout(f64),
+    /// `(C, H, W) -> (C * H * W)`.
     Flatten,
-    Linear {
-        units: usize,
-        bias: bool,
-    },
-    Rescale {
-        scale: f64,
-        offset: f64,
-    },
+    /// Fully connected layer.
+    Linear { units: usize, bias: bool },
+    /// `x * scale + offset`.
+    Rescale { scale: f64, offset: f64 },
+    /// Zero padding of the spatial dims.
     ZeroPad(Pad4),
     /// A compile-time check that the shape here is this.
     AssertShape(Vec<usize>),
-    Residual {
-        project: Project,
-        body: Vec<Node>,
-    },
+    /// `body(x) + project(x)`.
+    Residual { project: Project, body: Vec<Node> },
     /// A named scope: an instance of a user block, or a projection sequence.
-    Block {
-        body: Vec<Node>,
-    },
+    Block { body: Vec<Node> },
     /// A model from another description (or earlier in this one) used as a layer.
     Nested {
         path: Path,
@@ -165,13 +173,18 @@ impl Node {
 
 /// A lowered model.
 pub struct Model {
+    /// Attributes and doc comments for the struct.
     pub attrs: Vec<Attribute>,
+    /// Struct visibility.
     pub vis: Visibility,
+    /// Struct name.
     pub name: Ident,
     /// Input shape, or `None` when it was invalid.
     pub input: Option<Vec<usize>>,
+    /// Where the input shape is written.
     pub input_span: Span,
     /// Declared output shape and where it is written.
     pub output: Option<(Vec<usize>, Span)>,
+    /// The layers, in order.
     pub body: Vec<Node>,
 }

@@ -102,13 +102,25 @@ pub fn predict_batches<M: ModuleT + ?Sized>(model: &M, data: &mut dyn Batches) -
 /// `convnet!` network), the `VarMap` holding its variables, a loss and an optimizer, plus
 /// callbacks. Keeps the history and epoch count across `fit` calls and checkpoints.
 ///
-/// ```ignore
+/// ```no_run
+/// # use candle_core::{DType, Device, Tensor};
+/// # use candle_nn::{VarBuilder, VarMap};
+/// # use convnet_runtime::data::{DataLoader, TensorDataset};
+/// # use convnet_runtime::{loss::Loss, optim::{RmsProp, RmsPropConfig}};
+/// # use convnet_runtime::train::{ModelCheckpoint, Trainer};
+/// # fn main() -> candle_core::Result<()> {
+/// let dev = Device::Cpu;
 /// let varmap = VarMap::new();
-/// let model = MyNet::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+/// let model = candle_nn::linear(4, 1, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+/// let x = Tensor::randn(0f32, 1., (64, 4), &dev)?;
+/// let y = x.sum(1)?.ge(0f32)?.to_dtype(DType::U32)?;
+/// let mut train = DataLoader::new(TensorDataset::new(x, y)?, 16).shuffle(true).training(true);
 /// let opt = RmsProp::from_varmap(&varmap, RmsPropConfig::default());
 /// let mut trainer = Trainer::new(&model, &varmap, Loss::BinaryCrossEntropy, opt)
-///     .with_callback(ModelCheckpoint::best("ckpt", "val_loss"));
-/// let history = trainer.fit(&mut train, Some(&mut val), 30)?;
+///     .with_callback(ModelCheckpoint::best("ckpt", "loss"));
+/// let history = trainer.fit(&mut train, None, 30)?;
+/// println!("final loss {}", history.loss().last().unwrap());
+/// # Ok(()) }
 /// ```
 pub struct Trainer<'a, M: ModuleT + ?Sized> {
     model: &'a M,
