@@ -4,8 +4,8 @@
 //! `cargo run --release --example bench_train -- [--iters N] [--warmup N] [--budget-s S]
 //! [--sizes 180,64] [--batches 16,32] [--modes train,infer]`
 //!
-//! Cases: mode (train, infer) x size (180: `convnet::zoo::MiniXception`, dropout 0.5; 64: the
-//! same description at 64x64, dropout-free) x batch. Each case runs in a child process (this
+//! Cases: mode (train, infer) x size (180: `convnet::zoo::MiniXception`; 64: the same
+//! description at 64x64 from `convnet::mini_xception!`; both with dropout 0.5) x batch. Each case runs in a child process (this
 //! executable re-run with `--child`) so its peak memory is its own:
 //! - train: `forward_t(x, true)`, `convnet::loss::binary_cross_entropy_with_logits`, backward,
 //!   one RMSprop step (`convnet::optim`);
@@ -34,24 +34,10 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-convnet! {
-    /// Mini-Xception at 64x64, dropout-free.
-    pub Xception64(3, 64, 64) -> (1) {
-        rescale(1.0 / 255.0),
-        conv2d(32, 5, bias = false),
-        for size in [32, 64, 128, 256, 512] {
-            residual(project = conv2d(size, 1, stride = 2, padding = same, bias = false)) {
-                batch_norm, relu,
-                separable_conv2d(size, 3, padding = same, bias = false),
-                batch_norm, relu,
-                separable_conv2d(size, 3, padding = same, bias = false),
-                max_pool2d(3, stride = 2, padding = same),
-            }
-        }
-        global_avg_pool2d,
-        linear(1),
-    }
-}
+convnet::mini_xception!(
+    /// Mini-Xception at 64x64 (the zoo's description).
+    Xception64, 64
+);
 
 struct Options {
     iters: usize,

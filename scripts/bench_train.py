@@ -73,7 +73,7 @@ def main():
     mode, size, batch, fmt = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     iters, warmup, budget = int(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7])
     mf = torch.channels_last if fmt == "cl" else torch.contiguous_format
-    model = MiniXception(0.5 if size == 180 else 0.0).to(memory_format=mf)
+    model = MiniXception(0.5).to(memory_format=mf)
     x = (torch.rand(batch, 3, size, size) * 255).to(memory_format=mf)
     y = (torch.rand(batch, 1) > 0.5).float()
     opt = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
