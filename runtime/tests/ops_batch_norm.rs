@@ -1,5 +1,5 @@
 //! The fused batch-norm (+ReLU) ops, the per-channel affine op and the matrix-multiply 1x1
-//! convolution against their candle-op references: forward values, batch statistics and
+//! and im2col convolutions against their candle-op references: forward values, batch statistics and
 //! the gradients of every input, over random shapes including edge cases; and the
 //! `BatchNorm2d` layer against `candle_nn::BatchNorm` (outputs and running statistics).
 
@@ -278,7 +278,7 @@ fn batch_norm2d_layer_matches_candle_nn_batch_norm() {
 }
 
 #[test]
-fn pointwise_conv2d_matches_candle_conv2d_forward_and_gradients() {
+fn pointwise_and_im2col_conv2d_match_candle_conv2d_forward_and_gradients() {
     let mut rng = Rng::new(5);
     let cases = [
         (1, 1, 1, (1, 1), 1),
@@ -324,6 +324,41 @@ fn pointwise_conv2d_matches_candle_conv2d_forward_and_gradients() {
             assert_close(&fast.0, &slow.0, tol, tol, &format!("{what} y"));
             assert_close(&fast.2, &slow.2, tol, tol, &format!("{what} dx"));
             assert_close(&fast.3, &slow.3, tol, tol, &format!("{what} dw"));
+        }
+    }
+    // Dense convolutions as im2col + matmul.
+    for &(n, c, o, (h, w), k) in &[
+        (2, 3, 4, (7, 6), (3, 3)),
+        (1, 2, 5, (5, 9), (5, 2)),
+        (3, 1, 1, (4, 4), (4, 4)),
+    ] {
+        let x =
+            Var::from_tensor(&tensor(&rng.vec(n * c * h * w), &[n, c, h, w], DType::F64).unwrap())
+                .unwrap();
+        let wt = Var::from_tensor(
+            &tensor(&rng.vec(o * c * k.0 * k.1), &[o, c, k.0, k.1], DType::F64).unwrap(),
+        )
+        .unwrap();
+        let run = |f: &dyn Fn(&Tensor, &Tensor) -> Tensor| {
+            let y = f(x.as_tensor(), wt.as_tensor());
+            let r = tensor(&Rng::new(9).vec(y.elem_count()), y.dims(), DType::F64).unwrap();
+            let gs = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            [
+                values(&y),
+                values(gs.get(x.as_tensor()).unwrap()),
+                values(gs.get(wt.as_tensor()).unwrap()),
+            ]
+        };
+        let fast = run(&|x, w| ops::conv2d_im2col(x, w).unwrap());
+        let slow = run(&|x, w| x.conv2d(w, 0, 1, 1, 1).unwrap());
+        for (i, name) in ["y", "dx", "dw"].iter().enumerate() {
+            assert_close(
+                &fast[i],
+                &slow[i],
+                1e-10,
+                1e-10,
+                &format!("im2col {k:?} {name}"),
+            );
         }
     }
     // Through the layer: a 1x1 `Conv2d` with bias equals candle's conv2d plus bias.
