@@ -19,6 +19,7 @@
 use super::cpu::contiguous;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
 
 /// Per-channel statistics of one training-mode forward: batch mean, biased variance and
@@ -141,19 +142,31 @@ fn check_params(c: usize, l2: &Layout, l3: &Layout) -> Result<()> {
     Ok(())
 }
 
-/// Runs `f(c, plane)` over every batch x channel plane of `out` in parallel.
-fn par_write<T: Send>(
-    out: &mut [T],
+/// A new vector of `planes + extra` elements: `f(channel, plane index, plane)` fills each
+/// `hw`-element plane of the first `planes` (in parallel, without zeroing them first: `f`
+/// must write every element), the `extra` tail is zeroed.
+fn par_new<T: WithDType + Send>(
+    planes: usize,
+    extra: usize,
     c: usize,
     hw: usize,
-    f: impl Fn(usize, usize, &mut [T]) + Sync,
-) {
-    if hw == 0 {
-        return;
+    f: impl Fn(usize, usize, &mut [MaybeUninit<T>]) + Sync,
+) -> Vec<T> {
+    let total = planes + extra;
+    let mut v: Vec<T> = Vec::with_capacity(total);
+    let (body, rest) = v.spare_capacity_mut()[..total].split_at_mut(planes);
+    if hw > 0 {
+        body.par_chunks_mut(hw)
+            .enumerate()
+            .for_each(|(i, p)| f(i % c, i, p));
     }
-    out.par_chunks_mut(hw)
-        .enumerate()
-        .for_each(|(i, p)| f(i % c, i, p));
+    for e in rest {
+        e.write(T::zero());
+    }
+    // SAFETY: every plane was written by `f` (its contract; `planes` is a multiple of `hw`,
+    // or 0 when `hw` is 0) and the tail just above.
+    unsafe { v.set_len(total) };
+    v
 }
 
 // ---------------------------------------------------------------------------------------
@@ -257,23 +270,21 @@ fn affine<T: WithDType + Sync + Send>(
     relu: bool,
 ) -> Vec<T> {
     let c = a.len();
-    let mut y = vec![T::zero(); x.len()];
-    par_write(&mut y, c, hw, |ch, i, out| {
+    par_new(x.len(), 0, c, hw, |ch, i, out| {
         let inp = &x[i * hw..][..hw];
         let (a, b) = (T::from_f64(a[ch]), T::from_f64(b[ch]));
         if relu {
             let z = T::zero();
             for (o, &v) in out.iter_mut().zip(inp) {
                 let t = v * a + b;
-                *o = if t > z { t } else { z };
+                o.write(if t > z { t } else { z });
             }
         } else {
             for (o, &v) in out.iter_mut().zip(inp) {
-                *o = v * a + b;
+                o.write(v * a + b);
             }
         }
-    });
-    y
+    })
 }
 
 /// `y = relu?((x - mean[c]) / std[c] * g[c] + b[c])` plane by plane, in `T` and in that
@@ -289,17 +300,15 @@ fn normalize<T: WithDType + Sync + Send>(
     hw: usize,
     relu: bool,
 ) -> Vec<T> {
-    let mut y = vec![T::zero(); x.len()];
-    par_write(&mut y, c, hw, |ch, i, out| {
+    par_new(x.len(), 0, c, hw, |ch, i, out| {
         let inp = &x[i * hw..][..hw];
         let (m, s) = (T::from_f64(mean[ch]), T::from_f64(std[ch]));
         let (g, b, z) = (g[ch], b[ch], T::zero());
         for (o, &v) in out.iter_mut().zip(inp) {
             let t = (v - m) / s * g + b;
-            *o = if relu && t <= z { z } else { t };
+            o.write(if relu && t <= z { z } else { t });
         }
-    });
-    y
+    })
 }
 
 fn to_f64<T: WithDType>(v: &[T]) -> Vec<f64> {
@@ -442,9 +451,7 @@ impl BnTrainBwd {
             })
             .collect();
         let numel = x.len();
-        let mut out = vec![T::zero(); numel + 2 * c];
-        let (dx, rest) = out.split_at_mut(numel);
-        par_write(dx, c, hw, |ch, i, dxp| {
+        let mut out = par_new(numel, 2 * c, c, hw, |ch, i, dxp| {
             let o = i * hw;
             let (xp, gp, yp) = (&x[o..][..hw], &gy[o..][..hw], &y[o..][..hw]);
             let (mean, is) = (s.mean[ch], s.inv_std[ch]);
@@ -457,9 +464,10 @@ impl BnTrainBwd {
             let cx = T::from_f64(-k * is * mgx);
             for j in 0..hw {
                 let g = if relu && yp[j] <= zero { zero } else { gp[j] };
-                dxp[j] = a * g + cx * xp[j] + b;
+                dxp[j].write(a * g + cx * xp[j] + b);
             }
         });
+        let rest = &mut out[numel..];
         for ch in 0..c {
             rest[ch] = T::from_f64(sums[ch].1);
             rest[c + ch] = T::from_f64(sums[ch].0);
