@@ -31,7 +31,10 @@ struct Stats {
     inv_std: Vec<f64>,
 }
 
-/// Output of [`batch_norm_train_cpu`].
+/// Output of [`batch_norm_train_cpu`] (and of `ops::batch_norm_train`).
+///
+/// # Shapes
+/// `y`: the input's, `[N, C, ...]`; `mean`, `var`: `[C]`.
 #[derive(Debug, Clone)]
 pub struct BatchNormTrain {
     /// The normalised (and, when asked, rectified) output.
