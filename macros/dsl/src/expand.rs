@@ -24,6 +24,8 @@ struct Gen {
     fields: Vec<(Ident, TokenStream, TokenStream)>,
     rows: Vec<TokenStream>,
     checks: Vec<TokenStream>,
+    /// Set while generating a `batch_norm` that the following `relu` is fused into.
+    fuse_relu: bool,
 }
 
 fn full(scope: &str, name: &str) -> String {
@@ -76,8 +78,27 @@ impl Gen {
         });
     }
 
+    /// A sequence of nodes; `batch_norm, relu` pairs become one fused batch norm (the relu
+    /// keeps its summary row).
     fn seq(&mut self, nodes: &[Node], scope: &str) -> TokenStream {
-        let stmts = nodes.iter().map(|n| self.node(n, scope));
+        let mut stmts = Vec::with_capacity(nodes.len());
+        let mut i = 0;
+        while i < nodes.len() {
+            let fuse = matches!(nodes[i].op, Op::BatchNorm { .. })
+                && nodes
+                    .get(i + 1)
+                    .is_some_and(|n| matches!(n.op, Op::Activation(Activation::Relu)));
+            self.fuse_relu = fuse;
+            stmts.push(self.node(&nodes[i], scope));
+            self.fuse_relu = false;
+            if fuse {
+                // Only the summary row: the relu runs inside the batch norm.
+                let _ = self.node(&nodes[i + 1], scope);
+                i += 2;
+            } else {
+                i += 1;
+            }
+        }
         quote!(#(#stmts)*)
     }
 
@@ -140,10 +161,11 @@ impl Gen {
                 module(&f)
             }
             Op::BatchNorm { eps, momentum } => {
+                let relu = self.fuse_relu;
                 let f = self.field(
                     &path,
-                    quote!(#cn::BatchNorm),
-                    quote!(#cn::batch_norm(#in_c, #cn::BatchNormConfig { eps: #eps, remove_mean: true, affine: true, momentum: #momentum }, vb.pp(#path))?),
+                    quote!(#rt::layers::BatchNorm2d),
+                    quote!(#rt::layers::batch_norm2d(#in_c, #cn::BatchNormConfig { eps: #eps, remove_mean: true, affine: true, momentum: #momentum }, #relu, vb.pp(#path))?),
                 );
                 quote!(let x = #cn::ModuleT::forward_t(&self.#f, &x, train)?;)
             }

@@ -98,3 +98,77 @@ fn no_dilation(win: &Window2d) -> Result<()> {
     }
     Ok(())
 }
+
+/// Reference of [`super::batch_norm_train`] from candle ops.
+///
+/// # Shapes
+/// `x`: `[N, C, ...]`, `gamma`, `beta`: `[C]` -> `y`: `[N, C, ...]`, `mean`, `var`: `[C]`.
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<super::BatchNormTrain> {
+    let c = x.dim(1)?;
+    let mut bshape = vec![1usize; x.rank()];
+    bshape[1] = c;
+    let reduce: Vec<usize> = (0..x.rank()).filter(|&d| d != 1).collect();
+    let mean = x.mean_keepdim(reduce.as_slice())?;
+    let xc = x.broadcast_sub(&mean)?;
+    let var = xc.sqr()?.mean_keepdim(reduce.as_slice())?;
+    let y = xc
+        .broadcast_div(&(&var + eps)?.sqrt()?)?
+        .broadcast_mul(&gamma.reshape(bshape.as_slice())?)?
+        .broadcast_add(&beta.reshape(bshape.as_slice())?)?;
+    let y = if relu { y.relu()? } else { y };
+    Ok(super::BatchNormTrain {
+        y,
+        mean: mean.flatten_all()?.detach(),
+        var: var.flatten_all()?.detach(),
+    })
+}
+
+/// Reference of [`super::channel_affine`] from candle ops.
+///
+/// # Shapes
+/// `x`: `[N, C, ...]`, `scale`, `shift`: `[C]` -> `[N, C, ...]`.
+pub fn channel_affine(x: &Tensor, scale: &Tensor, shift: &Tensor, relu: bool) -> Result<Tensor> {
+    let mut bshape = vec![1usize; x.rank()];
+    bshape[1] = x.dim(1)?;
+    let y = x
+        .broadcast_mul(&scale.reshape(bshape.as_slice())?)?
+        .broadcast_add(&shift.reshape(bshape.as_slice())?)?;
+    if relu {
+        y.relu()
+    } else {
+        Ok(y)
+    }
+}
+
+/// Reference of [`super::batch_norm_eval`] from candle ops (`mean` and `std` detached).
+///
+/// # Shapes
+/// `x`: `[N, C, ...]`, `mean`, `std`, `gamma`, `beta`: `[C]` -> `[N, C, ...]`.
+pub fn batch_norm_eval(
+    x: &Tensor,
+    mean: &Tensor,
+    std: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    relu: bool,
+) -> Result<Tensor> {
+    let mut bshape = vec![1usize; x.rank()];
+    bshape[1] = x.dim(1)?;
+    let r = |t: &Tensor| t.reshape(bshape.as_slice());
+    let y = x
+        .broadcast_sub(&r(&mean.detach())?)?
+        .broadcast_div(&r(&std.detach())?)?
+        .broadcast_mul(&r(gamma)?)?
+        .broadcast_add(&r(beta)?)?;
+    if relu {
+        y.relu()
+    } else {
+        Ok(y)
+    }
+}

@@ -1,0 +1,388 @@
+//! The fused batch-norm (+ReLU) ops, the per-channel affine op and the matrix-multiply 1x1
+//! and im2col convolutions against their candle-op references: forward values, batch statistics and
+//! the gradients of every input, over random shapes including edge cases; and the
+//! `BatchNorm2d` layer against `candle_nn::BatchNorm` (outputs and running statistics).
+
+mod common;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{BatchNormConfig, ModuleT, VarBuilder, VarMap};
+use common::{assert_close, tensor, values, Rng};
+use convnet_runtime::layers::{batch_norm2d, conv2d, Conv2dConfig};
+use convnet_runtime::ops::{self, composite};
+
+/// Vars from random data (`offset` added to `x`).
+fn vars(rng: &mut Rng, xd: &[usize], c: usize, dt: DType, offset: f64) -> (Var, Var, Var) {
+    let n: usize = xd.iter().product();
+    let x: Vec<f64> = rng.vec(n).iter().map(|v| v * 2.0 + offset).collect();
+    let g: Vec<f64> = rng.vec(c).iter().map(|v| 1.0 + 0.5 * v).collect();
+    let b = rng.vec(c);
+    (
+        Var::from_tensor(&tensor(&x, xd, dt).unwrap()).unwrap(),
+        Var::from_tensor(&tensor(&g, &[c], dt).unwrap()).unwrap(),
+        Var::from_tensor(&tensor(&b, &[c], dt).unwrap()).unwrap(),
+    )
+}
+
+/// `(y, dx, dg, db)` of `f` under `loss = sum(y * r)`.
+fn grads(
+    f: impl Fn(&Tensor, &Tensor, &Tensor) -> Tensor,
+    (x, g, b): &(Var, Var, Var),
+    r: &Tensor,
+) -> [Vec<f64>; 4] {
+    let y = f(x.as_tensor(), g.as_tensor(), b.as_tensor());
+    let gs = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+    let get = |v: &Var| values(gs.get(v.as_tensor()).expect("gradient"));
+    [values(&y), get(x), get(g), get(b)]
+}
+
+fn shapes() -> Vec<Vec<usize>> {
+    let mut rng = Rng::new(7);
+    let mut v = vec![
+        vec![1, 1, 1, 2],  // two elements per channel
+        vec![2, 3, 1, 1],  // 1x1 planes
+        vec![1, 5, 7, 3],  // batch 1
+        vec![4, 16, 9, 9], // larger
+        vec![3, 4, 5],     // rank 3
+        vec![2, 6],        // rank 2 (no spatial dims)
+    ];
+    for _ in 0..6 {
+        v.push(vec![
+            rng.range(1, 4),
+            rng.range(1, 9),
+            rng.range(1, 11),
+            rng.range(1, 11),
+        ]);
+    }
+    v
+}
+
+#[test]
+fn batch_norm_train_matches_composite_forward_stats_and_gradients() {
+    let mut rng = Rng::new(1);
+    for (dt, tol) in [(DType::F64, 1e-9), (DType::F32, 2e-4)] {
+        for xd in shapes() {
+            let c = xd[1];
+            if xd.iter().product::<usize>() / c < 2 {
+                continue;
+            }
+            for relu in [false, true] {
+                for offset in [0.0, 50.0] {
+                    let v = vars(&mut rng, &xd, c, dt, offset);
+                    let r = tensor(&rng.vec(xd.iter().product()), &xd, dt).unwrap();
+                    let what = format!("{dt:?} {xd:?} relu {relu} offset {offset}");
+                    let fast = grads(
+                        |x, g, b| ops::batch_norm_train(x, g, b, 1e-3, relu).unwrap().y,
+                        &v,
+                        &r,
+                    );
+                    let slow = grads(
+                        |x, g, b| composite::batch_norm_train(x, g, b, 1e-3, relu).unwrap().y,
+                        &v,
+                        &r,
+                    );
+                    for (i, name) in ["y", "dx", "dgamma", "dbeta"].iter().enumerate() {
+                        let scale = if offset > 0.0 && dt == DType::F32 {
+                            10.0
+                        } else {
+                            1.0
+                        };
+                        assert_close(
+                            &fast[i],
+                            &slow[i],
+                            tol * scale,
+                            tol * scale,
+                            &format!("{what} {name}"),
+                        );
+                    }
+                    let a = ops::batch_norm_train(
+                        v.0.as_tensor(),
+                        v.1.as_tensor(),
+                        v.2.as_tensor(),
+                        1e-3,
+                        relu,
+                    )
+                    .unwrap();
+                    let b = composite::batch_norm_train(
+                        v.0.as_tensor(),
+                        v.1.as_tensor(),
+                        v.2.as_tensor(),
+                        1e-3,
+                        relu,
+                    )
+                    .unwrap();
+                    assert_close(
+                        &values(&a.mean),
+                        &values(&b.mean),
+                        tol * 100.0,
+                        tol,
+                        &format!("{what} mean"),
+                    );
+                    assert_close(
+                        &values(&a.var),
+                        &values(&b.var),
+                        tol * 100.0,
+                        tol * 10.0,
+                        &format!("{what} var"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn channel_affine_matches_composite_forward_and_gradients() {
+    let mut rng = Rng::new(2);
+    for (dt, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+        for xd in shapes() {
+            for relu in [false, true] {
+                let c = xd[1];
+                let v = vars(&mut rng, &xd, c, dt, 0.0);
+                let r = tensor(&rng.vec(xd.iter().product()), &xd, dt).unwrap();
+                let fast = grads(
+                    |x, s, b| ops::channel_affine(x, s, b, relu).unwrap(),
+                    &v,
+                    &r,
+                );
+                let slow = grads(
+                    |x, s, b| composite::channel_affine(x, s, b, relu).unwrap(),
+                    &v,
+                    &r,
+                );
+                for (i, name) in ["y", "dx", "dscale", "dshift"].iter().enumerate() {
+                    assert_close(
+                        &fast[i],
+                        &slow[i],
+                        tol,
+                        tol,
+                        &format!("{dt:?} {xd:?} relu {relu} {name}"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_norm_eval_matches_composite_forward_and_gradients() {
+    let mut rng = Rng::new(6);
+    for (dt, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-6)] {
+        for xd in shapes() {
+            for relu in [false, true] {
+                let c = xd[1];
+                let v = vars(&mut rng, &xd, c, dt, 0.0);
+                let mean = tensor(&rng.vec(c), &[c], dt).unwrap();
+                let std: Vec<f64> = rng.vec(c).iter().map(|s| 1.5 + s).collect();
+                let std = tensor(&std, &[c], dt).unwrap();
+                let r = tensor(&rng.vec(xd.iter().product()), &xd, dt).unwrap();
+                let fast = grads(
+                    |x, g, b| ops::batch_norm_eval(x, &mean, &std, g, b, relu).unwrap(),
+                    &v,
+                    &r,
+                );
+                let slow = grads(
+                    |x, g, b| composite::batch_norm_eval(x, &mean, &std, g, b, relu).unwrap(),
+                    &v,
+                    &r,
+                );
+                for (i, name) in ["y", "dx", "dgamma", "dbeta"].iter().enumerate() {
+                    assert_close(
+                        &fast[i],
+                        &slow[i],
+                        tol,
+                        tol,
+                        &format!("{dt:?} {xd:?} relu {relu} {name}"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn half_precision_and_non_contiguous_inputs() {
+    let mut rng = Rng::new(3);
+    let (x, g, b) = vars(&mut rng, &[2, 3, 4, 5], 3, DType::F32, 0.0);
+    let xt = x.as_tensor().transpose(2, 3).unwrap();
+    let fast = ops::batch_norm_train(&xt, g.as_tensor(), b.as_tensor(), 1e-5, true).unwrap();
+    let slow = composite::batch_norm_train(&xt, g.as_tensor(), b.as_tensor(), 1e-5, true).unwrap();
+    assert_close(
+        &values(&fast.y),
+        &values(&slow.y),
+        1e-5,
+        1e-5,
+        "transposed y",
+    );
+    let h = |t: &Tensor| t.to_dtype(DType::BF16).unwrap();
+    let fast = ops::batch_norm_train(
+        &h(x.as_tensor()),
+        &h(g.as_tensor()),
+        &h(b.as_tensor()),
+        1e-5,
+        false,
+    )
+    .unwrap();
+    assert_eq!(fast.y.dtype(), DType::BF16);
+    let slow =
+        composite::batch_norm_train(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-5, false)
+            .unwrap();
+    assert_close(&values(&fast.y), &values(&slow.y), 0.05, 0.02, "bf16 y");
+}
+
+#[test]
+fn batch_norm2d_layer_matches_candle_nn_batch_norm() {
+    let dev = Device::Cpu;
+    let cfg = BatchNormConfig {
+        eps: 1e-3,
+        remove_mean: true,
+        affine: true,
+        momentum: 0.01,
+    };
+    let mut rng = Rng::new(4);
+    for relu in [false, true] {
+        let vm_a = VarMap::new();
+        let vm_b = VarMap::new();
+        let ours = batch_norm2d(
+            6,
+            cfg,
+            relu,
+            VarBuilder::from_varmap(&vm_a, DType::F32, &dev),
+        )
+        .unwrap();
+        let theirs =
+            candle_nn::batch_norm(6, cfg, VarBuilder::from_varmap(&vm_b, DType::F32, &dev))
+                .unwrap();
+        let mut names_a: Vec<String> = vm_a.data().lock().unwrap().keys().cloned().collect();
+        let mut names_b: Vec<String> = vm_b.data().lock().unwrap().keys().cloned().collect();
+        names_a.sort();
+        names_b.sort();
+        assert_eq!(names_a, names_b, "parameter names");
+        for step in 0..3 {
+            let x = tensor(&rng.vec(2 * 6 * 5 * 4), &[2, 6, 5, 4], DType::F32).unwrap();
+            let x = x.affine(3.0, step as f64).unwrap();
+            let post = |t: Tensor| if relu { t.relu().unwrap() } else { t };
+            let a = ours.forward_t(&x, true).unwrap();
+            let b = post(theirs.forward_t(&x, true).unwrap());
+            assert_close(&values(&a), &values(&b), 1e-5, 1e-5, "train y");
+            for name in ["running_mean", "running_var"] {
+                let va = values(vm_a.data().lock().unwrap()[name].as_tensor());
+                let vb = values(vm_b.data().lock().unwrap()[name].as_tensor());
+                assert_close(&va, &vb, 1e-6, 1e-6, name);
+            }
+            let a = ours.forward_t(&x, false).unwrap();
+            let b = post(theirs.forward_t(&x, false).unwrap());
+            assert_close(&values(&a), &values(&b), 1e-5, 1e-5, "eval y");
+        }
+    }
+}
+
+#[test]
+fn pointwise_and_im2col_conv2d_match_candle_conv2d_forward_and_gradients() {
+    let mut rng = Rng::new(5);
+    let cases = [
+        (1, 1, 1, (1, 1), 1),
+        (2, 3, 4, (5, 5), 1),
+        (2, 3, 4, (5, 5), 2),
+        (3, 8, 5, (11, 7), 2),
+        (1, 4, 6, (6, 9), 3),
+        (2, 5, 2, (1, 1), 2),
+        (2, 16, 32, (12, 12), 2),
+    ];
+    for &(n, c, o, (h, w), s) in &cases {
+        for dt in [DType::F64, DType::F32] {
+            let tol = if dt == DType::F64 { 1e-10 } else { 1e-4 };
+            let xd = [n, c, h, w];
+            let x = Var::from_tensor(&tensor(&rng.vec(n * c * h * w), &xd, dt).unwrap()).unwrap();
+            let wt =
+                Var::from_tensor(&tensor(&rng.vec(o * c), &[o, c, 1, 1], dt).unwrap()).unwrap();
+            let run = |f: &dyn Fn(&Tensor, &Tensor) -> Tensor| {
+                let y = f(x.as_tensor(), wt.as_tensor());
+                let r = tensor(&Rng::new(9).vec(y.elem_count()), y.dims(), dt).unwrap();
+                let gs = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                (
+                    values(&y),
+                    y.dims().to_vec(),
+                    values(gs.get(x.as_tensor()).unwrap()),
+                    values(gs.get(wt.as_tensor()).unwrap()),
+                )
+            };
+            let fast = run(&|x, w| ops::pointwise_conv2d(x, w, (s, s)).unwrap());
+            // Reference: candle conv2d on the input padded to a multiple of the stride (its
+            // backward mis-sizes the input gradient otherwise), gradient cropped back.
+            let slow = run(&|xx, ww| {
+                let (ph, pw) = ((s - h % s) % s, (s - w % s) % s);
+                xx.pad_with_zeros(2, 0, ph)
+                    .unwrap()
+                    .pad_with_zeros(3, 0, pw)
+                    .unwrap()
+                    .conv2d(ww, 0, s, 1, 1)
+                    .unwrap()
+            });
+            let what = format!("{dt:?} {xd:?} -> {o} stride {s}");
+            assert_eq!(fast.1, slow.1, "{what} shape");
+            assert_close(&fast.0, &slow.0, tol, tol, &format!("{what} y"));
+            assert_close(&fast.2, &slow.2, tol, tol, &format!("{what} dx"));
+            assert_close(&fast.3, &slow.3, tol, tol, &format!("{what} dw"));
+        }
+    }
+    // Dense convolutions as im2col + matmul.
+    for &(n, c, o, (h, w), k) in &[
+        (2, 3, 4, (7, 6), (3, 3)),
+        (1, 2, 5, (5, 9), (5, 2)),
+        (3, 1, 1, (4, 4), (4, 4)),
+    ] {
+        let x =
+            Var::from_tensor(&tensor(&rng.vec(n * c * h * w), &[n, c, h, w], DType::F64).unwrap())
+                .unwrap();
+        let wt = Var::from_tensor(
+            &tensor(&rng.vec(o * c * k.0 * k.1), &[o, c, k.0, k.1], DType::F64).unwrap(),
+        )
+        .unwrap();
+        let run = |f: &dyn Fn(&Tensor, &Tensor) -> Tensor| {
+            let y = f(x.as_tensor(), wt.as_tensor());
+            let r = tensor(&Rng::new(9).vec(y.elem_count()), y.dims(), DType::F64).unwrap();
+            let gs = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            [
+                values(&y),
+                values(gs.get(x.as_tensor()).unwrap()),
+                values(gs.get(wt.as_tensor()).unwrap()),
+            ]
+        };
+        let fast = run(&|x, w| ops::conv2d_im2col(x, w).unwrap());
+        let slow = run(&|x, w| x.conv2d(w, 0, 1, 1, 1).unwrap());
+        for (i, name) in ["y", "dx", "dw"].iter().enumerate() {
+            assert_close(
+                &fast[i],
+                &slow[i],
+                1e-10,
+                1e-10,
+                &format!("im2col {k:?} {name}"),
+            );
+        }
+    }
+    // Through the layer: a 1x1 `Conv2d` with bias equals candle's conv2d plus bias.
+    let dev = Device::Cpu;
+    let vm = VarMap::new();
+    let cfg = Conv2dConfig {
+        stride: 2,
+        bias: true,
+        ..Conv2dConfig::default()
+    };
+    let layer = conv2d(
+        3,
+        4,
+        (1, 1),
+        cfg,
+        VarBuilder::from_varmap(&vm, DType::F32, &dev),
+    )
+    .unwrap();
+    let x = tensor(&rng.vec(2 * 3 * 6 * 6), &[2, 3, 6, 6], DType::F32).unwrap();
+    let a = candle_core::Module::forward(&layer, &x).unwrap();
+    let b = x
+        .conv2d(layer.weight(), 0, 2, 1, 1)
+        .unwrap()
+        .broadcast_add(&layer.bias().unwrap().reshape((1, 4, 1, 1)).unwrap())
+        .unwrap();
+    assert_close(&values(&a), &values(&b), 1e-5, 1e-5, "layer");
+}
