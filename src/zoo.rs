@@ -26,7 +26,9 @@ convnet! {
 
 /// Defines mini-Xception (the seed's cats-vs-dogs classifier: residual blocks of separable
 /// convolutions with strided projections, ending in one logit) at a square input size.
-/// The size is part of the model's type, so each size is its own struct:
+/// The size is part of the model's type, so each size is its own struct. An optional
+/// `bn_momentum = m` sets the weight of each batch in the moving statistics (default 0.01,
+/// Keras' 0.99).
 ///
 /// ```
 /// convnet::mini_xception!(
@@ -38,6 +40,9 @@ convnet! {
 #[macro_export]
 macro_rules! mini_xception {
     ($(#[$attr:meta])* $name:ident, $size:literal) => {
+        $crate::mini_xception!($(#[$attr])* $name, $size, bn_momentum = 0.01);
+    };
+    ($(#[$attr:meta])* $name:ident, $size:literal, bn_momentum = $momentum:literal) => {
         $crate::convnet! {
             $(#[$attr])*
             pub $name(3, $size, $size) -> (1) {
@@ -45,9 +50,9 @@ macro_rules! mini_xception {
                 conv2d(32, 5, bias = false),
                 for size in [32, 64, 128, 256, 512] {
                     residual(project = conv2d(size, 1, stride = 2, padding = same, bias = false)) {
-                        batch_norm, relu,
+                        batch_norm(momentum = $momentum), relu,
                         separable_conv2d(size, 3, padding = same, bias = false),
-                        batch_norm, relu,
+                        batch_norm(momentum = $momentum), relu,
                         separable_conv2d(size, 3, padding = same, bias = false),
                         max_pool2d(3, stride = 2, padding = same),
                     }
