@@ -28,14 +28,6 @@ struct Gen {
     fuse_relu: bool,
 }
 
-fn full(scope: &str, name: &str) -> String {
-    if scope.is_empty() {
-        name.to_string()
-    } else {
-        format!("{scope}.{name}")
-    }
-}
-
 fn pad2d(p: &Pad4) -> TokenStream {
     let rt = rt();
     let (t, b, l, r) = (p.top, p.bottom, p.left, p.right);
@@ -104,7 +96,7 @@ impl Gen {
 
     fn node(&mut self, node: &Node, scope: &str) -> TokenStream {
         let (rt, cn, cc) = (rt(), cn(), cc());
-        let path = full(scope, &node.name);
+        let path = crate::infer::path(scope, &node.name);
         let info = &node.info;
         let in_c = info.input.first().copied().unwrap_or(0);
         let params = info.params;

@@ -67,7 +67,8 @@ fn seq(
     shape
 }
 
-fn path(scope: &str, name: &str) -> String {
+/// The hierarchical name of `name` inside `scope`: `block1.conv2` (also its parameter path).
+pub fn path(scope: &str, name: &str) -> String {
     if scope.is_empty() {
         name.to_string()
     } else {
