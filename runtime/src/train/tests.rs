@@ -31,17 +31,18 @@ fn fit_learns_a_separable_problem() {
         adam(&varmap, 0.01),
     )
     .with_verbosity(Verbosity::Silent);
-    let h = trainer.fit(&mut train, Some(&mut val), 6).unwrap();
-    assert_eq!(h.len(), 6);
-    let (first, last) = (&h.epochs[0], &h.epochs[5]);
+    // Initialisation is random (candle's CPU RNG cannot be seeded): 10 epochs leave a margin.
+    let h = trainer.fit(&mut train, Some(&mut val), 10).unwrap();
+    assert_eq!(h.len(), 10);
+    let (first, last) = (&h.epochs[0], &h.epochs[9]);
     assert!(last.loss < first.loss * 0.7, "{:?}", h.loss());
     assert!(last.accuracy.unwrap() > first.accuracy.unwrap() || first.accuracy == Some(1.0));
     assert!(last.accuracy.unwrap() >= 0.95, "{:?}", h.accuracy());
     assert!(last.val_accuracy.unwrap() >= 0.95, "{:?}", h.val_accuracy());
     assert!(last.val_loss.unwrap() < first.val_loss.unwrap());
-    assert_eq!(trainer.epoch(), 6);
-    assert_eq!(trainer.global_step(), 6 * 8);
-    assert_eq!(trainer.optimizer().iterations(), 6 * 8);
+    assert_eq!(trainer.epoch(), 10);
+    assert_eq!(trainer.global_step(), 10 * 8);
+    assert_eq!(trainer.optimizer().iterations(), 10 * 8);
     // evaluate() is the same inference-mode pass as validation.
     let e = trainer.evaluate(&mut val).unwrap();
     assert_eq!(e.examples, 128);
