@@ -1,6 +1,6 @@
 //! Adam and AdamW (Keras `Adam` / `AdamW`).
 
-use super::{decayed, named_vars, positional, OptimizerState, Slots, TrainOptimizer};
+use super::{decayed, named_vars, OptimizerState, Slots, TrainOptimizer};
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Var};
 use candle_nn::VarMap;
@@ -169,25 +169,7 @@ impl TrainOptimizer for Adam {
     }
 }
 
-impl candle_nn::Optimizer for Adam {
-    type Config = AdamConfig;
-
-    fn new(vars: Vec<Var>, config: AdamConfig) -> Result<Self> {
-        Ok(Self::new_named(positional(vars), config))
-    }
-
-    fn step(&mut self, grads: &GradStore) -> Result<()> {
-        self.apply(grads)
-    }
-
-    fn learning_rate(&self) -> f64 {
-        self.config.lr
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.config.lr = lr;
-    }
-}
+super::impl_candle_optimizer!(Adam, AdamConfig);
 
 /// AdamW: [`Adam`] with decoupled weight decay on by default (Keras `AdamW`).
 #[derive(Debug)]
@@ -236,25 +218,7 @@ impl TrainOptimizer for AdamW {
     }
 }
 
-impl candle_nn::Optimizer for AdamW {
-    type Config = AdamWConfig;
-
-    fn new(vars: Vec<Var>, config: AdamWConfig) -> Result<Self> {
-        Ok(Self::new_named(positional(vars), config))
-    }
-
-    fn step(&mut self, grads: &GradStore) -> Result<()> {
-        self.0.apply(grads)
-    }
-
-    fn learning_rate(&self) -> f64 {
-        self.0.lr()
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.0.set_lr(lr)
-    }
-}
+super::impl_candle_optimizer!(AdamW, AdamWConfig);
 
 #[cfg(test)]
 mod tests {

@@ -73,6 +73,36 @@ pub fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
     vars
 }
 
+/// Implements `candle_nn::Optimizer` for an optimizer through its [`TrainOptimizer`]
+/// methods, so every optimizer here also works where candle expects one.
+macro_rules! impl_candle_optimizer {
+    ($ty:ty, $config:ty) => {
+        impl candle_nn::Optimizer for $ty {
+            type Config = $config;
+
+            fn new(vars: Vec<candle_core::Var>, config: $config) -> candle_core::Result<Self> {
+                Ok(Self::new_named($crate::optim::positional(vars), config))
+            }
+
+            fn step(
+                &mut self,
+                grads: &candle_core::backprop::GradStore,
+            ) -> candle_core::Result<()> {
+                $crate::optim::TrainOptimizer::apply(self, grads)
+            }
+
+            fn learning_rate(&self) -> f64 {
+                $crate::optim::TrainOptimizer::lr(self)
+            }
+
+            fn set_learning_rate(&mut self, lr: f64) {
+                $crate::optim::TrainOptimizer::set_lr(self, lr)
+            }
+        }
+    };
+}
+pub(crate) use impl_candle_optimizer;
+
 /// Names positional variables `param0`, `param1`, ...
 pub(crate) fn positional(vars: Vec<Var>) -> Vec<(String, Var)> {
     vars.into_iter()

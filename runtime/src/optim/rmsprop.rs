@@ -1,6 +1,6 @@
 //! RMSprop (Keras `RMSprop`): plain or centered, with optional momentum.
 
-use super::{decayed, named_vars, positional, OptimizerState, Slots, TrainOptimizer};
+use super::{decayed, named_vars, OptimizerState, Slots, TrainOptimizer};
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Var};
 use candle_nn::VarMap;
@@ -140,25 +140,7 @@ impl TrainOptimizer for RmsProp {
     }
 }
 
-impl candle_nn::Optimizer for RmsProp {
-    type Config = RmsPropConfig;
-
-    fn new(vars: Vec<Var>, config: RmsPropConfig) -> Result<Self> {
-        Ok(Self::new_named(positional(vars), config))
-    }
-
-    fn step(&mut self, grads: &GradStore) -> Result<()> {
-        self.apply(grads)
-    }
-
-    fn learning_rate(&self) -> f64 {
-        self.config.lr
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.config.lr = lr;
-    }
-}
+super::impl_candle_optimizer!(RmsProp, RmsPropConfig);
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,7 @@
 //! Stochastic gradient descent with momentum, Nesterov momentum and weight decay (Keras
 //! `SGD`).
 
-use super::{decayed, named_vars, positional, OptimizerState, Slots, TrainOptimizer};
+use super::{decayed, named_vars, OptimizerState, Slots, TrainOptimizer};
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Var};
 use candle_nn::VarMap;
@@ -124,25 +124,7 @@ impl TrainOptimizer for Sgd {
     }
 }
 
-impl candle_nn::Optimizer for Sgd {
-    type Config = SgdConfig;
-
-    fn new(vars: Vec<Var>, config: SgdConfig) -> Result<Self> {
-        Ok(Self::new_named(positional(vars), config))
-    }
-
-    fn step(&mut self, grads: &GradStore) -> Result<()> {
-        self.apply(grads)
-    }
-
-    fn learning_rate(&self) -> f64 {
-        self.config.lr
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.config.lr = lr;
-    }
-}
+super::impl_candle_optimizer!(Sgd, SgdConfig);
 
 #[cfg(test)]
 mod tests {
