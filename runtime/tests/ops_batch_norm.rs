@@ -1,6 +1,6 @@
-//! The fused batch-norm (+ReLU) ops, the per-channel affine op and the matrix-multiply 1x1
-//! and im2col convolutions against their candle-op references: forward values, batch statistics and
-//! the gradients of every input, over random shapes including edge cases; and the
+//! The fused batch-norm (+ReLU) ops and the per-channel affine op against their candle-op
+//! references: forward values, batch statistics and the gradients of every input, over random
+//! shapes including edge cases; and the
 //! `BatchNorm2d` layer against `candle_nn::BatchNorm` (outputs and running statistics).
 
 mod common;
@@ -8,7 +8,7 @@ mod common;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{BatchNormConfig, ModuleT, VarBuilder, VarMap};
 use common::{assert_close, tensor, values, Rng};
-use convnet_runtime::layers::{batch_norm2d, conv2d, Conv2dConfig};
+use convnet_runtime::layers::batch_norm2d;
 use convnet_runtime::ops::{self, composite};
 
 /// Vars from random data (`offset` added to `x`).
@@ -275,114 +275,4 @@ fn batch_norm2d_layer_matches_candle_nn_batch_norm() {
             assert_close(&values(&a), &values(&b), 1e-5, 1e-5, "eval y");
         }
     }
-}
-
-#[test]
-fn pointwise_and_im2col_conv2d_match_candle_conv2d_forward_and_gradients() {
-    let mut rng = Rng::new(5);
-    let cases = [
-        (1, 1, 1, (1, 1), 1),
-        (2, 3, 4, (5, 5), 1),
-        (2, 3, 4, (5, 5), 2),
-        (3, 8, 5, (11, 7), 2),
-        (1, 4, 6, (6, 9), 3),
-        (2, 5, 2, (1, 1), 2),
-        (2, 16, 32, (12, 12), 2),
-    ];
-    for &(n, c, o, (h, w), s) in &cases {
-        for dt in [DType::F64, DType::F32] {
-            let tol = if dt == DType::F64 { 1e-10 } else { 1e-4 };
-            let xd = [n, c, h, w];
-            let x = Var::from_tensor(&tensor(&rng.vec(n * c * h * w), &xd, dt).unwrap()).unwrap();
-            let wt =
-                Var::from_tensor(&tensor(&rng.vec(o * c), &[o, c, 1, 1], dt).unwrap()).unwrap();
-            let run = |f: &dyn Fn(&Tensor, &Tensor) -> Tensor| {
-                let y = f(x.as_tensor(), wt.as_tensor());
-                let r = tensor(&Rng::new(9).vec(y.elem_count()), y.dims(), dt).unwrap();
-                let gs = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
-                (
-                    values(&y),
-                    y.dims().to_vec(),
-                    values(gs.get(x.as_tensor()).unwrap()),
-                    values(gs.get(wt.as_tensor()).unwrap()),
-                )
-            };
-            let fast = run(&|x, w| ops::pointwise_conv2d(x, w, (s, s)).unwrap());
-            // Reference: candle conv2d on the input padded to a multiple of the stride (its
-            // backward mis-sizes the input gradient otherwise), gradient cropped back.
-            let slow = run(&|xx, ww| {
-                let (ph, pw) = ((s - h % s) % s, (s - w % s) % s);
-                xx.pad_with_zeros(2, 0, ph)
-                    .unwrap()
-                    .pad_with_zeros(3, 0, pw)
-                    .unwrap()
-                    .conv2d(ww, 0, s, 1, 1)
-                    .unwrap()
-            });
-            let what = format!("{dt:?} {xd:?} -> {o} stride {s}");
-            assert_eq!(fast.1, slow.1, "{what} shape");
-            assert_close(&fast.0, &slow.0, tol, tol, &format!("{what} y"));
-            assert_close(&fast.2, &slow.2, tol, tol, &format!("{what} dx"));
-            assert_close(&fast.3, &slow.3, tol, tol, &format!("{what} dw"));
-        }
-    }
-    // Dense convolutions as im2col + matmul.
-    for &(n, c, o, (h, w), k) in &[
-        (2, 3, 4, (7, 6), (3, 3)),
-        (1, 2, 5, (5, 9), (5, 2)),
-        (3, 1, 1, (4, 4), (4, 4)),
-    ] {
-        let x =
-            Var::from_tensor(&tensor(&rng.vec(n * c * h * w), &[n, c, h, w], DType::F64).unwrap())
-                .unwrap();
-        let wt = Var::from_tensor(
-            &tensor(&rng.vec(o * c * k.0 * k.1), &[o, c, k.0, k.1], DType::F64).unwrap(),
-        )
-        .unwrap();
-        let run = |f: &dyn Fn(&Tensor, &Tensor) -> Tensor| {
-            let y = f(x.as_tensor(), wt.as_tensor());
-            let r = tensor(&Rng::new(9).vec(y.elem_count()), y.dims(), DType::F64).unwrap();
-            let gs = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
-            [
-                values(&y),
-                values(gs.get(x.as_tensor()).unwrap()),
-                values(gs.get(wt.as_tensor()).unwrap()),
-            ]
-        };
-        let fast = run(&|x, w| ops::conv2d_im2col(x, w).unwrap());
-        let slow = run(&|x, w| x.conv2d(w, 0, 1, 1, 1).unwrap());
-        for (i, name) in ["y", "dx", "dw"].iter().enumerate() {
-            assert_close(
-                &fast[i],
-                &slow[i],
-                1e-10,
-                1e-10,
-                &format!("im2col {k:?} {name}"),
-            );
-        }
-    }
-    // Through the layer: a 1x1 `Conv2d` with bias equals candle's conv2d plus bias.
-    let dev = Device::Cpu;
-    let vm = VarMap::new();
-    let cfg = Conv2dConfig {
-        stride: 2,
-        bias: true,
-        ..Conv2dConfig::default()
-    };
-    let layer = conv2d(
-        3,
-        4,
-        (1, 1),
-        cfg,
-        VarBuilder::from_varmap(&vm, DType::F32, &dev),
-    )
-    .unwrap();
-    let x = tensor(&rng.vec(2 * 3 * 6 * 6), &[2, 3, 6, 6], DType::F32).unwrap();
-    let a = candle_core::Module::forward(&layer, &x).unwrap();
-    let b = x
-        .conv2d(layer.weight(), 0, 2, 1, 1)
-        .unwrap()
-        .broadcast_add(&layer.bias().unwrap().reshape((1, 4, 1, 1)).unwrap())
-        .unwrap();
-    assert_close(&values(&a), &values(&b), 1e-5, 1e-5, "layer");
 }

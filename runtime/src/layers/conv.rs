@@ -1,7 +1,7 @@
 //! Convolution layers: dense/grouped, depthwise, and depthwise-separable.
 
 use crate::ops::{self, Pad2d, Window2d};
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
 
 /// Hyper-parameters of a 2-d convolution beyond its channel counts and kernel.
@@ -139,18 +139,9 @@ impl Module for Conv2d {
         let y = if c.groups > 1 && c.groups == in_channels && self.weight.dim(1)? == 1 {
             ops::depthwise_conv2d(x, &self.weight, &c.window((kh, kw)))?
         } else if (kh, kw) == (1, 1) && c.groups == 1 && c.padding.is_zero() {
-            // Matrix multiplies forward and backward (candle's conv backward goes through
-            // conv_transpose2d, and its fast 1x1 path covers stride 1 only).
             ops::pointwise_conv2d(x, &self.weight, (c.stride, c.stride))?
-        } else if c.groups == 1
-            && c.stride == 1
-            && c.dilation == 1
-            && x.device().is_cpu()
-            && matches!(x.dtype(), DType::F32 | DType::F64)
-        {
-            // Candle's forward; a matrix-multiply weight gradient and no input gradient for
-            // the first layer.
-            ops::conv2d_mm_grad(&ops::pad2d_with(x, c.padding, 0.0)?, &self.weight)?
+        } else if c.groups == 1 {
+            ops::conv2d(x, &self.weight, &c.window((kh, kw)))?
         } else {
             let (x, p) = match c.padding.as_uniform() {
                 Some(p) => (x.clone(), p),

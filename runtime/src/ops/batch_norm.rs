@@ -16,8 +16,8 @@
 //! Work is parallel over channels (statistics, sums) and over batch x channel planes (the
 //! elementwise passes) with rayon.
 
-use super::cpu::contiguous;
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
+use super::cpu::{contiguous, multiversion, with_real_slices, Real};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
@@ -29,6 +29,10 @@ struct Stats {
     mean: Vec<f64>,
     var: Vec<f64>,
     inv_std: Vec<f64>,
+    /// The folded `gamma * inv_std` and `beta - mean * gamma * inv_std` the forward applied
+    /// (values of the element type).
+    scale: Vec<f64>,
+    shift: Vec<f64>,
 }
 
 /// Output of [`batch_norm_train_cpu`] (and of `ops::batch_norm_train`).
@@ -173,149 +177,183 @@ fn par_new<T: WithDType + Send>(
 }
 
 // ---------------------------------------------------------------------------------------
+// Plane kernels: 16 lanes of `T` per step (vectorised by the compiler), compiled for the
+// baseline target and for AVX2+FMA.
+
+const LANES: usize = 16;
+
+/// `t = x * a + b` and whether the fused ReLU passes the gradient at `t` (`t > 0`).
+#[inline(always)]
+fn pre_activation<T: Real, const FMA: bool>(x: T, a: T, b: T) -> T {
+    T::madd::<FMA>(x, a, b)
+}
+
+/// Adds `Σ (x - k)` and `Σ (x - k)²` over `x` to `out` (shifted sums: no cancellation when
+/// `k` is near the mean).
+#[inline(always)]
+fn moments_impl<T: Real, const FMA: bool>(x: &[T], k: T, out: &mut [f64; 2]) {
+    let (mut s1, mut s2) = ([T::ZERO; LANES], [T::ZERO; LANES]);
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            let d = c[l] - k;
+            s1[l] += d;
+            s2[l] = T::madd::<FMA>(d, d, s2[l]);
+        }
+    }
+    for &v in chunks.remainder() {
+        let d = v - k;
+        s1[0] += d;
+        s2[0] = T::madd::<FMA>(d, d, s2[0]);
+    }
+    out[0] += s1.iter().map(|v| v.to_f64()).sum::<f64>();
+    out[1] += s2.iter().map(|v| v.to_f64()).sum::<f64>();
+}
+
+/// `out = relu?(x * a + b)`.
+#[inline(always)]
+fn affine_impl<T: Real, const FMA: bool>(
+    x: &[T],
+    out: &mut [MaybeUninit<T>],
+    a: T,
+    b: T,
+    relu: bool,
+) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        let t = pre_activation::<T, FMA>(v, a, b);
+        o.write(if relu && t <= T::ZERO { T::ZERO } else { t });
+    }
+}
+
+/// Adds `Σ g` and `Σ g (x - m)` to `out`, where `g = dy` masked by the fused ReLU (recomputed
+/// from `x * a + b` exactly as the forward computed it).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn grad_sums_impl<T: Real, const FMA: bool>(
+    x: &[T],
+    dy: &[T],
+    a: T,
+    b: T,
+    m: T,
+    relu: bool,
+    out: &mut [f64; 2],
+) {
+    let (mut s1, mut s2) = ([T::ZERO; LANES], [T::ZERO; LANES]);
+    let n = x.len().min(dy.len());
+    let (x, dy) = (&x[..n], &dy[..n]);
+    let mut xc = x.chunks_exact(LANES);
+    let mut gc = dy.chunks_exact(LANES);
+    let step = |l: usize, x: T, g: T, s1: &mut [T; LANES], s2: &mut [T; LANES]| {
+        let g = if relu && pre_activation::<T, FMA>(x, a, b) <= T::ZERO {
+            T::ZERO
+        } else {
+            g
+        };
+        s1[l] += g;
+        s2[l] = T::madd::<FMA>(g, x - m, s2[l]);
+    };
+    for (xs, gs) in (&mut xc).zip(&mut gc) {
+        for l in 0..LANES {
+            step(l, xs[l], gs[l], &mut s1, &mut s2);
+        }
+    }
+    for (&x, &g) in xc.remainder().iter().zip(gc.remainder()) {
+        step(0, x, g, &mut s1, &mut s2);
+    }
+    out[0] += s1.iter().map(|v| v.to_f64()).sum::<f64>();
+    out[1] += s2.iter().map(|v| v.to_f64()).sum::<f64>();
+}
+
+/// `dx = kg * g + kx * x + k0`, with `g = dy` masked as in [`grad_sums_impl`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn grad_input_impl<T: Real, const FMA: bool>(
+    x: &[T],
+    dy: &[T],
+    out: &mut [MaybeUninit<T>],
+    (a, b, relu): (T, T, bool),
+    (kg, kx, k0): (T, T, T),
+) {
+    for ((o, &x), &g) in out.iter_mut().zip(x).zip(dy) {
+        let g = if relu && pre_activation::<T, FMA>(x, a, b) <= T::ZERO {
+            T::ZERO
+        } else {
+            g
+        };
+        o.write(T::madd::<FMA>(kg, g, T::madd::<FMA>(kx, x, k0)));
+    }
+}
+
+multiversion!(fn moments<T>(x: &[T], k: T, out: &mut [f64; 2]) => moments_impl);
+multiversion!(fn affine_plane<T>(x: &[T], out: &mut [MaybeUninit<T>], a: T, b: T, relu: bool) => affine_impl);
+multiversion!(fn grad_sums<T>(x: &[T], dy: &[T], a: T, b: T, m: T, relu: bool, out: &mut [f64; 2]) => grad_sums_impl);
+multiversion!(fn grad_input<T>(x: &[T], dy: &[T], out: &mut [MaybeUninit<T>], act: (T, T, bool), k: (T, T, T)) => grad_input_impl);
+
+/// Per-channel sums `f(plane, acc)` over the `n` planes of each channel, in parallel over
+/// channels.
+fn per_channel<T: Real>(
+    x: &[T],
+    (n, c, hw): (usize, usize, usize),
+    f: impl Fn(usize, usize, &mut [f64; 2]) + Sync,
+) -> Vec<[f64; 2]> {
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let mut acc = [0.0; 2];
+            if hw > 0 && !x.is_empty() {
+                for b in 0..n {
+                    f(ch, (b * c + ch) * hw, &mut acc);
+                }
+            }
+            acc
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
 // Training forward.
 
-/// A sum over one channel's values (batch-major, as candle_nn's batch norm lays them out)
-/// in exactly candle's CPU order, so the statistics match `candle_nn::BatchNorm` bit for bit:
-/// for `f32` on AVX2 machines 32 interleaved lanes over the whole 32-element chunks reduced
-/// pairwise as candle's AVX `vec_sum` does, then the tail added in order; otherwise in order.
-fn candle_sum<T: WithDType>(
-    planes: impl Iterator<Item = impl Iterator<Item = T>>,
-    len: usize,
-) -> T {
-    let lanes = T::DTYPE == candle_core::DType::F32 && avx2();
-    if !lanes {
-        let mut s = T::zero();
-        for p in planes {
-            for v in p {
-                s += v;
-            }
-        }
-        return s;
-    }
-    let np = len & !31;
-    let mut acc = [T::zero(); 32];
-    let mut tail = [T::zero(); 32];
-    let mut g = 0usize;
-    for p in planes {
-        for v in p {
-            if g < np {
-                acc[g & 31] += v;
-            } else {
-                tail[g - np] = v;
-            }
-            g += 1;
-        }
-    }
-    // x[0] += x[1], x[2] += x[3], x[0] += x[2] (8-lane registers), then the 128-bit halves,
-    // then two horizontal adds.
-    let mut r = [T::zero(); 8];
-    for l in 0..8 {
-        r[l] = (acc[l] + acc[8 + l]) + (acc[16 + l] + acc[24 + l]);
-    }
-    let t0 = [r[0] + r[4], r[1] + r[5], r[2] + r[6], r[3] + r[7]];
-    let mut s = (t0[0] + t0[1]) + (t0[2] + t0[3]);
-    for &v in &tail[..len - np] {
-        s += v;
+/// Batch mean and biased variance per channel in one reading pass (sums shifted by the
+/// channel's first value, accumulated in `f64` per plane), in parallel over channels.
+fn stats<T: Real>(x: &[T], (n, c, hw): (usize, usize, usize), eps: f64) -> Stats {
+    let m = (n * hw) as f64;
+    let sums = per_channel(x, (n, c, hw), |ch, off, acc| {
+        moments(&x[off..off + hw], x[ch * hw], acc)
+    });
+    let mut s = Stats::default();
+    for (ch, [s1, s2]) in sums.into_iter().enumerate() {
+        let (d, var) = if m > 0.0 {
+            let d = s1 / m;
+            (d, (s2 / m - d * d).max(0.0))
+        } else {
+            (0.0, 0.0)
+        };
+        let k = if m > 0.0 { x[ch * hw].to_f64() } else { 0.0 };
+        s.mean.push(k + d);
+        s.var.push(var);
+        s.inv_std.push(1.0 / (var + eps).sqrt());
     }
     s
 }
 
-fn avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// Batch mean and biased variance per channel, computed as candle_nn's batch norm does (in
-/// `T`: `mean = sum(x) * (1 / M)`, `var = sum((x - mean)^2) * (1 / M)`), in parallel over
-/// channels.
-fn stats<T: WithDType + Sync>(x: &[T], n: usize, c: usize, hw: usize, eps: f64) -> Stats {
-    let m = n * hw;
-    let inv_m = T::from_f64(1f64 / m as f64);
-    let per: Vec<(f64, f64)> = (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            if m == 0 {
-                return (0.0, 0.0);
-            }
-            let plane = |b: usize| x[(b * c + ch) * hw..][..hw].iter().copied();
-            let mean = candle_sum((0..n).map(plane), m) * inv_m;
-            let sq = candle_sum(
-                (0..n).map(|b| {
-                    plane(b).map(move |v| {
-                        let d = v - mean;
-                        d * d
-                    })
-                }),
-                m,
-            );
-            (mean.to_f64(), (sq * inv_m).to_f64())
-        })
-        .collect();
-    let mean: Vec<f64> = per.iter().map(|p| p.0).collect();
-    let var: Vec<f64> = per.iter().map(|p| p.1).collect();
-    let inv_std = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-    Stats { mean, var, inv_std }
-}
-
-/// `y = relu?(x * a[c] + b[c])` plane by plane.
-fn affine<T: WithDType + Sync + Send>(
-    x: &[T],
-    a: &[f64],
-    b: &[f64],
-    hw: usize,
-    relu: bool,
-) -> Vec<T> {
+/// `y = relu?(x * a[c] + b[c])` plane by plane, in `T`.
+fn affine<T: Real>(x: &[T], a: &[T], b: &[T], hw: usize, relu: bool) -> Vec<T> {
     let c = a.len();
     par_new(x.len(), 0, c, hw, |ch, i, out| {
-        let inp = &x[i * hw..][..hw];
-        let (a, b) = (T::from_f64(a[ch]), T::from_f64(b[ch]));
-        if relu {
-            let z = T::zero();
-            for (o, &v) in out.iter_mut().zip(inp) {
-                let t = v * a + b;
-                o.write(if t > z { t } else { z });
-            }
-        } else {
-            for (o, &v) in out.iter_mut().zip(inp) {
-                o.write(v * a + b);
-            }
-        }
+        affine_plane(&x[i * hw..][..hw], out, a[ch], b[ch], relu)
     })
 }
 
-/// `y = relu?((x - mean[c]) / std[c] * g[c] + b[c])` plane by plane, in `T` and in that
-/// order (candle_nn's).
-#[allow(clippy::too_many_arguments)]
-fn normalize<T: WithDType + Sync + Send>(
-    x: &[T],
-    mean: &[f64],
-    std: &[f64],
-    g: &[T],
-    b: &[T],
-    c: usize,
-    hw: usize,
-    relu: bool,
-) -> Vec<T> {
-    par_new(x.len(), 0, c, hw, |ch, i, out| {
-        let inp = &x[i * hw..][..hw];
-        let (m, s) = (T::from_f64(mean[ch]), T::from_f64(std[ch]));
-        let (g, b, z) = (g[ch], b[ch], T::zero());
-        for (o, &v) in out.iter_mut().zip(inp) {
-            let t = (v - m) / s * g + b;
-            o.write(if relu && t <= z { z } else { t });
-        }
-    })
-}
-
-fn to_f64<T: WithDType>(v: &[T]) -> Vec<f64> {
-    v.iter().map(|x| x.to_f64()).collect()
+/// The per-channel scale and shift of `(x - mean) / std * gamma + beta`, in `T`.
+fn fold<T: Real>(mean: &[f64], inv_std: &[f64], gamma: &[T], beta: &[T]) -> (Vec<T>, Vec<T>) {
+    mean.iter()
+        .zip(inv_std)
+        .zip(gamma.iter().zip(beta))
+        .map(|((&m, &is), (&g, &b))| {
+            let a = g.to_f64() * is;
+            (T::from_f64(a), T::from_f64(b.to_f64() - m * a))
+        })
+        .unzip()
 }
 
 struct BnTrain {
@@ -325,23 +363,12 @@ struct BnTrain {
 }
 
 impl BnTrain {
-    fn fwd<T: WithDType + Sync + Send>(
-        &self,
-        x: &[T],
-        gamma: &[T],
-        beta: &[T],
-        (n, c, hw): (usize, usize, usize),
-    ) -> Vec<T> {
-        let mut s = stats(x, n, c, hw, self.eps);
-        // The standard deviation as candle_nn computes it: `sqrt(var + eps)` in `T`.
-        let std: Vec<f64> = s
-            .var
-            .iter()
-            .map(|&v| T::from_f64((T::from_f64(v) + T::from_f64(self.eps)).to_f64().sqrt()))
-            .map(|v| v.to_f64())
-            .collect();
-        s.inv_std = std.iter().map(|v| 1.0 / v).collect();
-        let y = normalize(x, &s.mean, &std, gamma, beta, c, hw, self.relu);
+    fn fwd<T: Real>(&self, x: &[T], gamma: &[T], beta: &[T], d: (usize, usize, usize)) -> Vec<T> {
+        let mut s = stats(x, d, self.eps);
+        let (a, b) = fold(&s.mean, &s.inv_std, gamma, beta);
+        let y = affine(x, &a, &b, d.2, self.relu);
+        s.scale = a.iter().map(|v| v.to_f64()).collect();
+        s.shift = b.iter().map(|v| v.to_f64()).collect();
         *self.stats.lock().expect("batch-norm stats") = s;
         y
     }
@@ -386,7 +413,7 @@ impl CustomOp3 for BnTrain {
         x: &Tensor,
         gamma: &Tensor,
         _beta: &Tensor,
-        y: &Tensor,
+        _y: &Tensor,
         gy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let s = self.stats.lock().expect("batch-norm stats").clone();
@@ -394,13 +421,9 @@ impl CustomOp3 for BnTrain {
         let op = BnTrainBwd {
             relu: self.relu,
             stats: s,
-            gamma: gamma
-                .to_dtype(candle_core::DType::F64)?
-                .flatten_all()?
-                .to_vec1::<f64>()?,
         };
         // Packed result: dx, then dgamma, then dbeta.
-        let packed = x.apply_op3_no_bwd(&gy, y, &op)?;
+        let packed = x.apply_op2_no_bwd(&gy, &op)?;
         let (numel, c) = (x.elem_count(), gamma.elem_count());
         let dx = packed.narrow(0, 0, numel)?.reshape(x.shape())?;
         let dgamma = packed.narrow(0, numel, c)?.reshape(gamma.shape())?;
@@ -409,66 +432,50 @@ impl CustomOp3 for BnTrain {
     }
 }
 
-/// Backward of [`BnTrain`]: `(x, gy, y) -> [dx..., dgamma..., dbeta...]` (flat), where `dx`
-/// with the forward's statistics and `gamma`.
+/// Backward of [`BnTrain`]: `(x, gy) -> [dx..., dgamma..., dbeta...]` (flat), from the
+/// forward's statistics, scale and shift (the ReLU mask is recomputed from `x`, so the
+/// output is not read).
 struct BnTrainBwd {
     relu: bool,
     stats: Stats,
-    gamma: Vec<f64>,
 }
 
 impl BnTrainBwd {
-    fn run<T: WithDType + Sync + Send>(
-        &self,
-        x: &[T],
-        gy: &[T],
-        y: &[T],
-        n: usize,
-        c: usize,
-        hw: usize,
-    ) -> Vec<T> {
+    fn run<T: Real>(&self, x: &[T], gy: &[T], (n, c, hw): (usize, usize, usize)) -> Vec<T> {
         let s = &self.stats;
         let relu = self.relu;
         let m = (n * hw) as f64;
-        let zero = T::zero();
-        // Per channel: sum(g), sum(g * xhat).
-        let sums: Vec<(f64, f64)> = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let (mean, is) = (s.mean[ch], s.inv_std[ch]);
-                let (mut sg, mut sgx) = (0.0f64, 0.0f64);
-                for b in 0..n {
-                    let o = (b * c + ch) * hw;
-                    let (xp, gp, yp) = (&x[o..][..hw], &gy[o..][..hw], &y[o..][..hw]);
-                    for i in 0..hw {
-                        let g = if relu && yp[i] <= zero {
-                            0.0
-                        } else {
-                            gp[i].to_f64()
-                        };
-                        sg += g;
-                        sgx += g * (xp[i].to_f64() - mean);
-                    }
-                }
-                (sg, sgx * is)
+        let act = |ch: usize| (T::from_f64(s.scale[ch]), T::from_f64(s.shift[ch]), relu);
+        // Per channel: sum(g) and sum(g * (x - mean)), shifted by the mean in `T` and
+        // corrected after.
+        let sums = per_channel(x, (n, c, hw), |ch, off, acc| {
+            let (a, b, _) = act(ch);
+            let (xp, gp) = (&x[off..off + hw], &gy[off..off + hw]);
+            grad_sums(xp, gp, a, b, T::from_f64(s.mean[ch]), relu, acc)
+        });
+        // (sum g, sum g * xhat)
+        let sums: Vec<(f64, f64)> = sums
+            .iter()
+            .enumerate()
+            .map(|(ch, &[sg, sgx])| {
+                let shift = T::from_f64(s.mean[ch]).to_f64() - s.mean[ch];
+                (sg, (sgx + shift * sg) * s.inv_std[ch])
             })
             .collect();
         let numel = x.len();
         let mut out = par_new(numel, 2 * c, c, hw, |ch, i, dxp| {
             let o = i * hw;
-            let (xp, gp, yp) = (&x[o..][..hw], &gy[o..][..hw], &y[o..][..hw]);
             let (mean, is) = (s.mean[ch], s.inv_std[ch]);
-            let k = self.gamma[ch] * is;
-            let mg = sums[ch].0 / m;
-            let mgx = sums[ch].1 / m;
+            let k = s.scale[ch];
+            let (mg, mgx) = (sums[ch].0 / m, sums[ch].1 / m);
             // dx = k * (g - mg - xhat * mgx), xhat = (x - mean) * is.
-            let a = T::from_f64(k);
-            let b = T::from_f64(-k * (mg - mean * is * mgx));
-            let cx = T::from_f64(-k * is * mgx);
-            for j in 0..hw {
-                let g = if relu && yp[j] <= zero { zero } else { gp[j] };
-                dxp[j].write(a * g + cx * xp[j] + b);
-            }
+            let kx = -k * is * mgx;
+            let coef = (
+                T::from_f64(k),
+                T::from_f64(kx),
+                T::from_f64(-k * mg - kx * mean),
+            );
+            grad_input(&x[o..][..hw], &gy[o..][..hw], dxp, act(ch), coef)
         });
         let rest = &mut out[numel..];
         for ch in 0..c {
@@ -479,7 +486,7 @@ impl BnTrainBwd {
     }
 }
 
-impl CustomOp3 for BnTrainBwd {
+impl CustomOp2 for BnTrainBwd {
     fn name(&self) -> &'static str {
         "convnet-batch-norm-train-bwd"
     }
@@ -490,33 +497,20 @@ impl CustomOp3 for BnTrainBwd {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, c, hw) = dims(l1)?;
-        if l2.dims() != l1.dims() || l3.dims() != l1.dims() {
-            candle_core::bail!("batch_norm backward: shapes differ");
+        let d = dims(l1)?;
+        if l2.dims() != l1.dims() || self.stats.mean.len() != d.1 {
+            candle_core::bail!(
+                "batch_norm backward: gradient {:?} for input {:?}",
+                l2.dims(),
+                l1.dims()
+            );
         }
-        let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(self.run::<f32>(
-                contiguous(s1, l1)?,
-                contiguous(s2, l2)?,
-                contiguous(s3, l3)?,
-                n,
-                c,
-                hw,
-            )),
-            CpuStorage::F64(_) => CpuStorage::F64(self.run::<f64>(
-                contiguous(s1, l1)?,
-                contiguous(s2, l2)?,
-                contiguous(s3, l3)?,
-                n,
-                c,
-                hw,
-            )),
-            _ => candle_core::bail!("batch_norm backward: cpu kernel needs f32 or f64"),
-        };
-        Ok((out, Shape::from(n * c * hw + 2 * c)))
+        let out = with_real_slices!("batch_norm backward", s1, l1, s2, l2, |x, gy| {
+            self.run(x, gy, d)
+        });
+        let len = l1.shape().elem_count() + 2 * d.1;
+        Ok((out, Shape::from(len)))
     }
 }
 
@@ -543,24 +537,15 @@ impl CustomOp3 for Affine {
     ) -> Result<(CpuStorage, Shape)> {
         let (_, c, hw) = dims(l1)?;
         check_params(c, l2, l3)?;
-        fn run<T: WithDType + Sync + Send>(
-            x: &[T],
-            a: &[T],
-            b: &[T],
-            hw: usize,
-            relu: bool,
-        ) -> Vec<T> {
-            affine(x, &to_f64(a), &to_f64(b), hw, relu)
-        }
         let y = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(run::<f32>(
+            CpuStorage::F32(_) => CpuStorage::F32(affine::<f32>(
                 contiguous(s1, l1)?,
                 contiguous(s2, l2)?,
                 contiguous(s3, l3)?,
                 hw,
                 self.relu,
             )),
-            CpuStorage::F64(_) => CpuStorage::F64(run::<f64>(
+            CpuStorage::F64(_) => CpuStorage::F64(affine::<f64>(
                 contiguous(s1, l1)?,
                 contiguous(s2, l2)?,
                 contiguous(s3, l3)?,
@@ -602,15 +587,10 @@ struct BnEval {
 }
 
 impl BnEval {
-    fn run<T: WithDType + Sync + Send>(
-        &self,
-        x: &[T],
-        g: &[T],
-        b: &[T],
-        c: usize,
-        hw: usize,
-    ) -> Vec<T> {
-        normalize(x, &self.mean, &self.std, g, b, c, hw, self.relu)
+    fn run<T: Real>(&self, x: &[T], g: &[T], b: &[T], _c: usize, hw: usize) -> Vec<T> {
+        let inv_std: Vec<f64> = self.std.iter().map(|s| 1.0 / s).collect();
+        let (a, b) = fold(&self.mean, &inv_std, g, b);
+        affine(x, &a, &b, hw, self.relu)
     }
 }
 

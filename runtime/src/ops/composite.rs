@@ -172,3 +172,56 @@ pub fn batch_norm_eval(
         Ok(y)
     }
 }
+
+/// 1x1 convolution with stride `stride` and no padding as a batched matrix multiply
+/// `weight [O, C] x x [N, C, OH*OW]` (the input subsampled first when strided), so the
+/// forward and both gradients (input: `weight^T x dy`, weight: `sum_n dy x^T`) are matrix
+/// multiplies of candle ops.
+///
+/// # Shapes
+/// `x`: `[N, C, H, W]`, `weight`: `[O, C, 1, 1]` -> `[N, O, ceil(H / sh), ceil(W / sw)]`.
+pub fn pointwise_conv2d(x: &Tensor, weight: &Tensor, stride: (usize, usize)) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (o, ci, kh, kw) = weight.dims4()?;
+    if ci != c || kh != 1 || kw != 1 || stride.0 == 0 || stride.1 == 0 {
+        candle_core::bail!(
+            "pointwise_conv2d: weight {:?} / stride {stride:?} do not fit input {:?}",
+            weight.dims(),
+            x.dims()
+        );
+    }
+    let (sh, sw) = stride;
+    let (oh, ow) = (h.div_ceil(sh), w.div_ceil(sw));
+    let x = if sh == 1 && sw == 1 {
+        x.clone()
+    } else {
+        x.pad_with_zeros(2, 0, oh * sh - h)?
+            .pad_with_zeros(3, 0, ow * sw - w)?
+            .reshape((n, c, oh, sh, ow, sw))?
+            .narrow(3, 0, 1)?
+            .narrow(5, 0, 1)?
+    };
+    let x = x.reshape((n, c, oh * ow))?;
+    let wt = weight.reshape((1, o, c))?.broadcast_as((n, o, c))?;
+    wt.matmul(&x)?.reshape((n, o, oh, ow))
+}
+
+/// Dense 2-d convolution through candle's `conv2d` (the input padded first when the padding
+/// is not the same on every side).
+///
+/// # Shapes
+/// `x`: `[N, C, H, W]`, `weight`: `[O, C, kh, kw]` -> `[N, O, OH, OW]`, with
+/// `(OH, OW) = win.output_size(H, W)`.
+///
+/// # Errors
+/// When the stride or dilation differ between the two axes (candle takes one of each).
+pub fn conv2d(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<Tensor> {
+    if win.stride.0 != win.stride.1 || win.dilation.0 != win.dilation.1 {
+        candle_core::bail!("conv2d: candle needs equal strides and dilations, got {win:?}");
+    }
+    let (x, p) = match win.pad.as_uniform() {
+        Some(p) => (x.clone(), p),
+        None => (pad2d_with(x, win.pad, 0.0)?, 0),
+    };
+    x.conv2d(weight, p, win.stride.0, win.dilation.0, 1)
+}

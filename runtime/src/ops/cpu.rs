@@ -332,3 +332,31 @@ fn advise_huge_pages<T>(p: *mut T, n: usize) {
     #[cfg(not(target_os = "linux"))]
     let _ = p;
 }
+
+/// Evaluates `$body` (a `Vec` of the storages' element type) over the contiguous `f32` or
+/// `f64` data of two storages of one dtype, as a `CpuStorage`; errors for other dtypes.
+macro_rules! with_real_slices {
+    ($op:literal, $s1:expr, $l1:expr, $s2:expr, $l2:expr, |$a:ident, $b:ident| $body:expr) => {
+        match ($s1, $s2) {
+            (candle_core::CpuStorage::F32(_), candle_core::CpuStorage::F32(_)) => {
+                let ($a, $b) = (
+                    $crate::ops::cpu::contiguous::<f32>($s1, $l1)?,
+                    $crate::ops::cpu::contiguous::<f32>($s2, $l2)?,
+                );
+                candle_core::CpuStorage::F32($body)
+            }
+            (candle_core::CpuStorage::F64(_), candle_core::CpuStorage::F64(_)) => {
+                let ($a, $b) = (
+                    $crate::ops::cpu::contiguous::<f64>($s1, $l1)?,
+                    $crate::ops::cpu::contiguous::<f64>($s2, $l2)?,
+                );
+                candle_core::CpuStorage::F64($body)
+            }
+            _ => candle_core::bail!(concat!(
+                $op,
+                ": cpu kernel needs f32 or f64 inputs of one dtype"
+            )),
+        }
+    };
+}
+pub(crate) use with_real_slices;

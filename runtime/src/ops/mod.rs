@@ -12,8 +12,8 @@
 //! | [`max_pool2d`] | fast custom op ([`pool`]) | converted to `f32`, fast op | [`composite`] (no backward when kernel != stride) |
 //! | [`avg_pool2d`] | fast custom op ([`pool`]) | converted to `f32`, fast op | [`composite`] |
 //! | [`batch_norm_train`], [`batch_norm_eval`], [`channel_affine`] | fast custom op ([`batch_norm`]) | converted to `f32`, fast op | [`composite`] |
-//! | [`conv2d_mm_grad`] | candle's conv2d forward, matrix-multiply weight gradient | | CPU only |
-//! | [`pointwise_conv2d`], [`conv2d_im2col`] | candle matrix multiplies everywhere (forward and both gradients) | | |
+//! | [`conv2d`] | fast custom op ([`dense`]) | converted to `f32`, fast op | [`composite`] (candle `conv2d`) |
+//! | [`pointwise_conv2d`] | fast custom op ([`pointwise`]) | converted to `f32`, fast op | [`composite`] (candle matmuls) |
 //! | [`pad2d_with`] | candle ops everywhere | | |
 //!
 //! The fast ops have CPU forward and backward kernels (parallel over batch x channel planes
@@ -32,7 +32,10 @@
 pub mod batch_norm;
 pub mod composite;
 mod cpu;
+pub mod dense;
 pub mod depthwise;
+mod gemm;
+pub mod pointwise;
 pub mod pool;
 
 use candle_core::{DType, Result, Tensor};
@@ -191,156 +194,46 @@ pub fn channel_affine(x: &Tensor, scale: &Tensor, shift: &Tensor, relu: bool) ->
     }
 }
 
-/// 1x1 convolution with stride `stride` and no padding as a batched matrix multiply
-/// `weight [O, C] x x [N, C, OH*OW]` (the input subsampled first when strided), so the
-/// forward and both gradients (input: `weight^T x dy`, weight: `sum_n dy x^T`) are matrix
-/// multiplies. Candle ops only: runs on every device.
+/// 1x1 convolution with stride `stride` and no padding (output pixel `(oy, ox)` reads input
+/// pixel `(oy * sh, ox * sw)`), forward and both gradients as matrix multiplies.
+///
+/// On CPU in `f32`/`f64` this is the custom op of [`pointwise`] (one autograd node, per-image
+/// multiplies in NCHW); elsewhere the [`composite`] batched matmul of candle ops.
 ///
 /// # Shapes
 /// `x`: `[N, C, H, W]`, `weight`: `[O, C, 1, 1]` -> `[N, O, ceil(H / sh), ceil(W / sw)]`.
 pub fn pointwise_conv2d(x: &Tensor, weight: &Tensor, stride: (usize, usize)) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    let (o, ci, kh, kw) = weight.dims4()?;
-    if ci != c || kh != 1 || kw != 1 || stride.0 == 0 || stride.1 == 0 {
-        candle_core::bail!(
-            "pointwise_conv2d: weight {:?} / stride {stride:?} do not fit input {:?}",
-            weight.dims(),
-            x.dims()
-        );
+    match path(&[x, weight]) {
+        Path::Native => pointwise::pointwise_conv2d_cpu(x, weight, stride),
+        Path::ViaF32 => pointwise::pointwise_conv2d_cpu(
+            &x.to_dtype(DType::F32)?,
+            &weight.to_dtype(DType::F32)?,
+            stride,
+        )?
+        .to_dtype(x.dtype()),
+        Path::Composite => composite::pointwise_conv2d(x, weight, stride),
     }
-    let (sh, sw) = stride;
-    let (oh, ow) = (h.div_ceil(sh), w.div_ceil(sw));
-    let x = if sh == 1 && sw == 1 {
-        x.clone()
-    } else {
-        x.pad_with_zeros(2, 0, oh * sh - h)?
-            .pad_with_zeros(3, 0, ow * sw - w)?
-            .reshape((n, c, oh, sh, ow, sw))?
-            .narrow(3, 0, 1)?
-            .narrow(5, 0, 1)?
-    };
-    let x = x.reshape((n, c, oh * ow))?;
-    let wt = weight.reshape((1, o, c))?.broadcast_as((n, o, c))?;
-    wt.matmul(&x)?.reshape((n, o, oh, ow))
 }
 
-/// Dense 2-d convolution (stride 1, no dilation, no padding: pad first) as an explicit
-/// im2col from `kh * kw` shifted views of `x` followed by a batched matrix multiply, so the
-/// backward is matrix multiplies too and no input gradient is computed when `x` does not
-/// need one (candle's own conv2d backward always runs a direct `conv_transpose2d` for the
-/// input and an im2col with the whole output as kernel for the weight). Candle ops only: runs
-/// on every device. The columns, `[N, OH * OW, C * kh * kw]`, stay alive for the backward.
+/// Dense (ungrouped) 2-d convolution without bias over zero padding `win.pad`, with
+/// `win.stride` and `win.dilation`.
+///
+/// On CPU in `f32`/`f64` this is the custom op of [`dense`] (per-image im2col and matrix
+/// multiplies both ways, no input gradient when the input needs none); elsewhere candle's
+/// `conv2d` through [`composite::conv2d`], which needs equal vertical and horizontal stride
+/// and dilation.
 ///
 /// # Shapes
-/// `x`: `[N, C, H, W]`, `weight`: `[O, C, kh, kw]` -> `[N, O, H - kh + 1, W - kw + 1]`.
-pub fn conv2d_im2col(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    let (o, ci, kh, kw) = weight.dims4()?;
-    if ci != c || kh == 0 || kw == 0 || kh > h || kw > w {
-        candle_core::bail!(
-            "conv2d_im2col: weight {:?} does not fit input {:?}",
-            weight.dims(),
-            x.dims()
-        );
-    }
-    let (oh, ow) = (h - kh + 1, w - kw + 1);
-    let k = c * kh * kw;
-    // Columns `[N, OH * OW, C * kh * kw]` and the multiply `cols x weight^T`, laid out as in
-    // candle's own im2col convolution.
-    let cols = im2col_cols(x, kh, kw)?;
-    let wt = weight
-        .reshape((1, o, k))?
-        .transpose(1, 2)?
-        .broadcast_as((n, k, o))?;
-    cols.matmul(&wt)?
-        .reshape((n, oh, ow, o))?
-        .permute((0, 3, 1, 2))
-}
-
-/// `[N, OH * OW, C * kh * kw]` columns of a stride-1 window (candle's im2col layout).
-fn im2col_cols(x: &Tensor, kh: usize, kw: usize) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    let (oh, ow) = (h + 1 - kh, w + 1 - kw);
-    let xt = x.permute((0, 2, 3, 1))?;
-    let mut taps = Vec::with_capacity(kh * kw);
-    for ky in 0..kh {
-        let rows = xt.narrow(1, ky, oh)?;
-        for kx in 0..kw {
-            taps.push(rows.narrow(2, kx, ow)?);
+/// `x`: `[N, C, H, W]`, `weight`: `[O, C, kh, kw]` -> `[N, O, OH, OW]`, with
+/// `(OH, OW) = win.output_size(H, W)`.
+pub fn conv2d(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<Tensor> {
+    match path(&[x, weight]) {
+        Path::Native => dense::conv2d_cpu(x, weight, win),
+        Path::ViaF32 => {
+            dense::conv2d_cpu(&x.to_dtype(DType::F32)?, &weight.to_dtype(DType::F32)?, win)?
+                .to_dtype(x.dtype())
         }
-    }
-    Tensor::stack(&taps, 4)?.reshape((n, oh * ow, c * kh * kw))
-}
-
-/// Dense 2-d convolution (stride 1, no dilation, no padding: pad first) on the CPU in `f32`
-/// or `f64` whose
-/// forward is candle's own `conv2d` (same values to the bit) and whose backward computes the
-/// weight gradient as one batched matrix multiply over im2col columns and the input gradient
-/// (candle's `conv_transpose2d`) only when `x` needs one: candle's conv2d backward always
-/// computes the input gradient and gets the weight gradient from a convolution with the
-/// whole output as its kernel. Costs one copy of the output.
-///
-/// # Shapes
-/// `x`: `[N, C, H, W]`, `weight`: `[O, C, kh, kw]` -> `[N, O, H - kh + 1, W - kw + 1]`.
-pub fn conv2d_mm_grad(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    let y0 = x
-        .detach()
-        .conv2d(&weight.detach(), 0, 1, 1, 1)?
-        .contiguous()?;
-    x.apply_op3(weight, &y0, ConvMmGrad)
-}
-
-/// Identity on the precomputed output, with the convolution's backward.
-struct ConvMmGrad;
-
-impl candle_core::CustomOp3 for ConvMmGrad {
-    fn name(&self) -> &'static str {
-        "convnet-conv2d-mm-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _s1: &candle_core::CpuStorage,
-        _l1: &candle_core::Layout,
-        _s2: &candle_core::CpuStorage,
-        _l2: &candle_core::Layout,
-        s3: &candle_core::CpuStorage,
-        l3: &candle_core::Layout,
-    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        use candle_core::CpuStorage as S;
-        let y = match s3 {
-            S::F32(_) => S::F32(cpu::contiguous::<f32>(s3, l3)?.to_vec()),
-            S::F64(_) => S::F64(cpu::contiguous::<f64>(s3, l3)?.to_vec()),
-            _ => candle_core::bail!("conv2d_mm_grad: f32 or f64 only"),
-        };
-        Ok((y, l3.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        weight: &Tensor,
-        _y0: &Tensor,
-        _y: &Tensor,
-        gy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (n, _, _, _) = x.dims4()?;
-        let (o, c, kh, kw) = weight.dims4()?;
-        let gy = gy.contiguous()?;
-        let dx = if x.track_op() {
-            Some(gy.conv_transpose2d(weight, 0, 0, 1, 1)?)
-        } else {
-            None
-        };
-        let dw = if weight.track_op() {
-            let cols = im2col_cols(&x.detach(), kh, kw)?;
-            let l = cols.dim(1)?;
-            let dw = gy.reshape((n, o, l))?.matmul(&cols)?.sum(0)?;
-            Some(dw.reshape((o, c, kh, kw))?)
-        } else {
-            None
-        };
-        Ok((dx, dw, None))
+        Path::Composite => composite::conv2d(x, weight, win),
     }
 }
 
