@@ -9,7 +9,7 @@
 //! executable re-run with `--child`) so its peak memory is its own:
 //! - train: `forward_t(x, true)`, `convnet::loss::binary_cross_entropy_with_logits`, backward,
 //!   one RMSprop step (`convnet::optim`);
-//! - infer: `forward_t(x, false)`.
+//! - infer: `forward_t(x, false)` inside `convnet::grad_mode::no_grad` (no autograd graph).
 //!
 //! Figures: images per second from the median step time over up to `--iters` (5) timed steps
 //! after `--warmup` (1) untimed ones, stopping early once a case has spent `--budget-s` (20)
@@ -137,7 +137,7 @@ fn run_case<M: Network + ModuleT>(
             let grads = loss.backward()?;
             opt.apply(&grads)
         } else {
-            model.forward_t(&x, false).map(drop)
+            convnet::grad_mode::no_grad(|| model.forward_t(&x, false)).map(drop)
         }
     };
     for _ in 0..o.warmup {

@@ -34,13 +34,14 @@ pub mod zoo;
 
 pub use convnet_macros::convnet;
 pub use convnet_runtime::{
-    checkpoint, data, layers, loss, metrics, model, ops, optim, schedule, train,
+    checkpoint, data, grad_mode, layers, loss, metrics, model, ops, optim, schedule, train,
 };
 
 /// Everything a model file needs: the macro, the model trait, and the candle types the
 /// generated code's API uses.
 pub mod prelude {
     pub use crate::convnet;
+    pub use crate::grad_mode::no_grad;
     pub use crate::model::{Network, Summary};
     pub use candle_core::{DType, Device, Module, Result, Tensor};
     pub use candle_nn::{ModuleT, VarBuilder, VarMap};

@@ -80,6 +80,31 @@ fn mini_xception_matches_hand_written_candle() -> Result<()> {
 }
 
 #[test]
+fn no_grad_inference_records_no_graph_and_gives_the_same_output() -> Result<()> {
+    let dev = Device::Cpu;
+    let varmap = VarMap::new();
+    let model = SmallXception::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    let x = Tensor::rand(0f32, 255f32, (2, 3, 64, 64), &dev)?;
+    let with_graph = model.forward_t(&x, false)?;
+    assert!(with_graph.track_op(), "eval mode still records by default");
+    let without = convnet::grad_mode::no_grad(|| {
+        assert!(!convnet::grad_mode::is_enabled());
+        model.forward_t(&x, false)
+    })?;
+    assert!(convnet::grad_mode::is_enabled(), "restored after no_grad");
+    assert!(!without.track_op(), "no_grad output carries no graph");
+    assert_eq!(max_abs_diff(&with_graph, &without), 0.0);
+    // Training-mode batch statistics inside no_grad: same output, no graph either.
+    let (a, b) = (
+        model.forward_t(&x, true)?,
+        convnet::grad_mode::no_grad(|| model.forward_t(&x, true))?,
+    );
+    assert!(!b.track_op());
+    assert!(max_abs_diff(&a, &b) <= 1e-6);
+    Ok(())
+}
+
+#[test]
 fn resnet_basic_block_matches_hand_written_candle() -> Result<()> {
     let dev = Device::Cpu;
     let varmap = VarMap::new();

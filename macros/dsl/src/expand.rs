@@ -81,7 +81,11 @@ impl Gen {
                     .get(i + 1)
                     .is_some_and(|n| matches!(n.op, Op::Activation(Activation::Relu)));
             self.fuse_relu = fuse;
-            stmts.push(self.node(&nodes[i], scope));
+            // Each step moves the previous activation into its own block, so it is dropped as
+            // soon as the step's output exists (shadowing alone would keep it to the end of
+            // `forward_t`; only matters when no graph holds it, as inside `no_grad`).
+            let stmt = self.node(&nodes[i], scope);
+            stmts.push(quote!(let x = { let x = x; #stmt x };));
             self.fuse_relu = false;
             if fuse {
                 // Only the summary row: the relu runs inside the batch norm.
@@ -384,9 +388,12 @@ pub fn model(model: &Model, output: &[usize]) -> TokenStream {
             fn forward_t(&self, xs: &#cc::Tensor, train: bool) -> #cc::Result<#cc::Tensor> {
                 #rt::model::check_input(#name_str, Self::INPUT_SHAPE, xs)?;
                 let _ = train;
-                let x = xs.clone();
+                // Outside `no_grad` the input is used as given; inside, detached, so no op
+                // records a graph and each activation is dropped once consumed.
+                let grad = #rt::grad_mode::is_enabled();
+                let x = if grad { xs.clone() } else { xs.detach() };
                 #forward
-                ::core::result::Result::Ok(x)
+                ::core::result::Result::Ok(if grad { x } else { x.detach() })
             }
         }
 

@@ -1,5 +1,6 @@
 //! Convolution layers: dense/grouped, depthwise, and depthwise-separable.
 
+use crate::grad_mode::param;
 use crate::ops::{self, Pad2d, Window2d};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
@@ -127,7 +128,7 @@ impl Conv2d {
 fn add_channel_bias(x: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     match bias {
         None => Ok(x),
-        Some(b) => x.broadcast_add(&b.reshape((1, (), 1, 1))?),
+        Some(b) => x.broadcast_add(&param(b).reshape((1, (), 1, 1))?),
     }
 }
 
@@ -136,18 +137,19 @@ impl Module for Conv2d {
         let c = &self.config;
         let (_, _, kh, kw) = self.weight.dims4()?;
         let in_channels = x.dim(1)?;
-        let y = if c.groups > 1 && c.groups == in_channels && self.weight.dim(1)? == 1 {
-            ops::depthwise_conv2d(x, &self.weight, &c.window((kh, kw)))?
+        let weight = param(&self.weight);
+        let y = if c.groups > 1 && c.groups == in_channels && weight.dim(1)? == 1 {
+            ops::depthwise_conv2d(x, &weight, &c.window((kh, kw)))?
         } else if (kh, kw) == (1, 1) && c.groups == 1 && c.padding.is_zero() {
-            ops::pointwise_conv2d(x, &self.weight, (c.stride, c.stride))?
+            ops::pointwise_conv2d(x, &weight, (c.stride, c.stride))?
         } else if c.groups == 1 {
-            ops::conv2d(x, &self.weight, &c.window((kh, kw)))?
+            ops::conv2d(x, &weight, &c.window((kh, kw)))?
         } else {
             let (x, p) = match c.padding.as_uniform() {
                 Some(p) => (x.clone(), p),
                 None => (ops::pad2d_with(x, c.padding, 0.0)?, 0),
             };
-            x.conv2d(&self.weight, p, c.stride, c.dilation, c.groups)?
+            x.conv2d(&weight, p, c.stride, c.dilation, c.groups)?
         };
         add_channel_bias(y, self.bias.as_ref())
     }
@@ -211,7 +213,7 @@ impl DepthwiseConv2d {
 
 impl Module for DepthwiseConv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = ops::depthwise_conv2d(x, &self.weight, &self.window)?;
+        let y = ops::depthwise_conv2d(x, &param(&self.weight), &self.window)?;
         add_channel_bias(y, self.bias.as_ref())
     }
 }

@@ -1,5 +1,6 @@
 //! Batch normalisation over NCHW tensors with fused ReLU and fast CPU kernels.
 
+use crate::grad_mode::param;
 use crate::ops;
 use candle_core::{Result, Tensor, Var};
 use candle_nn::{BatchNormConfig, Init, ModuleT, VarBuilder};
@@ -95,7 +96,8 @@ impl ModuleT for BatchNorm2d {
             );
         }
         if train {
-            let r = ops::batch_norm_train(x, &self.weight, &self.bias, self.eps, self.relu)?;
+            let (gamma, beta) = (param(&self.weight), param(&self.bias));
+            let r = ops::batch_norm_train(x, &gamma, &beta, self.eps, self.relu)?;
             let m = self.momentum;
             let count = (x.elem_count() / c) as f64;
             let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (r.mean * m)?)?;
@@ -110,7 +112,8 @@ impl ModuleT for BatchNorm2d {
             let rm = self.running_mean.as_detached_tensor();
             let rv = self.running_var.as_detached_tensor();
             let std = (rv + self.eps)?.sqrt()?;
-            ops::batch_norm_eval(x, &rm, &std, &self.weight, &self.bias, self.relu)
+            let (gamma, beta) = (param(&self.weight), param(&self.bias));
+            ops::batch_norm_eval(x, &rm, &std, &gamma, &beta, self.relu)
         }
     }
 }

@@ -29,7 +29,13 @@ fn scalar(t: &Tensor) -> Result<f64> {
     t.to_dtype(DType::F64)?.to_scalar::<f64>()
 }
 
-/// Evaluates `model` in inference mode (`forward_t(x, false)`) on epoch 0 of `data`.
+/// `model.forward_t(x, false)` without recording gradients ([`crate::grad_mode::no_grad`]).
+fn infer<M: ModuleT + ?Sized>(model: &M, x: &Tensor) -> Result<Tensor> {
+    crate::grad_mode::no_grad(|| model.forward_t(x, false))
+}
+
+/// Evaluates `model` in inference mode (`forward_t(x, false)`, gradients off) on epoch 0 of
+/// `data`.
 ///
 /// # Shapes
 /// Batches as [`crate::data::Batch`]; logits and targets as `loss` expects.
@@ -41,7 +47,7 @@ pub fn evaluate<M: ModuleT + ?Sized>(
     let mut acc = MetricAccumulator::new();
     for batch in data.epoch(0) {
         let batch = batch?;
-        let logits = model.forward_t(&batch.inputs, false)?.detach();
+        let logits = infer(model, &batch.inputs)?;
         let l = scalar(&loss.compute(&logits, &batch.targets)?)?;
         let correct = if loss.is_classification() {
             Some(correct_predictions(&logits, &batch.targets)?)
@@ -57,7 +63,7 @@ pub fn evaluate<M: ModuleT + ?Sized>(
     })
 }
 
-/// Runs `model` in inference mode over `inputs` in chunks of `batch_size` and concatenates
+/// Runs `model` in inference mode (gradients off) over `inputs` in chunks of `batch_size` and concatenates
 /// the outputs (logits: apply a sigmoid/softmax for probabilities).
 ///
 /// # Shapes
@@ -74,7 +80,7 @@ pub fn predict<M: ModuleT + ?Sized>(
     while start < n {
         let len = batch_size.min(n - start);
         let x = inputs.narrow(0, start, len)?;
-        outs.push(model.forward_t(&x, false)?.detach());
+        outs.push(infer(model, &x)?);
         start += len;
     }
     if outs.is_empty() {
@@ -83,14 +89,14 @@ pub fn predict<M: ModuleT + ?Sized>(
     Tensor::cat(&outs, 0)
 }
 
-/// Runs `model` in inference mode over epoch 0 of `data` and concatenates the outputs.
+/// Runs `model` in inference mode (gradients off) over epoch 0 of `data` and concatenates the outputs.
 ///
 /// # Shapes
 /// Returns `[num_examples, ...output]`.
 pub fn predict_batches<M: ModuleT + ?Sized>(model: &M, data: &mut dyn Batches) -> Result<Tensor> {
     let mut outs = Vec::new();
     for batch in data.epoch(0) {
-        outs.push(model.forward_t(&batch?.inputs, false)?.detach());
+        outs.push(infer(model, &batch?.inputs)?);
     }
     if outs.is_empty() {
         candle_core::bail!("predict: no batches");
