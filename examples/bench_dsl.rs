@@ -32,9 +32,7 @@ use convnet::zoo::MiniXception;
 use hand_xception::{HandXception, Pooling};
 use std::time::{Duration, Instant};
 
-/// mimalloc avoids page faults on freshly mapped tensor buffers (see the README).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod tuned_alloc;
 
 convnet::mini_xception!(Xception64, 64);
 
@@ -341,6 +339,7 @@ fn bench_expand(iters: usize) {
 }
 
 fn main() {
+    tuned_alloc::keep_freed_memory();
     let o = parse_options();
     println!(
         "bench_dsl: candle CPU, {} threads, median of {} iterations after {} warm-up",

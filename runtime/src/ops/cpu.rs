@@ -229,6 +229,13 @@ pub(crate) fn kernel_range(
     (lo.min(hi), hi)
 }
 
+/// Planes per rayon job so that each thread gets one contiguous run: the per-thread scratch
+/// (`init`) is then made once per thread, not once per job split (a scratch of im2col
+/// columns is megabytes, zero-filled on creation).
+pub(crate) fn per_thread(planes: usize) -> usize {
+    planes.div_ceil(rayon::current_num_threads()).max(1)
+}
+
 /// Allocates `planes * len` elements and runs `f(scratch, i, plane)` on every plane in
 /// parallel, each plane zeroed inside its own task (in parallel, and cache-warm for `f`,
 /// where `vec![0; n]` would be one serial memset or page-faulting pass). `init` makes the
@@ -246,6 +253,7 @@ pub(crate) fn par_planes<T: Real, S>(
     if len > 0 {
         v.spare_capacity_mut()[..n]
             .par_chunks_mut(len)
+            .with_min_len(per_thread(planes))
             .enumerate()
             .for_each_init(&init, |s, (i, c)| {
                 for e in c.iter_mut() {
@@ -279,6 +287,7 @@ pub(crate) fn par_planes2<T: Real, S>(
         v.spare_capacity_mut()[..n]
             .par_chunks_mut(len)
             .zip(a.spare_capacity_mut()[..n].par_chunks_mut(len))
+            .with_min_len(per_thread(planes))
             .enumerate()
             .for_each_init(&init, |s, (i, (c, d))| {
                 for e in c.iter_mut() {

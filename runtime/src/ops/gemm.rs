@@ -131,6 +131,7 @@ pub(crate) fn sum_over_images<T: Real, S: Default + Send>(
         }
         Threads::One => (0..n)
             .into_par_iter()
+            .with_min_len(super::cpu::per_thread(n))
             .fold(
                 || (vec![T::ZERO; len], S::default()),
                 |(mut acc, mut scratch), i| {
