@@ -126,8 +126,8 @@ fn dot<T: Real, const FMA: bool>(a: &[T], b: &[T]) -> T {
 
 /// `out` (OH x OW) += conv(`inp` (H x W), `wk` (kh x kw)).
 ///
-/// Interior columns (every horizontal tap inside the row) are computed in blocks of 16 and
-/// 8 outputs held in registers over all taps; the edge columns tap by tap with bounds checks.
+/// Interior columns (every horizontal tap inside the row) are computed in blocks of 64, 32
+/// and 8 outputs held in registers over all taps; the edge columns tap by tap with bounds checks.
 #[inline(always)]
 fn fwd_plane_impl<T: Real, const FMA: bool>(
     g: &Plane,
@@ -149,6 +149,12 @@ fn fwd_plane_impl<T: Real, const FMA: bool>(
             let rows = (klo, khi);
             if g.sw == 1 {
                 let mut ox = xlo;
+                // Wide blocks keep enough independent accumulators in flight to hide the
+                // FMA latency (each accumulator is a chain of kh * kw dependent FMAs).
+                while ox + 64 <= xhi {
+                    fwd_block::<T, FMA, true, 64>(g, inp, wk, orow, oy, rows, ox, 0);
+                    ox += 64;
+                }
                 while ox + 32 <= xhi {
                     fwd_block::<T, FMA, true, 32>(g, inp, wk, orow, oy, rows, ox, 0);
                     ox += 32;
