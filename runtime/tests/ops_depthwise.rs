@@ -167,6 +167,8 @@ fn cases() -> Vec<Case> {
         Case::new(1, 3, 1, (3, 5), (5, 5), (1, 1), (1, 1), Pad2d::uniform(3)),
         // Wide rows (exercise the vectorised row loops and their remainders).
         Case::new(1, 2, 1, (5, 67), (3, 3), (1, 1), (1, 1), Pad2d::uniform(1)),
+        // Rows wider than the flat path's limit: 64- and 32-wide register blocks.
+        Case::new(1, 2, 1, (4, 150), (3, 3), (1, 1), (1, 1), Pad2d::uniform(1)),
         Case::new(
             2,
             2,

@@ -8,7 +8,7 @@
 //! [`depthwise_conv2d_cpu`] is the entry point; [`super::depthwise_conv2d`] dispatches to it
 //! on CPU and to the composite reference elsewhere.
 
-use super::cpu::{contiguous, multiversion, par_planes, tap, Plane, Real};
+use super::cpu::{contiguous, multiversion, par_planes, per_thread, tap, Plane, Real};
 use super::Window2d;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -330,23 +330,140 @@ fn bwd_weight_plane_impl<T: Real, const FMA: bool>(
 multiversion!(fn bwd_weight_plane<T>(g: &Plane, xr: &[(usize, usize)], inp: &[T], gy: &[T], acc: &mut [T]) => bwd_weight_plane_impl);
 
 // ---------------------------------------------------------------------------------------
+// Flat path for small stride-1 planes: the input is copied into a zero-padded buffer of row
+// length `pw`, so output `(oy, ox)` with tap `t` reads `buf[oy * pw + ox + off[t]]` and each
+// tap is one long `axpy` (forward) or `dot` (weight gradient) over the whole plane: no edge
+// cases, full vector width even when rows are 4 or 15 values long.
+
+/// Stride-1 planes up to this output width take the flat path (wider rows keep the
+/// register-blocked kernels, which pass over the output once instead of once per tap).
+const FLAT_MAX_OW: usize = 64;
+
+/// Geometry of the flat path for one plane shape.
+#[derive(Debug, Clone)]
+struct Flat {
+    /// Row length and row count of the padded buffer.
+    pw: usize,
+    ph: usize,
+    /// Padded-buffer length (rows plus the slack the last taps read past the last row).
+    len: usize,
+    /// `oh * pw`: the flat output length (columns `ow..pw` of each row are discarded).
+    rows: usize,
+    /// Buffer offset of each tap.
+    off: Vec<usize>,
+}
+
+impl Flat {
+    fn new(p: &Plane) -> Option<Flat> {
+        if p.sh != 1 || p.sw != 1 || p.ow > FLAT_MAX_OW {
+            return None;
+        }
+        let pw = p.ow + (p.kw - 1) * p.dw;
+        let ph = p.oh + (p.kh - 1) * p.dh;
+        let off = (0..p.kh)
+            .flat_map(|ky| (0..p.kw).map(move |kx| (ky * p.dh * pw, kx * p.dw)))
+            .map(|(a, b)| a + b)
+            .collect();
+        Some(Flat {
+            pw,
+            ph,
+            len: ph * pw + (p.kw - 1) * p.dw,
+            rows: p.oh * pw,
+            off,
+        })
+    }
+
+    /// Copies plane `inp` (`p.h` x `p.w`) into `buf` at `(p.pt, p.pl)`, zeros around.
+    fn pad<T: Real>(&self, p: &Plane, inp: &[T], buf: &mut Vec<T>) {
+        buf.clear();
+        buf.resize(self.len, T::ZERO);
+        let n = p.w.min(self.pw.saturating_sub(p.pl));
+        for (y, row) in inp
+            .chunks_exact(p.w)
+            .enumerate()
+            .take(self.ph.saturating_sub(p.pt))
+        {
+            let start = (y + p.pt) * self.pw + p.pl;
+            buf[start..start + n].copy_from_slice(&row[..n]);
+        }
+    }
+
+    /// `out` (`oh` x `ow`) += the convolution of plane `inp` with `wk`.
+    fn conv<T: Real>(&self, p: &Plane, inp: &[T], wk: &[T], s: &mut FlatScratch<T>, out: &mut [T]) {
+        self.pad(p, inp, &mut s.0);
+        s.1.clear();
+        s.1.resize(self.rows, T::ZERO);
+        flat_conv(&self.off, &s.0, wk, &mut s.1);
+        for (o, a) in out.chunks_exact_mut(p.ow).zip(s.1.chunks_exact(self.pw)) {
+            for (o, &a) in o.iter_mut().zip(a) {
+                *o += a;
+            }
+        }
+    }
+
+    /// `acc` (`kh * kw`) += the correlation of plane `inp` with output gradient `gy`.
+    fn weight_grad<T: Real>(
+        &self,
+        p: &Plane,
+        inp: &[T],
+        gy: &[T],
+        s: &mut FlatScratch<T>,
+        acc: &mut [T],
+    ) {
+        self.pad(p, inp, &mut s.0);
+        s.1.clear();
+        for row in gy.chunks_exact(p.ow) {
+            s.1.extend_from_slice(row);
+            s.1.resize(s.1.len() + self.pw - p.ow, T::ZERO);
+        }
+        flat_weight_grad(&self.off, &s.0, &s.1, acc);
+    }
+}
+
+/// Per-thread buffers of the flat path: the padded input and the flat output (or gradient).
+type FlatScratch<T> = (Vec<T>, Vec<T>);
+
+#[inline(always)]
+fn flat_conv_impl<T: Real, const FMA: bool>(off: &[usize], xpad: &[T], wk: &[T], acc: &mut [T]) {
+    let n = acc.len();
+    for (&o, &w) in off.iter().zip(wk) {
+        axpy::<T, FMA>(w, &xpad[o..o + n], acc);
+    }
+}
+
+#[inline(always)]
+fn flat_weight_grad_impl<T: Real, const FMA: bool>(
+    off: &[usize],
+    xpad: &[T],
+    gy: &[T],
+    acc: &mut [T],
+) {
+    let n = gy.len();
+    for (&o, a) in off.iter().zip(acc.iter_mut()) {
+        *a += dot::<T, FMA>(gy, &xpad[o..o + n]);
+    }
+}
+
+multiversion!(fn flat_conv<T>(off: &[usize], xpad: &[T], wk: &[T], acc: &mut [T]) => flat_conv_impl);
+multiversion!(fn flat_weight_grad<T>(off: &[usize], xpad: &[T], gy: &[T], acc: &mut [T]) => flat_weight_grad_impl);
+
+// ---------------------------------------------------------------------------------------
 // Whole-tensor kernels.
 
 fn forward<T: Real>(g: &Geom, x: &[T], wt: &[T]) -> Vec<T> {
     let p = &g.p;
     let (hw, ohw, k, cm) = (p.h * p.w, p.oh * p.ow, p.kh * p.kw, g.cm());
-    let xr = p.x_tap_ranges();
-    par_planes(
-        g.n * cm,
-        ohw,
-        || (),
-        |_, i, out| {
-            let (ni, co) = (i / cm, i % cm);
-            let ci = co / g.m;
-            let inp = &x[(ni * g.c + ci) * hw..][..hw];
-            fwd_plane(p, &xr, inp, &wt[co * k..][..k], out);
-        },
-    )
+    let (xr, flat) = (p.x_tap_ranges(), Flat::new(p));
+    par_planes(g.n * cm, ohw, FlatScratch::default, |s, i, out| {
+        let (ni, co) = (i / cm, i % cm);
+        let ci = co / g.m;
+        let inp = &x[(ni * g.c + ci) * hw..][..hw];
+        let wk = &wt[co * k..][..k];
+        match &flat {
+            Some(f) => f.conv(p, inp, wk, s, out),
+            None => fwd_plane(p, &xr, inp, wk, out),
+        }
+    })
 }
 
 fn backward_input<T: Real>(g: &Geom, gy: &[T], wt: &[T]) -> Vec<T> {
@@ -365,24 +482,23 @@ fn backward_input<T: Real>(g: &Geom, gy: &[T], wt: &[T]) -> Vec<T> {
             pl: ew - 1 - p.pl,
             ..*p
         };
-        let xr = t.x_tap_ranges();
+        let (xr, flat) = (t.x_tap_ranges(), Flat::new(&t));
         let flipped: Vec<T> = wt
             .chunks_exact(k)
             .flat_map(|w| w.iter().rev().copied())
             .collect();
-        return par_planes(
-            g.n * g.c,
-            hw,
-            || (),
-            |_, i, dxp| {
-                let (ni, ci) = (i / g.c, i % g.c);
-                for j in 0..g.m {
-                    let co = ci * g.m + j;
-                    let gyp = &gy[(ni * cm + co) * ohw..][..ohw];
-                    fwd_plane(&t, &xr, gyp, &flipped[co * k..][..k], dxp);
+        return par_planes(g.n * g.c, hw, FlatScratch::default, |s, i, dxp| {
+            let (ni, ci) = (i / g.c, i % g.c);
+            for j in 0..g.m {
+                let co = ci * g.m + j;
+                let gyp = &gy[(ni * cm + co) * ohw..][..ohw];
+                let wk = &flipped[co * k..][..k];
+                match &flat {
+                    Some(f) => f.conv(&t, gyp, wk, s, dxp),
+                    None => fwd_plane(&t, &xr, gyp, wk, dxp),
                 }
-            },
-        );
+            }
+        });
     }
     let xr = p.x_tap_ranges();
     par_planes(
@@ -403,15 +519,22 @@ fn backward_input<T: Real>(g: &Geom, gy: &[T], wt: &[T]) -> Vec<T> {
 fn backward_weight<T: Real>(g: &Geom, x: &[T], gy: &[T]) -> Vec<T> {
     let p = &g.p;
     let (hw, ohw, k, cm) = (p.h * p.w, p.oh * p.ow, p.kh * p.kw, g.cm());
-    let xr = p.x_tap_ranges();
+    let (xr, flat) = (p.x_tap_ranges(), Flat::new(p));
     let mut partial = vec![T::ZERO; g.n * cm * k];
-    partial.par_chunks_mut(k).enumerate().for_each(|(i, acc)| {
-        let (ni, co) = (i / cm, i % cm);
-        let ci = co / g.m;
-        let inp = &x[(ni * g.c + ci) * hw..][..hw];
-        let gyp = &gy[(ni * cm + co) * ohw..][..ohw];
-        bwd_weight_plane(p, &xr, inp, gyp, acc);
-    });
+    partial
+        .par_chunks_mut(k)
+        .with_min_len(per_thread(g.n * cm))
+        .enumerate()
+        .for_each_init(FlatScratch::default, |s, (i, acc)| {
+            let (ni, co) = (i / cm, i % cm);
+            let ci = co / g.m;
+            let inp = &x[(ni * g.c + ci) * hw..][..hw];
+            let gyp = &gy[(ni * cm + co) * ohw..][..ohw];
+            match &flat {
+                Some(f) => f.weight_grad(p, inp, gyp, s, acc),
+                None => bwd_weight_plane(p, &xr, inp, gyp, acc),
+            }
+        });
     let mut dw = vec![T::ZERO; cm * k];
     for chunk in partial.chunks_exact(cm * k) {
         for (d, &v) in dw.iter_mut().zip(chunk) {
