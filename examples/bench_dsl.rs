@@ -32,7 +32,7 @@ use convnet::zoo::MiniXception;
 use hand_xception::{HandXception, Pooling};
 use std::time::{Duration, Instant};
 
-mod tuned_alloc;
+mod tuning;
 
 convnet::mini_xception!(Xception64, 64);
 
@@ -339,7 +339,7 @@ fn bench_expand(iters: usize) {
 }
 
 fn main() {
-    tuned_alloc::keep_freed_memory();
+    tuning::apply();
     let o = parse_options();
     println!(
         "bench_dsl: candle CPU, {} threads, median of {} iterations after {} warm-up",

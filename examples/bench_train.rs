@@ -30,7 +30,7 @@ use convnet::zoo::MiniXception;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-mod tuned_alloc;
+mod tuning;
 
 convnet::mini_xception!(
     /// Mini-Xception at 64x64 (the zoo's description).
@@ -216,7 +216,7 @@ fn ratio(ours: &Cell, theirs: &Cell) -> String {
 }
 
 fn main() {
-    tuned_alloc::keep_freed_memory();
+    tuning::apply();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--child") {
         let mode = args[1].clone();

@@ -23,7 +23,7 @@ use convnet::train::{plot_history, CsvLogger, ModelCheckpoint, TerminateOnNan, T
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-mod tuned_alloc;
+mod tuning;
 
 // Mini-Xception (as `convnet::zoo::MiniXception`) at each supported input size. Batch-norm
 // moving statistics weigh each batch 0.1 (PyTorch's default) rather than Keras' 0.01: with
@@ -69,7 +69,7 @@ struct Args {
 }
 
 fn main() -> Result<()> {
-    tuned_alloc::keep_freed_memory();
+    tuning::apply();
     let args = Args::parse();
     std::fs::create_dir_all(&args.out)?;
     let data = match &args.data {
