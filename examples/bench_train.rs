@@ -2,11 +2,12 @@
 //! CPU, against the same network in PyTorch (`scripts/bench_train.py`) when it is available.
 //!
 //! `cargo run --release --example bench_train -- [--iters N] [--warmup N] [--budget-s S]
-//! [--sizes 180,64] [--batches 16,32] [--modes train,infer]`
+//! [--rounds N] [--sizes 180,64] [--batches 16,32] [--modes train,infer]`
 //!
 //! Cases: mode (train, infer) x size (180: `convnet::zoo::MiniXception`; 64: the same
-//! description at 64x64 from `convnet::mini_xception!`; both with dropout 0.5) x batch. Each case runs in a child process (this
-//! executable re-run with `--child`) so its peak memory is its own:
+//! description at 64x64 from `convnet::mini_xception!`; both with dropout 0.5) x batch. Each
+//! case runs in a child process (this executable re-run with `--child`) so its peak memory is
+//! its own:
 //! - train: `forward_t(x, true)`, `convnet::loss::binary_cross_entropy_with_logits`, backward,
 //!   one RMSprop step (`convnet::optim`);
 //! - infer: `forward_t(x, false)` inside `convnet::grad_mode::no_grad` (no autograd graph).
@@ -14,7 +15,10 @@
 //! Figures: images per second from the median step time over up to `--iters` (5) timed steps
 //! after `--warmup` (1) untimed ones, stopping early once a case has spent `--budget-s` (20)
 //! seconds; peak memory is the child's `VmHWM` (peak resident set, from `/proc/self/status`),
-//! which includes the model, its optimizer state and the program itself.
+//! which includes the model, its optimizer state and the program itself. With `--rounds N`
+//! (1) each case runs N times, alternating ours and PyTorch's, and the table shows medians
+//! over the rounds and the range of the per-round throughput ratio: on a shared machine a
+//! slow spell then hits both sides.
 //!
 //! PyTorch: `CONVNET_PYTHON` names a python with torch (default `python3` when it can
 //! `import torch`; `none` skips it). It runs the same cases in NCHW and channels-last with
@@ -41,6 +45,7 @@ struct Options {
     iters: usize,
     warmup: usize,
     budget: Duration,
+    rounds: usize,
     sizes: Vec<usize>,
     batches: Vec<usize>,
     modes: Vec<String>,
@@ -48,7 +53,7 @@ struct Options {
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "{msg}\nusage: bench_train [--iters N] [--warmup N] [--budget-s S] [--sizes 180,64] \
+        "{msg}\nusage: bench_train [--iters N] [--warmup N] [--budget-s S] [--rounds N] [--sizes 180,64] \
          [--batches 16,32] [--modes train,infer]"
     );
     std::process::exit(2)
@@ -66,6 +71,7 @@ fn parse_options(args: &[String]) -> Options {
         iters: 5,
         warmup: 1,
         budget: Duration::from_secs(20),
+        rounds: 1,
         sizes: vec![180, 64],
         batches: vec![16, 32],
         modes: vec!["train".into(), "infer".into()],
@@ -84,6 +90,7 @@ fn parse_options(args: &[String]) -> Options {
             "--iters" => o.iters = number().max(1),
             "--warmup" => o.warmup = number(),
             "--budget-s" => o.budget = Duration::from_secs(number() as u64),
+            "--rounds" => o.rounds = number().max(1),
             "--sizes" => {
                 o.sizes = list(flag, value, |s| match s.parse() {
                     Ok(n @ (64 | 180)) => Some(n),
@@ -206,13 +213,39 @@ fn show(c: &Cell) -> String {
     }
 }
 
-fn ratio(ours: &Cell, theirs: &Cell) -> String {
-    match (ours, theirs) {
-        (Some((a, am, _)), Some((b, bm, _))) => {
-            format!("{:5.2} {:5.2}", a / b, *am as f64 / *bm as f64)
-        }
-        _ => format!("{:>5} {:>5}", "-", "-"),
-    }
+/// Median of `v` (sorted in place); `None` when empty.
+fn median(v: &mut [f64]) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    (!v.is_empty()).then(|| v[v.len() / 2])
+}
+
+/// The median over rounds of one implementation's results (img/s and peak each their own
+/// median; samples summed).
+fn median_cell(cells: &[Cell]) -> Cell {
+    let ok: Vec<_> = cells.iter().flatten().collect();
+    let ips = median(&mut ok.iter().map(|c| c.0).collect::<Vec<_>>())?;
+    let mem = median(&mut ok.iter().map(|c| c.1 as f64).collect::<Vec<_>>())?;
+    Some((ips, mem as u64, ok.iter().map(|c| c.2).sum()))
+}
+
+/// Ours / theirs per round (throughput, memory): the medians and, over several rounds, the
+/// throughput ratio's range.
+fn ratio(ours: &[Cell], theirs: &[Cell]) -> String {
+    let (mut t, mut m): (Vec<f64>, Vec<f64>) = ours
+        .iter()
+        .zip(theirs)
+        .filter_map(|(a, b)| Some((a.as_ref()?, b.as_ref()?)))
+        .map(|(a, b)| (a.0 / b.0, a.1 as f64 / b.1 as f64))
+        .unzip();
+    let (Some(tm), Some(mm)) = (median(&mut t), median(&mut m)) else {
+        return format!("{:>5} {:>5}", "-", "-");
+    };
+    let range = if t.len() > 1 {
+        format!(" ({:.2}-{:.2})", t[0], t[t.len() - 1])
+    } else {
+        String::new()
+    };
+    format!("{tm:5.2} {mm:5.2}{range}")
 }
 
 fn main() {
@@ -262,25 +295,27 @@ fn main() {
                     "--budget-s".into(),
                     o.budget.as_secs().to_string(),
                 ];
-                let ours = Command::new(&exe)
-                    .args(["--child", mode, &size.to_string(), &batch.to_string()])
-                    .args(&common)
-                    .output();
-                let ours: Cell = match ours {
-                    Ok(out) => {
-                        let r = parse_result(&out.stdout);
-                        if r.is_none() {
-                            eprintln!(
-                                "{mode} {size} b{batch}: {}{}",
-                                String::from_utf8_lossy(&out.stdout).trim(),
-                                String::from_utf8_lossy(&out.stderr).trim()
-                            );
+                let run_ours = || -> Cell {
+                    let ours = Command::new(&exe)
+                        .args(["--child", mode, &size.to_string(), &batch.to_string()])
+                        .args(&common)
+                        .output();
+                    match ours {
+                        Ok(out) => {
+                            let r = parse_result(&out.stdout);
+                            if r.is_none() {
+                                eprintln!(
+                                    "{mode} {size} b{batch}: {}{}",
+                                    String::from_utf8_lossy(&out.stdout).trim(),
+                                    String::from_utf8_lossy(&out.stderr).trim()
+                                );
+                            }
+                            r
                         }
-                        r
-                    }
-                    Err(e) => {
-                        eprintln!("{mode} {size} b{batch}: {e}");
-                        None
+                        Err(e) => {
+                            eprintln!("{mode} {size} b{batch}: {e}");
+                            None
+                        }
                     }
                 };
                 let torch = |fmt: &str| -> Cell {
@@ -297,15 +332,22 @@ fn main() {
                         .ok()?;
                     parse_result(&out.stdout)
                 };
-                let (nchw, cl) = (torch("nchw"), torch("cl"));
+                // Rounds alternate the implementations, so a slow spell of the (shared)
+                // machine hits all of them; ratios are taken per round.
+                let (mut ours, mut nchw, mut cl) = (Vec::new(), Vec::new(), Vec::new());
+                for _ in 0..o.rounds {
+                    ours.push(run_ours());
+                    nchw.push(torch("nchw"));
+                    cl.push(torch("cl"));
+                }
                 println!(
                     "{:<5} {:>4} {:>3} | {} | {} | {} | {} | {}",
                     mode,
                     size,
                     batch,
-                    show(&ours),
-                    show(&nchw),
-                    show(&cl),
+                    show(&median_cell(&ours)),
+                    show(&median_cell(&nchw)),
+                    show(&median_cell(&cl)),
                     ratio(&ours, &nchw),
                     ratio(&ours, &cl)
                 );
