@@ -2,6 +2,7 @@
 //! the AVX2/FMA multiversioning switch.
 
 use candle_core::{CpuStorage, Layout, Result, WithDType};
+use std::mem::MaybeUninit;
 
 /// Float element types the CPU kernels are compiled for (`f32`, `f64`).
 pub(crate) trait Real: WithDType + Copy + Send + Sync + PartialOrd {
@@ -246,6 +247,29 @@ pub(crate) fn par_planes<T: Real, S>(
     init: impl Fn() -> S + Sync + Send,
     f: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
 ) -> Vec<T> {
+    // SAFETY: the closure initialises every element before anything reads it.
+    unsafe {
+        par_planes_uninit(planes, len, init, |s, i, c| {
+            for e in c.iter_mut() {
+                e.write(T::ZERO);
+            }
+            // SAFETY: every element of `c` was just initialised, and `MaybeUninit<T>` has
+            // the layout of `T`.
+            f(s, i, &mut *(c as *mut [MaybeUninit<T>] as *mut [T]))
+        })
+    }
+}
+
+/// [`par_planes`] without the zeroing, for kernels that overwrite their whole plane.
+///
+/// # Safety
+/// `f` must initialise every element of the plane it is given.
+pub(crate) unsafe fn par_planes_uninit<T: Real, S>(
+    planes: usize,
+    len: usize,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize, &mut [MaybeUninit<T>]) + Sync + Send,
+) -> Vec<T> {
     use rayon::prelude::*;
     let n = planes * len;
     let mut v: Vec<T> = Vec::with_capacity(n);
@@ -255,17 +279,10 @@ pub(crate) fn par_planes<T: Real, S>(
             .par_chunks_mut(len)
             .with_min_len(per_thread(planes))
             .enumerate()
-            .for_each_init(&init, |s, (i, c)| {
-                for e in c.iter_mut() {
-                    e.write(T::ZERO);
-                }
-                // SAFETY: every element of `c` was just initialised, and `MaybeUninit<T>`
-                // has the layout of `T`.
-                let c = unsafe { &mut *(c as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
-                f(s, i, c)
-            });
+            .for_each_init(&init, |s, (i, c)| f(s, i, c));
     }
-    // SAFETY: the loop above initialised all `n` elements (`n == 0` when `len == 0`).
+    // SAFETY: `f` initialised all `n` elements (the caller's contract; `n == 0` when
+    // `len == 0`).
     unsafe { v.set_len(n) };
     v
 }

@@ -11,8 +11,8 @@
 //! [`conv2d_cpu`] is the entry point; [`super::conv2d`] dispatches to it on CPU in `f32` /
 //! `f64`.
 
-use super::cpu::{par_planes, tap, tap_range, with_real_slices, Plane, Real};
-use super::gemm::{matmul, sum_over_images, Mat, Threads};
+use super::cpu::{par_planes, par_planes_uninit, tap, tap_range, with_real_slices, Plane, Real};
+use super::gemm::{matmul, matmul_uninit, sum_over_images, Mat, Threads};
 use super::Window2d;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
@@ -168,10 +168,13 @@ struct Conv2dBwdWeight {
 fn forward<T: Real>(g: &Geom, x: &[T], weight: &[T]) -> Vec<T> {
     let wm = Mat::row_major(weight, g.o, g.k());
     let (t, chw) = (g.threads(), g.c * g.hw());
-    par_planes(g.n, g.o * g.px(), Vec::new, |cols, i, out| {
-        g.im2col(&x[i * chw..(i + 1) * chw], cols);
-        matmul(out, wm, Mat::row_major(cols, g.k(), g.px()), false, t)
-    })
+    // SAFETY: each multiply writes its whole `[O, P]` plane.
+    unsafe {
+        par_planes_uninit(g.n, g.o * g.px(), Vec::new, |cols, i, out| {
+            g.im2col(&x[i * chw..(i + 1) * chw], cols);
+            matmul_uninit(out, wm, Mat::row_major(cols, g.k(), g.px()), t)
+        })
+    }
 }
 
 fn backward_input<T: Real>(g: &Geom, gy: &[T], weight: &[T]) -> Vec<T> {

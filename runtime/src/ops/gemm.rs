@@ -61,19 +61,51 @@ pub(crate) enum Threads {
 /// When the shapes disagree or a view reaches outside its slice (callers size every buffer
 /// from the same geometry, so this is an internal bug, never bad user input).
 pub(crate) fn matmul<T: Real>(dst: &mut [T], a: Mat<T>, b: Mat<T>, accumulate: bool, t: Threads) {
+    // SAFETY: `dst` is initialised, so reading it (when accumulating) is sound.
+    unsafe { gemm_into(dst.as_mut_ptr(), dst.len(), a, b, accumulate, t) }
+}
+
+/// `dst = a · b` into uninitialised memory: on return the first `a.rows * b.cols` elements
+/// of `dst` are initialised.
+///
+/// # Panics
+/// As [`matmul`].
+pub(crate) fn matmul_uninit<T: Real>(
+    dst: &mut [std::mem::MaybeUninit<T>],
+    a: Mat<T>,
+    b: Mat<T>,
+    t: Threads,
+) {
+    // SAFETY: without accumulation gemm only writes the destination (and fills it when the
+    // inner dimension is 0).
+    unsafe { gemm_into(dst.as_mut_ptr().cast(), dst.len(), a, b, false, t) }
+}
+
+/// # Safety
+/// `dst` points to `len` writable elements, initialised when `accumulate`.
+unsafe fn gemm_into<T: Real>(
+    dst: *mut T,
+    len: usize,
+    a: Mat<T>,
+    b: Mat<T>,
+    accumulate: bool,
+    t: Threads,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
-        b.rows == k && a.fits() && b.fits() && dst.len() >= m * n,
-        "convnet gemm: bad operands {m}x{k} · {}x{n} into {}",
+        b.rows == k && a.fits() && b.fits() && len >= m * n,
+        "convnet gemm: bad operands {m}x{k} · {}x{n} into {len}",
         b.rows,
-        dst.len()
     );
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(T::ZERO);
+            for i in 0..m * n {
+                // SAFETY: `i < m * n <= len`.
+                unsafe { dst.add(i).write(T::ZERO) };
+            }
         }
         return;
     }
@@ -85,13 +117,14 @@ pub(crate) fn matmul<T: Real>(dst: &mut [T], a: Mat<T>, b: Mat<T>, accumulate: b
     };
     let one = T::from_count(1);
     // SAFETY: the assertion above keeps every element of `a`, `b` and the `m x n` row-major
-    // destination inside its slice; `dst` is borrowed mutably, so it aliases neither input.
+    // destination inside its buffer; the destination is exclusively the caller's, so it
+    // aliases neither input; it is read only when `accumulate` (then initialised).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             n as isize,
             accumulate,

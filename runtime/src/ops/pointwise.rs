@@ -8,8 +8,8 @@
 //! [`pointwise_conv2d_cpu`] is the entry point; [`super::pointwise_conv2d`] dispatches to it
 //! on CPU in `f32` / `f64`.
 
-use super::cpu::{par_planes, with_real_slices, Real};
-use super::gemm::{matmul, sum_over_images, Mat, Threads};
+use super::cpu::{par_planes, par_planes_uninit, with_real_slices, Real};
+use super::gemm::{matmul, matmul_uninit, sum_over_images, Mat, Threads};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 /// 1x1 convolution without bias on CPU through the custom ops of this module, with backward.
@@ -124,20 +124,32 @@ struct PointwiseBwdWeight {
 fn forward<T: Real>(g: &Geom, x: &[T], weight: &[T]) -> Vec<T> {
     let wm = Mat::row_major(weight, g.o, g.c);
     let t = g.threads();
-    par_planes(g.n, g.o * g.p(), Vec::new, |buf, i, out| {
-        matmul(out, wm, g.input(x, i, buf), false, t)
-    })
+    // SAFETY: each multiply writes its whole `[O, P]` plane.
+    unsafe {
+        par_planes_uninit(g.n, g.o * g.p(), Vec::new, |buf, i, out| {
+            matmul_uninit(out, wm, g.input(x, i, buf), t)
+        })
+    }
 }
 
 fn backward_input<T: Real>(g: &Geom, gy: &[T], weight: &[T]) -> Vec<T> {
     let wt = Mat::row_major(weight, g.o, g.c).t();
     let (p, hw) = (g.p(), g.h * g.w);
     let t = g.threads();
+    let gy_of = |i: usize| Mat::row_major(&gy[i * g.o * p..(i + 1) * g.o * p], g.o, p);
+    if !g.strided() {
+        // SAFETY: each multiply writes its whole `[C, H * W]` plane.
+        return unsafe {
+            par_planes_uninit(
+                g.n,
+                g.c * hw,
+                || (),
+                |_, i, out| matmul_uninit(out, wt, gy_of(i), t),
+            )
+        };
+    }
     par_planes(g.n, g.c * hw, Vec::new, |buf: &mut Vec<T>, i, out| {
-        let gyi = Mat::row_major(&gy[i * g.o * p..(i + 1) * g.o * p], g.o, p);
-        if !g.strided() {
-            return matmul(out, wt, gyi, false, t);
-        }
+        let gyi = gy_of(i);
         buf.resize(g.c * p, T::ZERO);
         matmul(buf, wt, gyi, false, t);
         // Scatter into the (zeroed) pixels the kernel read.
