@@ -386,3 +386,27 @@ macro_rules! with_real_slices {
     };
 }
 pub(crate) use with_real_slices;
+
+/// The backward of a convolution-like op `(x, weight) -> y` from two gradient ops without
+/// backward: `(gy, weight) -> dx`, built by `input_op` only when `x` needs a gradient (not for
+/// the first layer's data), and `(x, gy) -> dweight` when `weight` needs one.
+pub(crate) fn conv_grads<I: candle_core::CustomOp2, W: candle_core::CustomOp2>(
+    x: &candle_core::Tensor,
+    weight: &candle_core::Tensor,
+    gy: &candle_core::Tensor,
+    input_op: impl FnOnce() -> Result<I>,
+    weight_op: W,
+) -> Result<(Option<candle_core::Tensor>, Option<candle_core::Tensor>)> {
+    let gy = gy.contiguous()?;
+    let dx = if x.track_op() {
+        Some(gy.apply_op2_no_bwd(weight, &input_op()?)?)
+    } else {
+        None
+    };
+    let dw = if weight.track_op() {
+        Some(x.apply_op2_no_bwd(&gy, &weight_op)?)
+    } else {
+        None
+    };
+    Ok((dx, dw))
+}

@@ -11,7 +11,9 @@
 //! [`conv2d_cpu`] is the entry point; [`super::conv2d`] dispatches to it on CPU in `f32` /
 //! `f64`.
 
-use super::cpu::{par_planes, par_planes_uninit, tap, tap_range, with_real_slices, Plane, Real};
+use super::cpu::{
+    conv_grads, par_planes, par_planes_uninit, tap, tap_range, with_real_slices, Plane, Real,
+};
 use super::gemm::{matmul, matmul_uninit, sum_over_images, Mat, Threads};
 use super::Window2d;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
@@ -221,19 +223,13 @@ impl CustomOp2 for Conv2dFwd {
         _y: &Tensor,
         gy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let gy = gy.contiguous()?;
-        let dx = if x.track_op() {
-            let g = Geom::new(x.dims(), weight.dims(), &self.win)?;
-            Some(gy.apply_op2_no_bwd(weight, &Conv2dBwdInput { g })?)
-        } else {
-            None
+        let win = self.win;
+        let input_op = || {
+            Ok(Conv2dBwdInput {
+                g: Geom::new(x.dims(), weight.dims(), &win)?,
+            })
         };
-        let dw = if weight.track_op() {
-            Some(x.apply_op2_no_bwd(&gy, &Conv2dBwdWeight { win: self.win })?)
-        } else {
-            None
-        };
-        Ok((dx, dw))
+        conv_grads(x, weight, gy, input_op, Conv2dBwdWeight { win })
     }
 }
 

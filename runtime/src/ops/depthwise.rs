@@ -8,7 +8,7 @@
 //! [`depthwise_conv2d_cpu`] is the entry point; [`super::depthwise_conv2d`] dispatches to it
 //! on CPU and to the composite reference elsewhere.
 
-use super::cpu::{contiguous, multiversion, par_planes, per_thread, tap, Plane, Real};
+use super::cpu::{contiguous, conv_grads, multiversion, par_planes, per_thread, tap, Plane, Real};
 use super::Window2d;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -585,25 +585,10 @@ impl CustomOp2 for DepthwiseFwd {
         _y: &Tensor,
         gy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let gy = gy.contiguous()?;
         let (_, c, h, w) = x.dims4()?;
-        let dx = if x.track_op() {
-            let op = DepthwiseBwdInput {
-                win: self.win,
-                c,
-                h,
-                w,
-            };
-            Some(gy.apply_op2_no_bwd(weight, &op)?)
-        } else {
-            None
-        };
-        let dw = if weight.track_op() {
-            Some(x.apply_op2_no_bwd(&gy, &DepthwiseBwdWeight { win: self.win })?)
-        } else {
-            None
-        };
-        Ok((dx, dw))
+        let win = self.win;
+        let input_op = || Ok(DepthwiseBwdInput { win, c, h, w });
+        conv_grads(x, weight, gy, input_op, DepthwiseBwdWeight { win })
     }
 }
 

@@ -148,9 +148,10 @@ pub fn batch_norm_train(
 }
 
 /// Eval-mode batch normalisation from given statistics (no gradient to `mean` and `std`):
-/// `y = (x - mean[c]) / std[c] * gamma[c] + beta[c]`, then ReLU when `relu`, in that order
-/// (candle_nn's, so the result matches `candle_nn::BatchNorm` in eval mode to rounding), with
-/// backward for `x`, `gamma` and `beta`. `std` is `sqrt(running_var + eps)`.
+/// `y = (x - mean[c]) / std[c] * gamma[c] + beta[c]`, then ReLU when `relu` (on CPU computed
+/// as `x * scale + shift` with the per-channel factors folded first; the result matches
+/// `candle_nn::BatchNorm` in eval mode to rounding), with backward for `x`, `gamma` and
+/// `beta`. `std` is `sqrt(running_var + eps)`.
 ///
 /// On CPU one pass of the custom op of [`batch_norm`]; elsewhere the [`composite`] reference.
 ///

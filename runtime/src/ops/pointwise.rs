@@ -8,7 +8,7 @@
 //! [`pointwise_conv2d_cpu`] is the entry point; [`super::pointwise_conv2d`] dispatches to it
 //! on CPU in `f32` / `f64`.
 
-use super::cpu::{par_planes, par_planes_uninit, with_real_slices, Real};
+use super::cpu::{conv_grads, par_planes, par_planes_uninit, with_real_slices, Real};
 use super::gemm::{matmul, matmul_uninit, sum_over_images, Mat, Threads};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
@@ -196,22 +196,13 @@ impl CustomOp2 for PointwiseFwd {
         _y: &Tensor,
         gy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let gy = gy.contiguous()?;
-        let dx = if x.track_op() {
-            let g = Geom::new(x.dims(), weight.dims(), self.stride)?;
-            Some(gy.apply_op2_no_bwd(weight, &PointwiseBwdInput { g })?)
-        } else {
-            None
+        let stride = self.stride;
+        let input_op = || {
+            Ok(PointwiseBwdInput {
+                g: Geom::new(x.dims(), weight.dims(), stride)?,
+            })
         };
-        let dw = if weight.track_op() {
-            let op = PointwiseBwdWeight {
-                stride: self.stride,
-            };
-            Some(x.apply_op2_no_bwd(&gy, &op)?)
-        } else {
-            None
-        };
-        Ok((dx, dw))
+        conv_grads(x, weight, gy, input_op, PointwiseBwdWeight { stride })
     }
 }
 
