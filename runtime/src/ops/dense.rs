@@ -80,11 +80,7 @@ impl Geom {
 
     /// Parallel over images when there are enough of them, else inside each multiply.
     fn threads(&self) -> Threads {
-        if self.n >= rayon::current_num_threads() {
-            Threads::One
-        } else {
-            Threads::Pool
-        }
+        Threads::for_images(self.n)
     }
 
     /// Calls `f(c, row, oy, iy, (lo, hi), ix0)` for every row segment of the columns matrix:

@@ -54,6 +54,18 @@ pub(crate) enum Threads {
     Pool,
 }
 
+impl Threads {
+    /// For an op over `n` images: parallel over images (one thread per multiply) when there
+    /// are enough of them to occupy the pool, else the pool inside each multiply.
+    pub fn for_images(n: usize) -> Threads {
+        if n >= rayon::current_num_threads() {
+            Threads::One
+        } else {
+            Threads::Pool
+        }
+    }
+}
+
 /// `dst = a · b` (or `dst += a · b` when `accumulate`), with `dst` the row-major
 /// `a.rows x b.cols` matrix at the start of `dst`.
 ///
