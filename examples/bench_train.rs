@@ -2,7 +2,14 @@
 //! CPU, against the same network in PyTorch (`scripts/bench_train.py`) when it is available.
 //!
 //! `cargo run --release --example bench_train -- [--iters N] [--warmup N] [--budget-s S]
-//! [--rounds N] [--sizes 180,64] [--batches 16,32] [--modes train,infer]`
+//! [--rounds N] [--sizes 180,64] [--batches 16,32] [--modes train,infer] [--device cpu|cuda]`
+//!
+//! `--device cuda` (a build with `--features cuda`) runs both sides on GPU 0 (a step ends
+//! with a device synchronisation) and leaves memory out: the peak resident set says nothing
+//! about the GPU's memory. Before the table it checks the CUDA path's numerics: a small
+//! network with every mini-Xception layer (`CheckNet`, no dropout) gets the same weights on
+//! the GPU and the CPU, and its training-mode logits and parameter gradients must agree to a
+//! relative error of 1e-3; the run stops otherwise.
 //!
 //! Cases: mode (train, infer) x size (180: `convnet::zoo::MiniXception`; 64: the same
 //! description at 64x64 from `convnet::mini_xception!`; both with dropout 0.5) x batch. Each
@@ -41,6 +48,67 @@ convnet::mini_xception!(
     Xception64, 64
 );
 
+convnet! {
+    /// Mini-Xception's layers without dropout, two residual blocks at 32x32: the network of
+    /// the CUDA-versus-CPU check.
+    CheckNet(3, 32, 32) -> (1) {
+        rescale(1.0 / 255.0),
+        conv2d(16, 5, bias = false),
+        for size in [16, 32] {
+            residual(project = conv2d(size, 1, stride = 2, padding = same, bias = false)) {
+                batch_norm, relu,
+                separable_conv2d(size, 3, padding = same, bias = false),
+                batch_norm, relu,
+                separable_conv2d(size, 3, padding = same, bias = false),
+                max_pool2d(3, stride = 2, padding = same),
+            }
+        }
+        global_avg_pool2d,
+        linear(1),
+    }
+}
+
+/// `|a - b| / |b|` over all elements (L2 norms), `b` the reference.
+fn rel_err(a: &Tensor, b: &Tensor) -> Result<f64> {
+    let b = b.to_device(&Device::Cpu)?.to_dtype(DType::F64)?;
+    let a = a.to_device(&Device::Cpu)?.to_dtype(DType::F64)?;
+    let norm = |t: &Tensor| -> Result<f64> { t.sqr()?.sum_all()?.sqrt()?.to_scalar::<f64>() };
+    Ok(norm(&(a - &b)?)? / norm(&b)?.max(1e-30))
+}
+
+/// Trains one step of [`CheckNet`] on `gpu` and on the CPU from the same weights and batch;
+/// returns the logits' relative error and the worst parameter gradient's (with its name).
+fn check_against_cpu(gpu: &Device) -> Result<(f64, f64, String)> {
+    let (cpu_vars, gpu_vars) = (VarMap::new(), VarMap::new());
+    let cpu_model = CheckNet::new(VarBuilder::from_varmap(&cpu_vars, DType::F32, &Device::Cpu))?;
+    let gpu_model = CheckNet::new(VarBuilder::from_varmap(&gpu_vars, DType::F32, gpu))?;
+    let cpu_data = cpu_vars.data().lock().expect("var map");
+    let gpu_data = gpu_vars.data().lock().expect("var map");
+    for (name, var) in gpu_data.iter() {
+        var.set(&cpu_data[name].as_tensor().to_device(gpu)?)?;
+    }
+    let x = Tensor::rand(0f32, 255f32, (8, 3, 32, 32), &Device::Cpu)?;
+    let y = Tensor::new(&[0u32, 1, 1, 0, 1, 0, 0, 1], &Device::Cpu)?;
+    let step = |model: &CheckNet, dev: &Device| -> Result<_> {
+        let logits = model.forward_t(&x.to_device(dev)?, true)?;
+        let loss = binary_cross_entropy_with_logits(&logits, &y.to_device(dev)?)?;
+        Ok((logits, loss.backward()?))
+    };
+    let (cpu_logits, cpu_grads) = step(&cpu_model, &Device::Cpu)?;
+    let (gpu_logits, gpu_grads) = step(&gpu_model, gpu)?;
+    let mut worst = (0.0, String::new());
+    for (name, var) in cpu_data.iter() {
+        let (Some(c), Some(g)) = (cpu_grads.get(var), gpu_grads.get(&gpu_data[name])) else {
+            continue;
+        };
+        let e = rel_err(g, c)?;
+        if e >= worst.0 {
+            worst = (e, name.clone());
+        }
+    }
+    Ok((rel_err(&gpu_logits, &cpu_logits)?, worst.0, worst.1))
+}
+
 struct Options {
     iters: usize,
     warmup: usize,
@@ -49,12 +117,13 @@ struct Options {
     sizes: Vec<usize>,
     batches: Vec<usize>,
     modes: Vec<String>,
+    device: String,
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!(
         "{msg}\nusage: bench_train [--iters N] [--warmup N] [--budget-s S] [--rounds N] [--sizes 180,64] \
-         [--batches 16,32] [--modes train,infer]"
+         [--batches 16,32] [--modes train,infer] [--device cpu|cuda]"
     );
     std::process::exit(2)
 }
@@ -75,6 +144,7 @@ fn parse_options(args: &[String]) -> Options {
         sizes: vec![180, 64],
         batches: vec![16, 32],
         modes: vec!["train".into(), "infer".into()],
+        device: "cpu".into(),
     };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -103,6 +173,12 @@ fn parse_options(args: &[String]) -> Options {
                     matches!(s, "train" | "infer").then(|| s.to_string())
                 })
             }
+            "--device" => {
+                o.device = list(flag, value, |s| {
+                    matches!(s, "cpu" | "cuda").then(|| s.to_string())
+                })
+                .swap_remove(0)
+            }
             _ => usage(&format!("unknown flag `{flag}`")),
         }
     }
@@ -128,7 +204,10 @@ fn run_case<M: Network + ModuleT>(
     batch: usize,
     o: &Options,
 ) -> Result<(f64, usize)> {
-    let dev = Device::Cpu;
+    let dev = match o.device.as_str() {
+        "cuda" => Device::new_cuda(0)?,
+        _ => Device::Cpu,
+    };
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
     let model = M::new(vb)?;
@@ -142,10 +221,11 @@ fn run_case<M: Network + ModuleT>(
             let logits = model.forward_t(&x, true)?;
             let loss = binary_cross_entropy_with_logits(&logits, &y)?;
             let grads = loss.backward()?;
-            opt.apply(&grads)
+            opt.apply(&grads)?;
         } else {
-            convnet::grad_mode::no_grad(|| model.forward_t(&x, false)).map(drop)
+            convnet::grad_mode::no_grad(|| model.forward_t(&x, false))?;
         }
+        dev.synchronize()
     };
     for _ in 0..o.warmup {
         step()?;
@@ -171,7 +251,10 @@ fn child(mode: &str, size: usize, batch: usize, o: &Options) {
         _ => run_case::<Xception64>(mode, size, batch, o),
     };
     match r {
-        Ok((ips, n)) => println!("RESULT\t{ips:.4}\t{}\t{n}", vm_hwm_kib()),
+        Ok((ips, n)) => {
+            let kib = if o.device == "cpu" { vm_hwm_kib() } else { 0 };
+            println!("RESULT\t{ips:.4}\t{kib}\t{n}")
+        }
         Err(e) => {
             println!("ERROR\t{}", e.to_string().lines().next().unwrap_or(""));
             std::process::exit(1)
@@ -208,6 +291,7 @@ type Cell = Option<(f64, u64, usize)>;
 
 fn show(c: &Cell) -> String {
     match c {
+        Some((ips, 0, n)) => format!("{ips:7.2} {:>6} ({n})", "-"),
         Some((ips, kib, n)) => format!("{ips:7.2} {:6.0} ({n})", *kib as f64 / 1024.0),
         None => format!("{:>7} {:>6}    ", "-", "-"),
     }
@@ -231,21 +315,28 @@ fn median_cell(cells: &[Cell]) -> Cell {
 /// Ours / theirs per round (throughput, memory): the medians and, over several rounds, the
 /// throughput ratio's range.
 fn ratio(ours: &[Cell], theirs: &[Cell]) -> String {
-    let (mut t, mut m): (Vec<f64>, Vec<f64>) = ours
+    let pairs: Vec<_> = ours
         .iter()
         .zip(theirs)
         .filter_map(|(a, b)| Some((a.as_ref()?, b.as_ref()?)))
-        .map(|(a, b)| (a.0 / b.0, a.1 as f64 / b.1 as f64))
-        .unzip();
-    let (Some(tm), Some(mm)) = (median(&mut t), median(&mut m)) else {
+        .collect();
+    let mut t: Vec<f64> = pairs.iter().map(|(a, b)| a.0 / b.0).collect();
+    // Memory 0 means not measured (GPU runs).
+    let mut m: Vec<f64> = pairs
+        .iter()
+        .filter(|(a, b)| a.1 > 0 && b.1 > 0)
+        .map(|(a, b)| a.1 as f64 / b.1 as f64)
+        .collect();
+    let Some(tm) = median(&mut t) else {
         return format!("{:>5} {:>5}", "-", "-");
     };
+    let mm = median(&mut m).map_or(format!("{:>5}", "-"), |mm| format!("{mm:5.2}"));
     let range = if t.len() > 1 {
         format!(" ({:.2}-{:.2})", t[0], t[t.len() - 1])
     } else {
         String::new()
     };
-    format!("{tm:5.2} {mm:5.2}{range}")
+    format!("{tm:5.2} {mm}{range}")
 }
 
 fn main() {
@@ -260,12 +351,32 @@ fn main() {
         return;
     }
     let o = parse_options(&args);
+    if o.device == "cuda" {
+        let checked = Device::new_cuda(0).and_then(|gpu| check_against_cpu(&gpu));
+        match checked {
+            Ok((logits, grad, name)) => {
+                println!(
+                    "check: CheckNet on cuda vs cpu, same weights: logits rel. error {logits:.2e}, \
+                     worst gradient {grad:.2e} ({name})"
+                );
+                if !(logits <= 1e-3 && grad <= 1e-3) {
+                    eprintln!("check failed: the CUDA path disagrees with the CPU");
+                    std::process::exit(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("check on cuda: {e}");
+                std::process::exit(1)
+            }
+        }
+    }
     let exe = std::env::current_exe().expect("current executable");
     let py = python();
     println!(
-        "bench_train: candle CPU, {} threads, median of up to {} steps after {} warm-up \
+        "bench_train: candle on {}, {} CPU threads, median of up to {} steps after {} warm-up \
          (budget {} s per case); peak = VmHWM of a process running one case (MiB); \
          PyTorch: {}",
+        o.device,
         candle_core::utils::get_num_threads(),
         o.iters,
         o.warmup,
@@ -283,7 +394,15 @@ fn main() {
         "/NCHW t mem",
         "/CL t mem"
     );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench_train.py");
+    // The checkout this was built from, else `scripts/` under the working directory (a binary
+    // copied to another machine).
+    let script = [
+        concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench_train.py"),
+        "scripts/bench_train.py",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .unwrap_or("scripts/bench_train.py");
     for mode in &o.modes {
         for &size in &o.sizes {
             for &batch in &o.batches {
@@ -299,6 +418,7 @@ fn main() {
                     let ours = Command::new(&exe)
                         .args(["--child", mode, &size.to_string(), &batch.to_string()])
                         .args(&common)
+                        .args(["--device", &o.device])
                         .output();
                     match ours {
                         Ok(out) => {
@@ -327,6 +447,7 @@ fn main() {
                             o.iters.to_string(),
                             o.warmup.to_string(),
                             o.budget.as_secs().to_string(),
+                            o.device.clone(),
                         ])
                         .output()
                         .ok()?;

@@ -1,13 +1,14 @@
 """PyTorch counterpart of examples/bench_train.rs: mini-Xception (the same layers as
 `convnet::zoo::MiniXception`), one case per invocation, 2 threads.
 
-usage: bench_train.py MODE SIZE BATCH FORMAT ITERS WARMUP BUDGET_S
-  MODE train|infer, FORMAT nchw|cl (channels_last).
+usage: bench_train.py MODE SIZE BATCH FORMAT ITERS WARMUP BUDGET_S [DEVICE]
+  MODE train|infer, FORMAT nchw|cl (channels_last), DEVICE cpu (default) or cuda.
 
 Train: forward in training mode, BCE with logits, backward, RMSprop step.
 Infer: eval mode under torch.no_grad().
 Prints `RESULT\t<img/s>\t<peak RSS KiB>\t<samples>` (median step time; peak RSS of this
-process, ru_maxrss, which includes the interpreter and libtorch).
+process, ru_maxrss, which includes the interpreter and libtorch; 0 on cuda, where a step
+ends with torch.cuda.synchronize()).
 """
 
 import resource
@@ -72,10 +73,12 @@ class MiniXception(nn.Module):
 def main():
     mode, size, batch, fmt = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     iters, warmup, budget = int(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7])
+    device = sys.argv[8] if len(sys.argv) > 8 else "cpu"
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     mf = torch.channels_last if fmt == "cl" else torch.contiguous_format
-    model = MiniXception(0.5).to(memory_format=mf)
-    x = (torch.rand(batch, 3, size, size) * 255).to(memory_format=mf)
-    y = (torch.rand(batch, 1) > 0.5).float()
+    model = MiniXception(0.5).to(device=device, memory_format=mf)
+    x = (torch.rand(batch, 3, size, size, device=device) * 255).to(memory_format=mf)
+    y = (torch.rand(batch, 1, device=device) > 0.5).float()
     opt = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
 
     def train():
@@ -90,7 +93,10 @@ def main():
         with torch.no_grad():
             model(x)
 
-    step = train if mode == "train" else infer
+    def step():
+        (train if mode == "train" else infer)()
+        sync()
+
     for _ in range(warmup):
         step()
     samples, start = [], time.perf_counter()
@@ -101,7 +107,7 @@ def main():
         if time.perf_counter() - start > budget:
             break
     med = statistics.median(samples)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if device == "cpu" else 0
     print(f"RESULT\t{batch / med:.4f}\t{rss}\t{len(samples)}")
 
 

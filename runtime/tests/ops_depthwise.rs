@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{DType, Tensor, Var};
 use common::{assert_close, tensor, values, Rng};
-use convnet_runtime::ops::{self, composite, depthwise, Pad2d, Window2d};
+use convnet_runtime::ops::{self, composite, depthwise, taps, Pad2d, Window2d};
 
 #[derive(Debug, Clone, Copy)]
 struct Case {
@@ -259,6 +259,26 @@ fn forward_and_gradients_match_naive_loops_f32_and_f64() {
         // The public dispatching op takes the same path on CPU.
         let (fy, _, _) = run_with_grads(case, &data, DType::F32, ops::depthwise_conv2d);
         assert_close(&fy, &y, 2e-5, 2e-5, &format!("dispatch {case:?}"));
+    }
+}
+
+#[test]
+fn taps_path_matches_naive_loops() {
+    // The path off the CPU (one candle op per window tap), run here on the CPU.
+    for (i, case) in cases().iter().enumerate() {
+        let data = inputs(case, 50 + i as u64);
+        let y = case.naive_forward(&data.0, &data.1);
+        let (dx, dw) = case.naive_backward(&data.0, &data.1, &data.2);
+        let (ty, tdx, tdw) = run_with_grads(case, &data, DType::F64, taps::depthwise_conv2d);
+        assert_close(&ty, &y, 1e-12, 1e-12, &format!("forward {case:?}"));
+        assert_close(&tdx, &dx, 1e-12, 1e-12, &format!("input gradient {case:?}"));
+        assert_close(
+            &tdw,
+            &dw,
+            1e-11,
+            1e-12,
+            &format!("weight gradient {case:?}"),
+        );
     }
 }
 

@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{DType, Tensor, Var};
 use common::{assert_close, tensor, values, Rng};
-use convnet_runtime::ops::{self, composite, pool, Pad2d, Window2d};
+use convnet_runtime::ops::{self, composite, pool, taps, Pad2d, Window2d};
 
 #[derive(Debug, Clone, Copy)]
 struct Case {
@@ -308,6 +308,22 @@ fn avg_pool_forward_and_gradient_match_naive_loops() {
 }
 
 #[test]
+fn taps_path_matches_naive_loops() {
+    // The path off the CPU (one candle op per window tap), run here on the CPU.
+    for (i, case) in cases().iter().chain(&dilated_cases()).enumerate() {
+        let (x, gy) = data(case, 50 + i as u64);
+        let (y, dx) = case.naive_max(&x, &gy);
+        let (ty, tdx) = run_with_grad(case, &x, &gy, DType::F64, taps::max_pool2d);
+        assert_close(&ty, &y, 0.0, 0.0, &format!("max forward {case:?}"));
+        assert_close(&tdx, &dx, 1e-12, 1e-12, &format!("max gradient {case:?}"));
+        let (y, dx) = case.naive_avg(&x, &gy);
+        let (ty, tdx) = run_with_grad(case, &x, &gy, DType::F64, taps::avg_pool2d);
+        assert_close(&ty, &y, 1e-12, 1e-12, &format!("avg forward {case:?}"));
+        assert_close(&tdx, &dx, 1e-12, 1e-12, &format!("avg gradient {case:?}"));
+    }
+}
+
+#[test]
 fn forward_matches_composite_reference() {
     for (i, case) in cases().iter().enumerate() {
         let (x, _) = data(case, 100 + i as u64);
@@ -413,6 +429,12 @@ fn windows_entirely_in_padding() {
     let (ny, ndx) = case.naive_avg(&x, &gy);
     assert_close(&y, &ny, 0.0, 0.0, "avg forward");
     assert_close(&dx, &ndx, 1e-6, 1e-6, "avg gradient");
+    // The taps path agrees: -inf and 0 where a window sees no input.
+    let (y, _) = run_with_grad(&case, &x, &gy, DType::F32, taps::max_pool2d);
+    assert_close(&y, &case.naive_max(&x, &gy).0, 0.0, 0.0, "taps max forward");
+    let (y, dx) = run_with_grad(&case, &x, &gy, DType::F32, taps::avg_pool2d);
+    assert_close(&y, &ny, 0.0, 0.0, "taps avg forward");
+    assert_close(&dx, &ndx, 1e-6, 1e-6, "taps avg gradient");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Reference implementations built from stock candle ops: correct on every device and dtype,
-//! slow. They are the fallback off the CPU and the reference the fast kernels are tested
-//! against.
+//! slow. They are the fallback off the CPU (the window ops there go through [`super::taps`])
+//! and the reference the fast kernels are tested against.
 
 use super::{Pad2d, Window2d};
 use candle_core::{Result, Tensor};

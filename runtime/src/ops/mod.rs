@@ -8,9 +8,9 @@
 //!
 //! | op | CPU, `f32`/`f64` | CPU, `f16`/`bf16` | CUDA / Metal, other dtypes |
 //! |---|---|---|---|
-//! | [`depthwise_conv2d`] | fast custom op ([`depthwise`]) | converted to `f32`, fast op, converted back | [`composite`] (candle grouped conv) |
-//! | [`max_pool2d`] | fast custom op ([`pool`]) | converted to `f32`, fast op | [`composite`] (no backward when kernel != stride) |
-//! | [`avg_pool2d`] | fast custom op ([`pool`]) | converted to `f32`, fast op | [`composite`] |
+//! | [`depthwise_conv2d`] | fast custom op ([`depthwise`]) | converted to `f32`, fast op, converted back | one candle op per window tap ([`taps`]) |
+//! | [`max_pool2d`] | fast custom op ([`pool`]) | converted to `f32`, fast op | [`taps`] |
+//! | [`avg_pool2d`] | fast custom op ([`pool`]) | converted to `f32`, fast op | [`taps`] |
 //! | [`batch_norm_train`], [`batch_norm_eval`], [`channel_affine`] | fast custom op ([`batch_norm`]) | converted to `f32`, fast op | [`composite`] |
 //! | [`conv2d`] | fast custom op ([`dense`]) | converted to `f32`, fast op | [`composite`] (candle `conv2d`) |
 //! | [`pointwise_conv2d`] | fast custom op ([`pointwise`]) | converted to `f32`, fast op | [`composite`] (candle matmuls) |
@@ -37,6 +37,7 @@ pub mod depthwise;
 mod gemm;
 pub mod pointwise;
 pub mod pool;
+pub mod taps;
 
 use candle_core::{DType, Result, Tensor};
 
@@ -66,8 +67,8 @@ fn path(ts: &[&Tensor]) -> Path {
 /// `c` with `weight[c * multiplier + j, 0]` (candle/PyTorch grouped convolution with
 /// `groups = C`), over zero padding `win.pad`, with `win.stride` and `win.dilation`.
 ///
-/// On CPU this is the fast custom op of [`depthwise`] (forward and backward); elsewhere the
-/// [`composite`] reference, which needs equal vertical and horizontal stride and dilation.
+/// On CPU this is the fast custom op of [`depthwise`] (forward and backward); elsewhere one
+/// candle op per window tap ([`taps`]).
 ///
 /// # Shapes
 /// `x`: `[N, C, H, W]`, `weight`: `[C * multiplier, 1, kh, kw]` -> `[N, C * multiplier, OH,
@@ -81,15 +82,15 @@ pub fn depthwise_conv2d(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<T
             win,
         )?
         .to_dtype(x.dtype()),
-        Path::Composite => composite::depthwise_conv2d(x, weight, win),
+        Path::Composite => taps::depthwise_conv2d(x, weight, win),
     }
 }
 
 /// Max pooling over `-inf` padding; any window, stride (overlapping windows included) and
 /// dilation.
 ///
-/// On CPU this is the fast custom op of [`pool`], with a backward for every window; elsewhere
-/// the [`composite`] reference (no dilation; candle has no backward when kernel != stride).
+/// On CPU this is the fast custom op of [`pool`]; elsewhere one candle op per window tap
+/// ([`taps`]). Both have a backward for every window.
 ///
 /// # Shapes
 /// `[N, C, H, W]` -> `[N, C, OH, OW]`, with `(OH, OW) = win.output_size(H, W)`.
@@ -97,14 +98,14 @@ pub fn max_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
     match path(&[x]) {
         Path::Native => pool::max_pool2d_cpu(x, win),
         Path::ViaF32 => pool::max_pool2d_cpu(&x.to_dtype(DType::F32)?, win)?.to_dtype(x.dtype()),
-        Path::Composite => composite::max_pool2d(x, win),
+        Path::Composite => taps::max_pool2d(x, win),
     }
 }
 
 /// Average pooling that leaves the padding out of each window's count (Keras semantics).
 ///
-/// On CPU this is the fast custom op of [`pool`] (forward and backward); elsewhere the
-/// [`composite`] reference (no dilation).
+/// On CPU this is the fast custom op of [`pool`] (forward and backward); elsewhere one candle
+/// op per window tap ([`taps`]).
 ///
 /// # Shapes
 /// `[N, C, H, W]` -> `[N, C, OH, OW]`, with `(OH, OW) = win.output_size(H, W)`.
@@ -112,7 +113,7 @@ pub fn avg_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
     match path(&[x]) {
         Path::Native => pool::avg_pool2d_cpu(x, win),
         Path::ViaF32 => pool::avg_pool2d_cpu(&x.to_dtype(DType::F32)?, win)?.to_dtype(x.dtype()),
-        Path::Composite => composite::avg_pool2d(x, win),
+        Path::Composite => taps::avg_pool2d(x, win),
     }
 }
 

@@ -402,6 +402,9 @@ impl Tensor {
                     }
                     Op::Gather(arg, indexes, dim) => {
                         let sum_grad = grads.or_insert(arg)?;
+                        // convnet patch: a stored gradient may be a view; scatter_add needs a
+                        // contiguous source.
+                        let grad = grad.contiguous()?;
                         *sum_grad = sum_grad.scatter_add(indexes, &grad, *dim)?;
                     }
                     Op::Scatter(init, indexes, src, dim) => {
@@ -429,6 +432,9 @@ impl Tensor {
                         let sum_grad = grads.or_insert(arg)?;
                         // index_select accepts strided ids but index_add requires contiguous ones.
                         let indexes = indexes.contiguous()?;
+                        // convnet patch: a stored gradient may be a view; index_add needs a
+                        // contiguous source.
+                        let grad = grad.contiguous()?;
                         *sum_grad = sum_grad.index_add(&indexes, &grad, *dim)?;
                     }
                     Op::Matmul(lhs, rhs) => {
