@@ -182,7 +182,10 @@ fn cases() -> Vec<Case> {
         Case::new(2, 3, (5, 4), (5, 4), (1, 1), Pad2d::ZERO),
     ];
     let mut rng = Rng::new(17);
-    while v.len() < 40 {
+    // Random windows over narrow planes (outputs under 16 wide: the window-table path) and
+    // wide ones (the row kernels).
+    while v.len() < 50 {
+        let wide = v.len() >= 40;
         let k = (rng.range(1, 4), rng.range(1, 4));
         let pad = Pad2d {
             top: rng.range(0, k.0 - 1),
@@ -193,7 +196,10 @@ fn cases() -> Vec<Case> {
         let case = Case::new(
             rng.range(1, 3),
             rng.range(1, 3),
-            (rng.range(1, 12), rng.range(1, 20)),
+            (
+                rng.range(1, 12),
+                rng.range(1, 20) + if wide { 50 } else { 0 },
+            ),
             k,
             (rng.range(1, 3), rng.range(1, 3)),
             pad,

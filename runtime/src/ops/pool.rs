@@ -132,11 +132,15 @@ fn max_plane_arg_impl<T: Real, const FMA: bool>(
                 (colv, coli, w)
             } else {
                 // Deinterleave so that every tap reads consecutive outputs contiguously.
+                // Phase by phase, plain strided loops: chunk iterators over 2-wide chunks
+                // cost more than the pooling itself.
                 let pw = w.div_ceil(g.sw);
-                for (j, (cv, ci)) in colv.chunks(g.sw).zip(coli.chunks(g.sw)).enumerate() {
-                    for (r, (&v, &i)) in cv.iter().zip(ci).enumerate() {
-                        pv[r * pw + j] = v;
-                        pi[r * pw + j] = i;
+                for r in 0..g.sw.min(w) {
+                    let n = (w - r).div_ceil(g.sw);
+                    let (pv, pi) = (&mut pv[r * pw..r * pw + n], &mut pi[r * pw..r * pw + n]);
+                    for (j, (v, i)) in pv.iter_mut().zip(pi.iter_mut()).enumerate() {
+                        *v = colv[j * g.sw + r];
+                        *i = coli[j * g.sw + r];
                     }
                 }
                 (pv, pi, pw)
@@ -237,6 +241,63 @@ fn max_plane_impl<T: Real, const FMA: bool>(
 
 multiversion!(fn max_plane<T>(g: &Plane, xk: &[(usize, usize)], inp: &[T], out: &mut [T], colv: &mut [T]) => max_plane_impl);
 
+/// Planes with outputs narrower than this take the window-table path: their rows are too
+/// short for the row kernels' vector blocks, whose per-row setup then dominates.
+const TABLE_MAX_OW: usize = 16;
+
+/// Every output's window of a small plane as input offsets in row-major window order
+/// (padding left out): output `o` reads `off[end[o - 1]..end[o]]`.
+struct WindowTable {
+    off: Vec<u32>,
+    end: Vec<u32>,
+}
+
+impl WindowTable {
+    fn new(g: &Plane) -> WindowTable {
+        let xk = g.x_kernel_ranges();
+        let (mut off, mut end) = (Vec::new(), Vec::with_capacity(g.oh * g.ow));
+        for oy in 0..g.oh {
+            let (klo, khi) = g.y_kernel_range(oy);
+            for (ox, &(lo, hi)) in xk.iter().enumerate() {
+                for ky in klo..khi {
+                    let iy = oy * g.sh + ky * g.dh - g.pt;
+                    for kx in lo..hi {
+                        off.push((iy * g.w + ox * g.sw + kx * g.dw - g.pl) as u32);
+                    }
+                }
+                end.push(off.len() as u32);
+            }
+        }
+        WindowTable { off, end }
+    }
+}
+
+/// One small plane of max pooling through its [`WindowTable`]; `arg` (when given) receives
+/// each winner's index in the plane. Scanning in row-major window order with a strict `>`
+/// keeps the first maximum; a NaN never wins.
+fn max_plane_table<T: Real>(
+    t: &WindowTable,
+    inp: &[T],
+    out: &mut [T],
+    mut arg: Option<&mut [u32]>,
+) {
+    let mut start = 0;
+    for (o, &end) in t.end.iter().enumerate() {
+        let (mut best, mut bi) = (T::NEG_INFINITY, NONE);
+        for &off in &t.off[start..end as usize] {
+            let v = inp[off as usize];
+            let take = v > best;
+            bi = if take { off } else { bi };
+            best = if take { v } else { best };
+        }
+        out[o] = best;
+        if let Some(arg) = arg.as_deref_mut() {
+            arg[o] = bi;
+        }
+        start = end as usize;
+    }
+}
+
 fn max_forward<T: Real>(
     nplanes: usize,
     g: &Plane,
@@ -244,6 +305,27 @@ fn max_forward<T: Real>(
     save_argmax: bool,
 ) -> (Vec<T>, Option<Vec<u32>>) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    if g.ow < TABLE_MAX_OW {
+        let t = WindowTable::new(g);
+        let plane = |i: usize| &x[i * hw..][..hw];
+        return if save_argmax {
+            let (y, a) = par_planes2(
+                nplanes,
+                ohw,
+                || (),
+                |_, i, out, arg| max_plane_table(&t, plane(i), out, Some(arg)),
+            );
+            (y, Some(a))
+        } else {
+            let y = par_planes(
+                nplanes,
+                ohw,
+                || (),
+                |_, i, out| max_plane_table(&t, plane(i), out, None),
+            );
+            (y, None)
+        };
+    }
     let xk = g.x_kernel_ranges();
     let interior = g.x_interior();
     if save_argmax {
