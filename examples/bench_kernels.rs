@@ -132,10 +132,17 @@ fn randn(dims: &[usize]) -> Result<Tensor> {
     Tensor::randn(0f32, 1f32, dims, &Device::Cpu)
 }
 
-/// Forward + backward (`sum(y)`) of a depthwise convolution, gradients for x and weight.
+/// The loss of the backward benchmarks, `sum(y^2) / 2`: its gradient is `y` itself, a
+/// contiguous tensor as in training (`sum(y)`'s is a broadcast view that candle copies
+/// element by element before the op's backward, which then dominates the timing).
+fn loss(y: &Tensor) -> Result<Tensor> {
+    y.sqr()?.sum_all()? * 0.5
+}
+
+/// Forward + backward (`sum(y^2) / 2`) of a depthwise convolution, gradients for x and weight.
 fn conv_step(conv: Conv, x: &Var, w: &Var, win: &Window2d) -> Result<()> {
     let y = conv(x.as_tensor(), w.as_tensor(), win)?;
-    let grads = y.sum_all()?.backward()?;
+    let grads = loss(&y)?.backward()?;
     assert!(grads.get(x.as_tensor()).is_some() && grads.get(w.as_tensor()).is_some());
     Ok(())
 }
@@ -143,7 +150,7 @@ fn conv_step(conv: Conv, x: &Var, w: &Var, win: &Window2d) -> Result<()> {
 fn pool_step(pool: Pool, x: &Var, win: &Window2d, backward: bool) -> Result<()> {
     let y = pool(x.as_tensor(), win)?;
     if backward {
-        let grads = y.sum_all()?.backward()?;
+        let grads = loss(&y)?.backward()?;
         assert!(grads.get(x.as_tensor()).is_some());
     } else {
         y.sum_all()?.to_scalar::<f32>()?;
