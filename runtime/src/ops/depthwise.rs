@@ -373,25 +373,31 @@ impl Flat {
         })
     }
 
-    /// Copies plane `inp` (`p.h` x `p.w`) into `buf` at `(p.pt, p.pl)`, zeros around.
+    /// Copies plane `inp` (`p.h` x `p.w`) into `buf` at `(p.pt, p.pl)`, zeros around. Each
+    /// element is written once (the buffer is reused from plane to plane, so only the
+    /// margins are zeroed, not the whole buffer first).
     fn pad<T: Real>(&self, p: &Plane, inp: &[T], buf: &mut Vec<T>) {
-        buf.clear();
         buf.resize(self.len, T::ZERO);
-        let n = p.w.min(self.pw.saturating_sub(p.pl));
-        for (y, row) in inp
+        let pw = self.pw;
+        let (left, n) = (p.pl.min(pw), p.w.min(pw.saturating_sub(p.pl)));
+        let rows = p.h.min(self.ph.saturating_sub(p.pt));
+        let top = p.pt.min(self.ph) * pw;
+        buf[..top].fill(T::ZERO);
+        for (row, r) in inp
             .chunks_exact(p.w)
-            .enumerate()
-            .take(self.ph.saturating_sub(p.pt))
+            .zip(buf[top..top + rows * pw].chunks_exact_mut(pw))
         {
-            let start = (y + p.pt) * self.pw + p.pl;
-            buf[start..start + n].copy_from_slice(&row[..n]);
+            r[..left].fill(T::ZERO);
+            r[left..left + n].copy_from_slice(&row[..n]);
+            r[left + n..].fill(T::ZERO);
         }
+        buf[top + rows * pw..].fill(T::ZERO);
     }
 
     /// `out` (`oh` x `ow`) += the convolution of plane `inp` with `wk`.
     fn conv<T: Real>(&self, p: &Plane, inp: &[T], wk: &[T], s: &mut FlatScratch<T>, out: &mut [T]) {
         self.pad(p, inp, &mut s.0);
-        s.1.clear();
+        // Sized only: `flat_conv` overwrites it.
         s.1.resize(self.rows, T::ZERO);
         flat_conv(&self.off, &s.0, wk, &mut s.1);
         for (o, a) in out.chunks_exact_mut(p.ow).zip(s.1.chunks_exact(self.pw)) {
@@ -426,7 +432,14 @@ type FlatScratch<T> = (Vec<T>, Vec<T>);
 #[inline(always)]
 fn flat_conv_impl<T: Real, const FMA: bool>(off: &[usize], xpad: &[T], wk: &[T], acc: &mut [T]) {
     let n = acc.len();
-    for (&o, &w) in off.iter().zip(wk) {
+    let mut taps = off.iter().zip(wk);
+    // The first tap sets `acc`, the others add to it.
+    if let Some((&o, &w)) = taps.next() {
+        for (a, &x) in acc.iter_mut().zip(&xpad[o..o + n]) {
+            *a = w * x;
+        }
+    }
+    for (&o, &w) in taps {
         axpy::<T, FMA>(w, &xpad[o..o + n], acc);
     }
 }
