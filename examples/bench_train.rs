@@ -78,6 +78,7 @@ fn rel_err(a: &Tensor, b: &Tensor) -> Result<f64> {
 
 /// Trains one step of [`CheckNet`] on `gpu` and on the CPU from the same weights and batch;
 /// returns the logits' relative error and the worst parameter gradient's (with its name).
+/// A parameter with a gradient on the CPU but none on the GPU is an error.
 fn check_against_cpu(gpu: &Device) -> Result<(f64, f64, String)> {
     let (cpu_vars, gpu_vars) = (VarMap::new(), VarMap::new());
     let cpu_model = CheckNet::new(VarBuilder::from_varmap(&cpu_vars, DType::F32, &Device::Cpu))?;
@@ -98,8 +99,11 @@ fn check_against_cpu(gpu: &Device) -> Result<(f64, f64, String)> {
     let (gpu_logits, gpu_grads) = step(&gpu_model, gpu)?;
     let mut worst = (0.0, String::new());
     for (name, var) in cpu_data.iter() {
-        let (Some(c), Some(g)) = (cpu_grads.get(var), gpu_grads.get(&gpu_data[name])) else {
+        let Some(c) = cpu_grads.get(var) else {
             continue;
+        };
+        let Some(g) = gpu_grads.get(&gpu_data[name]) else {
+            candle_core::bail!("{name} has a gradient on the CPU and none on the GPU");
         };
         let e = rel_err(g, c)?;
         if e >= worst.0 {
@@ -173,12 +177,10 @@ fn parse_options(args: &[String]) -> Options {
                     matches!(s, "train" | "infer").then(|| s.to_string())
                 })
             }
-            "--device" => {
-                o.device = list(flag, value, |s| {
-                    matches!(s, "cpu" | "cuda").then(|| s.to_string())
-                })
-                .swap_remove(0)
-            }
+            "--device" => match value.as_str() {
+                "cpu" | "cuda" => o.device = value.clone(),
+                _ => usage(&format!("--device: `{value}` is not cpu or cuda")),
+            },
             _ => usage(&format!("unknown flag `{flag}`")),
         }
     }

@@ -10,7 +10,9 @@
 //! entirely in the padding yields 0.
 //!
 //! Kernels work plane by plane (one NCHW plane per rayon task): a vertical pass over the
-//! window's rows into a row buffer, then a horizontal pass over the window's columns.
+//! window's rows into a row buffer, then a horizontal pass over the window's columns. Max
+//! pooling over narrow outputs (under 16 wide) instead reads each output's window from a
+//! table of input offsets built once per call.
 
 use super::cpu::{contiguous, multiversion, par_planes, par_planes2, Plane, Real};
 use super::Window2d;
@@ -245,6 +247,10 @@ multiversion!(fn max_plane<T>(g: &Plane, xk: &[(usize, usize)], inp: &[T], out: 
 /// short for the row kernels' vector blocks, whose per-row setup then dominates.
 const TABLE_MAX_OW: usize = 16;
 
+/// The largest window table (offsets) built, so that a tall narrow plane stays on the row
+/// kernels rather than allocating a table the size of its output times the window.
+const TABLE_MAX_LEN: usize = 1 << 20;
+
 /// Every output's window of a small plane as input offsets in row-major window order
 /// (padding left out): output `o` reads `off[end[o - 1]..end[o]]`.
 struct WindowTable {
@@ -305,7 +311,7 @@ fn max_forward<T: Real>(
     save_argmax: bool,
 ) -> (Vec<T>, Option<Vec<u32>>) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    if g.ow < TABLE_MAX_OW {
+    if g.ow < TABLE_MAX_OW && ohw * g.kh * g.kw <= TABLE_MAX_LEN {
         let t = WindowTable::new(g);
         let plane = |i: usize| &x[i * hw..][..hw];
         return if save_argmax {
