@@ -45,6 +45,13 @@ fn fold_taps(
     let mut acc = None;
     for ky in 0..win.kernel.0 {
         let rows = strided(&xp, 2, ky * win.dilation.0, win.stride.0, oh)?;
+        // Strided columns are gathered from a contiguous source: copy these rows once,
+        // not once per column tap.
+        let rows = if win.stride.1 == 1 {
+            rows
+        } else {
+            rows.contiguous()?
+        };
         for kx in 0..win.kernel.1 {
             let tap = strided(&rows, 3, kx * win.dilation.1, win.stride.1, ow)?;
             acc = Some(f(acc, tap, (ky, kx))?);
