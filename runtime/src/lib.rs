@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod error;
 pub mod grad_mode;
 pub mod layers;
 pub mod loss;
