@@ -8,14 +8,17 @@
 //! `--data DIR` takes a folder with `train/`, `validation/` and `test/`, each holding one
 //! sub-folder per class. Without it, a small two-class image set (circles vs squares) is
 //! generated under the output folder so the command runs on any machine. Writes the best
-//! checkpoint (`best/`), `history.csv` and `history.png` to `--out`, and ends with
+//! checkpoint (`best/`), `history.csv` and `history.png` to the run folder (`--out`, or the
+//! first free `runs/cats_vs_dogs[-N]`; an earlier run is never replaced without
+//! `--overwrite`), and ends with
 //! `test accuracy: 0.xxxx`.
 
 use candle_core::{DType, Device, Result};
 use candle_nn::{VarBuilder, VarMap};
 use clap::Parser;
-use convnet::checkpoint::load_weights;
+use convnet::checkpoint::load_checkpoint_weights;
 use convnet::data::{Augment, DataLoader, ImageFolder, SyntheticShapes};
+use convnet::error::Error;
 use convnet::loss::Loss;
 use convnet::optim::{RmsProp, RmsPropConfig};
 use convnet::prelude::*;
@@ -45,18 +48,23 @@ struct Args {
     /// time, so each size is compiled in).
     #[arg(long, default_value_t = 64)]
     image_size: usize,
-    /// Training epochs.
-    #[arg(long, default_value_t = 10)]
-    epochs: usize,
+    /// Training epochs (at least 1).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    epochs: u64,
     /// Examples per batch.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
     /// RMSprop learning rate.
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
-    /// Output folder for the checkpoint, history CSV and plot.
-    #[arg(long, default_value = "runs/cats_vs_dogs")]
-    out: PathBuf,
+    /// Output folder for the checkpoint, history CSV and plot. A folder that already holds a
+    /// run's `best/` checkpoint is refused unless `--overwrite` is given. Default: the first
+    /// of `runs/cats_vs_dogs`, `runs/cats_vs_dogs-2`, ... without one.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Replace the run in `--out` (its `best/` checkpoint, history and plot).
+    #[arg(long)]
+    overwrite: bool,
     /// Seed for shuffling, augmentation and the generated data.
     #[arg(long, default_value_t = 1337)]
     seed: u64,
@@ -68,14 +76,50 @@ struct Args {
     synthetic_per_class: usize,
 }
 
+/// The run folder: `--out` (refused when it holds an earlier run's checkpoint, unless
+/// `--overwrite`), or the first free `runs/cats_vs_dogs[-N]`.
+fn run_folder(args: &Args) -> Result<PathBuf> {
+    let out = match &args.out {
+        Some(out) => {
+            let best = out.join("best");
+            if best.exists() {
+                if !args.overwrite {
+                    return Err(Error::invalid(
+                        "--out",
+                        format!(
+                            "{} already holds a run (its checkpoint {}); pass --overwrite to replace it, or choose another --out",
+                            out.display(),
+                            best.display()
+                        ),
+                    )
+                    .into());
+                }
+                println!("--overwrite: replacing the run in {}", out.display());
+                std::fs::remove_dir_all(&best).map_err(|e| Error::io("remove", &best, e))?;
+            }
+            out.clone()
+        }
+        None => (1..)
+            .map(|n| match n {
+                1 => PathBuf::from("runs/cats_vs_dogs"),
+                n => PathBuf::from(format!("runs/cats_vs_dogs-{n}")),
+            })
+            .find(|dir| !dir.join("best").exists())
+            .expect("an unbounded range has a free name"),
+    };
+    std::fs::create_dir_all(&out).map_err(|e| Error::io("create folder", &out, e))?;
+    Ok(out)
+}
+
 fn main() -> Result<()> {
     tuning::apply();
     let args = Args::parse();
-    std::fs::create_dir_all(&args.out)?;
+    let out = run_folder(&args)?;
+    println!("run folder: {}", out.display());
     let data = match &args.data {
         Some(dir) => dir.clone(),
         None => {
-            let dir = args.out.join("synthetic-data");
+            let dir = out.join("synthetic-data");
             let n = args.synthetic_per_class;
             println!("no --data given: generating circles vs squares ({n} training images per class) in {}", dir.display());
             SyntheticShapes::new()
@@ -87,17 +131,17 @@ fn main() -> Result<()> {
         }
     };
     match args.image_size {
-        64 => train::<MiniXception64>(&args, &data),
-        96 => train::<MiniXception96>(&args, &data),
-        128 => train::<MiniXception128>(&args, &data),
-        180 => train::<MiniXception180>(&args, &data),
+        64 => train::<MiniXception64>(&args, &data, &out),
+        96 => train::<MiniXception96>(&args, &data, &out),
+        128 => train::<MiniXception128>(&args, &data, &out),
+        180 => train::<MiniXception180>(&args, &data, &out),
         other => {
             candle_core::bail!("--image-size {other} is not compiled in; choose 64, 96, 128 or 180")
         }
     }
 }
 
-fn train<M: Network>(args: &Args, data: &Path) -> Result<()> {
+fn train<M: Network>(args: &Args, data: &Path, out: &Path) -> Result<()> {
     let device = Device::Cpu;
     let (h, w) = (M::INPUT_SHAPE[1], M::INPUT_SHAPE[2]);
     if args.summary {
@@ -138,23 +182,24 @@ fn train<M: Network>(args: &Args, data: &Path) -> Result<()> {
             ..Default::default()
         },
     );
-    let best = args.out.join("best");
+    let best = out.join("best");
     let mut trainer = Trainer::new(&model, &varmap, Loss::BinaryCrossEntropy, optimizer)
         .with_callback(ModelCheckpoint::best(&best, "val_loss"))
-        .with_callback(CsvLogger::new(args.out.join("history.csv")))
+        .with_callback(CsvLogger::new(out.join("history.csv")))
         .with_callback(TerminateOnNan::default());
     let start = Instant::now();
-    let history = trainer.fit(&mut train_data, Some(&mut val_data), args.epochs)?;
+    let history = trainer.fit(&mut train_data, Some(&mut val_data), args.epochs as usize)?;
     let elapsed = start.elapsed().as_secs_f64();
-    plot_history(&history, args.out.join("history.png"), 1200, 450)?;
-    load_weights(&varmap, best.join("weights.safetensors"))?;
+    plot_history(&history, out.join("history.png"), 1200, 450)?;
+    // The best epoch's checkpoint of this run (the run folder held none before it).
+    load_checkpoint_weights(&varmap, &best)?;
     let test = trainer.evaluate(&mut test_data)?;
     println!(
         "trained {} epochs in {elapsed:.1}s; best checkpoint {}, history {}, plot {}",
         history.len(),
         best.display(),
-        args.out.join("history.csv").display(),
-        args.out.join("history.png").display()
+        out.join("history.csv").display(),
+        out.join("history.png").display()
     );
     println!("test loss: {:.4}", test.loss);
     println!("test accuracy: {:.4}", test.accuracy.unwrap_or(f64::NAN));

@@ -34,7 +34,7 @@ pub mod zoo;
 
 pub use convnet_macros::convnet;
 pub use convnet_runtime::{
-    checkpoint, data, grad_mode, layers, loss, metrics, model, ops, optim, schedule, train,
+    checkpoint, data, error, grad_mode, layers, loss, metrics, model, ops, optim, schedule, train,
 };
 
 /// Everything a model file needs: the macro, the model trait, and the candle types the

@@ -31,17 +31,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A tensor in a checkpoint does not fit the model.
-    #[error("checkpoint {source_name}: tensor `{tensor}` has shape {found:?} but the model expects {expected:?}")]
-    ShapeMismatch {
-        /// The checkpoint (file) the tensor came from.
+    /// Tensors of a checkpoint do not fit the model: every missing, unexpected or
+    /// mis-shaped tensor, by name.
+    #[error("checkpoint {source_name} does not fit the model: {}", list(tensors))]
+    CheckpointMismatch {
+        /// Where the tensors came from (a file, or a description such as `best epoch`).
         source_name: String,
-        /// The tensor's name.
-        tensor: String,
-        /// The shape the model expects.
-        expected: Vec<usize>,
-        /// The shape found in the checkpoint.
-        found: Vec<usize>,
+        /// Each tensor that does not fit.
+        tensors: Vec<TensorMismatch>,
     },
     /// A checkpoint is incomplete, inconsistent or damaged (every problem listed).
     #[error("checkpoint {}: {reason}", path.display())]
@@ -91,6 +88,43 @@ pub enum Error {
         /// What was expected.
         reason: String,
     },
+}
+
+/// One tensor of a checkpoint that does not fit the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorMismatch {
+    /// The tensor's hierarchical name.
+    pub tensor: String,
+    /// Its shape in the model (`None`: the model has no such variable).
+    pub expected: Option<Vec<usize>>,
+    /// Its shape in the checkpoint (`None`: missing from the checkpoint).
+    pub found: Option<Vec<usize>>,
+}
+
+impl std::fmt::Display for TensorMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = &self.tensor;
+        match (&self.expected, &self.found) {
+            (Some(e), None) => write!(f, "tensor `{name}` is missing (model expects shape {e:?})"),
+            (None, Some(s)) => write!(
+                f,
+                "unexpected tensor `{name}` of shape {s:?} (the model has no such variable)"
+            ),
+            (Some(e), Some(s)) => write!(
+                f,
+                "tensor `{name}` has shape {s:?} in the checkpoint but the model expects {e:?}"
+            ),
+            (None, None) => write!(f, "tensor `{name}`"),
+        }
+    }
+}
+
+fn list(tensors: &[TensorMismatch]) -> String {
+    tensors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn location(epoch: Option<usize>, batch: Option<usize>) -> String {

@@ -157,3 +157,19 @@ pub fn temp_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A `VarMap` with one variable of each given name and shape, every element 1.
+pub fn varmap_with(shapes: &[(&str, &[usize])]) -> VarMap {
+    let vm = VarMap::new();
+    for (name, shape) in shapes {
+        vm.get(
+            *shape,
+            name,
+            candle_nn::Init::Const(1.0),
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
+    }
+    vm
+}

@@ -64,7 +64,7 @@ fn monitored(logs: &EpochLogs, monitor: &str) -> Result<f64> {
     })
 }
 
-/// Saves a full checkpoint (see [`crate::checkpoint`]) to `dir` whenever the monitored
+/// Saves a full checkpoint (see [`super::save_checkpoint`]) to `dir` whenever the monitored
 /// metric improves (Keras `ModelCheckpoint(save_best_only=True)`), or after every epoch when
 /// `save_best_only` is false.
 #[derive(Debug, Clone)]
@@ -117,7 +117,7 @@ impl Callback for ModelCheckpoint {
             self.best_epoch = Some(logs.epoch);
         }
         if improved || !self.save_best_only {
-            checkpoint::save_checkpoint(
+            super::run_state::save_checkpoint(
                 &self.dir,
                 ctx.varmap,
                 Some(&*ctx.optimizer),

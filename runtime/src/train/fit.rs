@@ -3,7 +3,7 @@
 use super::callbacks::{Callback, LrScheduler, TrainContext};
 use super::history::{EpochLogs, History};
 use super::progress::{Progress, Verbosity};
-use crate::checkpoint;
+use super::run_state;
 use crate::data::Batches;
 use crate::loss::Loss;
 use crate::metrics::{correct_predictions, MetricAccumulator};
@@ -210,9 +210,9 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
     }
 
     /// Saves weights, optimizer state, epoch count and history to `dir`
-    /// (see [`crate::checkpoint`]).
+    /// as one set (see [`super::save_checkpoint`]).
     pub fn save_checkpoint(&self, dir: impl AsRef<Path>) -> Result<()> {
-        checkpoint::save_checkpoint(
+        run_state::save_checkpoint(
             dir,
             self.varmap,
             Some(self.optimizer.as_ref()),
@@ -226,7 +226,7 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
     /// weights, optimizer state, epoch count and history, so that the next `fit` continues
     /// where the saved run stopped.
     pub fn resume(&mut self, dir: impl AsRef<Path>) -> Result<()> {
-        let state = checkpoint::load_checkpoint(dir, self.varmap, Some(self.optimizer.as_mut()))?;
+        let state = run_state::load_checkpoint(dir, self.varmap, Some(self.optimizer.as_mut()))?;
         self.epoch = state.epoch;
         self.global_step = state.global_step;
         self.history = state.history;

@@ -124,9 +124,9 @@ fn early_stopping_restores_the_best_weights() {
     );
     // The best-model checkpoint holds the same weights and says which epoch it is.
     let (fresh_varmap, _fresh_model) = mlp();
-    checkpoint::load_weights(&fresh_varmap, dir.join(checkpoint::WEIGHTS_FILE)).unwrap();
+    checkpoint::load_checkpoint_weights(&fresh_varmap, &dir).unwrap();
     assert_eq!(weights(&fresh_varmap), now);
-    let state = checkpoint::load_state(&dir).unwrap();
+    let state = super::load_state(&dir).unwrap();
     assert_eq!(state.epoch, best + 1);
     assert_eq!(state.history.len(), best + 1);
     let _ = std::fs::remove_dir_all(&dir);
