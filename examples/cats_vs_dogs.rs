@@ -22,20 +22,16 @@ use convnet::error::Error;
 use convnet::loss::Loss;
 use convnet::optim::{RmsProp, RmsPropConfig};
 use convnet::prelude::*;
-use convnet::train::{plot_history, CsvLogger, ModelCheckpoint, TerminateOnNan, Trainer};
+use convnet::train::{
+    plot_history, CsvLogger, ModelCheckpoint, ModelInfo, TerminateOnNan, Trainer,
+};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod models;
 mod tuning;
 
-// Mini-Xception (as `convnet::zoo::MiniXception`) at each supported input size. Batch-norm
-// moving statistics weigh each batch 0.1 (PyTorch's default) rather than Keras' 0.01: with
-// Keras' setting they lag the weights for the first dozen epochs, and evaluation in a short
-// run predicts a single class (measured: validation accuracy 0.50 through 6 epochs at 64x64).
-convnet::mini_xception!(MiniXception64, 64, bn_momentum = 0.1);
-convnet::mini_xception!(MiniXception96, 96, bn_momentum = 0.1);
-convnet::mini_xception!(MiniXception128, 128, bn_momentum = 0.1);
-convnet::mini_xception!(MiniXception180, 180, bn_momentum = 0.1);
+use models::with_mini_xception;
 
 #[derive(Parser, Debug)]
 #[command(about = "Train mini-Xception on cats vs dogs (or built-in generated data)")]
@@ -130,15 +126,7 @@ fn main() -> Result<()> {
             dir
         }
     };
-    match args.image_size {
-        64 => train::<MiniXception64>(&args, &data, &out),
-        96 => train::<MiniXception96>(&args, &data, &out),
-        128 => train::<MiniXception128>(&args, &data, &out),
-        180 => train::<MiniXception180>(&args, &data, &out),
-        other => {
-            candle_core::bail!("--image-size {other} is not compiled in; choose 64, 96, 128 or 180")
-        }
-    }
+    with_mini_xception!(args.image_size, train(&args, &data, &out))
 }
 
 fn train<M: Network>(args: &Args, data: &Path, out: &Path) -> Result<()> {
@@ -162,6 +150,7 @@ fn train<M: Network>(args: &Args, data: &Path, out: &Path) -> Result<()> {
     );
     // The book's augmentation: random flips, rotations of up to 10% of a turn, 20% zoom.
     let augment = Augment::new().flip_horizontal().rotation(0.1).zoom(0.2);
+    let class_names = train_set.class_names().to_vec();
     let mut train_data = DataLoader::new(train_set, args.batch_size)
         .shuffle(true)
         .seed(args.seed)
@@ -184,6 +173,7 @@ fn train<M: Network>(args: &Args, data: &Path, out: &Path) -> Result<()> {
     );
     let best = out.join("best");
     let mut trainer = Trainer::new(&model, &varmap, Loss::BinaryCrossEntropy, optimizer)
+        .with_model_info(ModelInfo::of::<M>(&class_names))
         .with_callback(ModelCheckpoint::best(&best, "val_loss"))
         .with_callback(CsvLogger::new(out.join("history.csv")))
         .with_callback(TerminateOnNan::default());

@@ -65,7 +65,7 @@ fn checkpoint_writer_child() -> Result<()> {
         for v in &vars {
             v.set(&v.as_tensor().ones_like()?.affine(k as f64, 0.)?)?;
         }
-        save_checkpoint(&dir, &vm, Some(&opt), k, k as u64, &history(k))?;
+        save_checkpoint(&dir, &vm, Some(&opt), k, k as u64, &history(k), None)?;
     }
     Ok(())
 }
@@ -150,7 +150,7 @@ fn checkpoints_survive_kill_at_random_moments() -> Result<()> {
     println!("epochs of the surviving checkpoints: {survivors:?}");
     // Temporary folders that killed writers left are removed by the next save.
     let vm = model()?;
-    save_checkpoint(&dir, &vm, None, 0, 0, &History::default())?;
+    save_checkpoint(&dir, &vm, None, 0, 0, &History::default(), None)?;
     let leftovers: Vec<_> = std::fs::read_dir(&root)?
         .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect::<std::io::Result<_>>()?;

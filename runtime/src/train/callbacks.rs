@@ -25,6 +25,8 @@ pub struct TrainContext<'a> {
     pub epoch: usize,
     /// Set to `true` to stop training (after the current batch or epoch).
     pub stop_training: bool,
+    /// The model record checkpoints carry ([`crate::train::Trainer::with_model_info`]).
+    pub model_info: Option<&'a super::ModelInfo>,
 }
 
 /// Hooks into the training loop; every method defaults to doing nothing.
@@ -124,6 +126,7 @@ impl Callback for ModelCheckpoint {
                 logs.epoch + 1,
                 ctx.global_step,
                 ctx.history,
+                ctx.model_info,
             )?;
         }
         Ok(())

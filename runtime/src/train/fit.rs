@@ -138,6 +138,7 @@ pub struct Trainer<'a, M: ModuleT + ?Sized> {
     history: History,
     epoch: usize,
     global_step: u64,
+    model_info: Option<super::ModelInfo>,
 }
 
 impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
@@ -159,7 +160,16 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
             history: History::default(),
             epoch: 0,
             global_step: 0,
+            model_info: None,
         }
+    }
+
+    /// Records what the model is (name, shapes, class names) in every checkpoint this
+    /// trainer and its `ModelCheckpoint`s write, e.g.
+    /// `ModelInfo::of::<MiniXception>(train_set.class_names())`.
+    pub fn with_model_info(mut self, info: super::ModelInfo) -> Self {
+        self.model_info = Some(info);
+        self
     }
 
     /// Adds a callback (run in the order added).
@@ -219,6 +229,7 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
             self.epoch,
             self.global_step,
             &self.history,
+            self.model_info.as_ref(),
         )
     }
 
@@ -259,6 +270,7 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
             global_step: self.global_step,
             epoch,
             stop_training: false,
+            model_info: self.model_info.as_ref(),
         };
         for cb in callbacks.iter_mut() {
             hook(cb.as_mut(), &mut ctx)?;

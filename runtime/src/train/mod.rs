@@ -18,8 +18,8 @@ pub use history::{EpochLogs, History};
 pub use plot::plot_history;
 pub use progress::{epoch_line, Progress, Verbosity};
 pub use run_state::{
-    load_checkpoint, load_state, save_checkpoint, OptimizerMeta, TrainingState, OPTIMIZER_FILE,
-    STATE_FILE, STATE_FORMAT,
+    load_checkpoint, load_state, save_checkpoint, ModelInfo, OptimizerMeta, TrainingState,
+    OPTIMIZER_FILE, STATE_FILE, STATE_FORMAT,
 };
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 use super::History;
 use crate::checkpoint::{self, verify, DirWriter, WEIGHTS_FILE};
 use crate::error::Error;
+use crate::model::Network;
 use crate::optim::{OptimizerState, TrainOptimizer};
 use candle_core::Result;
 use candle_nn::VarMap;
@@ -41,6 +42,56 @@ pub struct OptimizerMeta {
     pub learning_rate: f64,
 }
 
+/// What a checkpoint records about its model, so that it can be scored or used for
+/// predictions without repeating the model, its input size or its class names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The model's name ([`Network::NAME`]).
+    pub name: String,
+    /// One example's input shape, e.g. `[3, 180, 180]`.
+    pub input_shape: Vec<usize>,
+    /// One example's output shape, e.g. `[1]`.
+    pub output_shape: Vec<usize>,
+    /// The class names, in label order (empty when the model is not a classifier of named
+    /// classes).
+    pub class_names: Vec<String>,
+}
+
+impl ModelInfo {
+    /// The record of model type `M` with the given class names.
+    pub fn of<M: Network>(class_names: &[String]) -> Self {
+        Self {
+            name: M::NAME.to_string(),
+            input_shape: M::INPUT_SHAPE.to_vec(),
+            output_shape: M::OUTPUT_SHAPE.to_vec(),
+            class_names: class_names.to_vec(),
+        }
+    }
+
+    /// Whether this is the record of model type `M` (name, input and output shapes).
+    pub fn is<M: Network>(&self) -> bool {
+        self.name == M::NAME
+            && self.input_shape == M::INPUT_SHAPE
+            && self.output_shape == M::OUTPUT_SHAPE
+    }
+
+    /// `Ok` when this is the record of model type `M`, else an error naming both models and
+    /// shapes (`dir`: the checkpoint, for the message).
+    pub fn check<M: Network>(&self, dir: &Path) -> Result<()> {
+        if self.is::<M>() {
+            return Ok(());
+        }
+        Err(Error::checkpoint(
+            dir,
+            format!(
+                "holds model {} with input {:?} and output {:?}, not {} with input {:?} and output {:?}",
+                self.name, self.input_shape, self.output_shape, M::NAME, M::INPUT_SHAPE, M::OUTPUT_SHAPE
+            ),
+        )
+        .into())
+    }
+}
+
 /// Everything besides tensors needed to resume training.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingState {
@@ -54,12 +105,16 @@ pub struct TrainingState {
     pub optimizer: Option<OptimizerMeta>,
     /// History of the completed epochs.
     pub history: History,
+    /// The model the weights belong to, when the trainer was told
+    /// ([`super::Trainer::with_model_info`]).
+    #[serde(default)]
+    pub model: Option<ModelInfo>,
 }
 
 /// Writes a checkpoint directory as one set (see the module docs): weights, optimizer
 /// buffers (when `optimizer` is given) and `state.json` with `epoch` completed epochs,
-/// `global_step` and `history`. On any failure the previous checkpoint in `dir` stays as it
-/// was and no temporary files are left.
+/// `global_step`, `history` and the `model` record. On any failure the previous checkpoint
+/// in `dir` stays as it was and no temporary files are left.
 pub fn save_checkpoint(
     dir: impl AsRef<Path>,
     varmap: &VarMap,
@@ -67,6 +122,7 @@ pub fn save_checkpoint(
     epoch: usize,
     global_step: u64,
     history: &History,
+    model: Option<&ModelInfo>,
 ) -> Result<()> {
     let mut writer = DirWriter::begin(dir)?;
     checkpoint::save_tensors(
@@ -93,6 +149,7 @@ pub fn save_checkpoint(
         global_step,
         optimizer: meta,
         history: history.clone(),
+        model: model.cloned(),
     };
     let json = serde_json::to_vec_pretty(&state).map_err(|e| {
         candle_core::Error::msg(format!("cannot serialize the training state: {e}"))
@@ -190,7 +247,7 @@ mod tests {
     fn a_checkpoint_without_optimizer_state_cannot_resume_an_optimizer() {
         let dir = temp_dir("ckpt-no-opt");
         let model = varmap_with(&[("a", &[2, 3]), ("b", &[4])]);
-        save_checkpoint(&dir, &model, None, 3, 30, &Default::default()).unwrap();
+        save_checkpoint(&dir, &model, None, 3, 30, &Default::default(), None).unwrap();
         let mut opt = Adam::from_varmap(&model, AdamConfig::default());
         let err = load_checkpoint(&dir, &model, Some(&mut opt))
             .unwrap_err()
@@ -207,11 +264,11 @@ mod tests {
         let model = varmap_with(&[("a", &[2])]);
         let opt = stepped_adam(&model);
         let (first, second) = (root.join("first"), root.join("second"));
-        save_checkpoint(&first, &model, Some(&opt), 1, 1, &Default::default()).unwrap();
+        save_checkpoint(&first, &model, Some(&opt), 1, 1, &Default::default(), None).unwrap();
         model.all_vars()[0]
             .set(&candle_core::Tensor::new(&[5f32, 6.], &candle_core::Device::Cpu).unwrap())
             .unwrap();
-        save_checkpoint(&second, &model, Some(&opt), 2, 2, &Default::default()).unwrap();
+        save_checkpoint(&second, &model, Some(&opt), 2, 2, &Default::default(), None).unwrap();
         let before = weights(&model);
 
         // A mixed set: the second save's weights with the first save's state.
@@ -295,6 +352,7 @@ mod tests {
                 learning_rate: state.learning_rate,
             }),
             history: Default::default(),
+            model: None,
         };
         w.write(STATE_FILE, &serde_json::to_vec(&meta).unwrap())
             .unwrap();
