@@ -143,7 +143,7 @@ pub fn plot_history(
         .unwrap_or_default();
     // The image encoder picks the format from the extension: keep `.png` on the temp file.
     let tmp = path.with_file_name(format!(".{name}.tmp-{}.png", std::process::id()));
-    {
+    let drawn = (|| {
         let root = BitMapBackend::new(&tmp, (width, height)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
         let with_accuracy = history.epochs.iter().any(|e| e.accuracy.is_some());
@@ -175,11 +175,34 @@ pub fn plot_history(
                 SeriesLabelPosition::UpperRight,
             )?;
         }
-        root.present().map_err(plot_err)?;
+        root.present().map_err(plot_err)
+    })();
+    if let Err(e) = drawn {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.context(format!("cannot write the plot {}", path.display())));
     }
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        candle_core::Error::msg(format!("cannot write {}: {e}", path.display()))
-    })?;
-    Ok(())
+        crate::error::Error::io("rename into", path, e).into()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::temp_dir;
+
+    #[test]
+    fn an_unwritable_plot_path_is_named_and_leaves_no_temp_file() {
+        let dir = temp_dir("plot-unwritable");
+        let path = dir.join("missing-folder").join("history.png");
+        let err = plot_history(&History::default(), &path, 300, 200).unwrap_err();
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
