@@ -164,6 +164,41 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
         }
     }
 
+    /// Continues this run (optimizer state, history, epoch and step counts, callbacks) with
+    /// another model over the same `VarMap`: progressive resizing. A `convnet!` description
+    /// compiled at another input size has the same parameter names and shapes, so a model
+    /// trained at 96x96 goes on training at 180x180:
+    ///
+    /// ```ignore
+    /// let small = MiniXception96::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    /// let large = MiniXception180::new(VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    /// let mut trainer = Trainer::new(&small, &varmap, loss, opt);
+    /// trainer.fit(&mut train96, Some(&mut val96), 30)?; // epochs 1-30 at 96x96
+    /// let mut trainer = trainer.with_model(&large);
+    /// trainer.fit(&mut train180, Some(&mut val180), 40)?; // epochs 31-40 at 180x180
+    /// ```
+    ///
+    /// `model` must have been built from this trainer's `VarMap` (a `VarBuilder` over it
+    /// returns the existing variables, and errors if a shape differs). The model record of
+    /// checkpoints is kept: set the new one with [`Trainer::with_model_info`].
+    pub fn with_model<'b, N: ModuleT + ?Sized>(self, model: &'b N) -> Trainer<'b, N>
+    where
+        'a: 'b,
+    {
+        Trainer {
+            model,
+            varmap: self.varmap,
+            loss: self.loss,
+            optimizer: self.optimizer,
+            callbacks: self.callbacks,
+            verbosity: self.verbosity,
+            history: self.history,
+            epoch: self.epoch,
+            global_step: self.global_step,
+            model_info: self.model_info,
+        }
+    }
+
     /// Records what the model is (name, shapes, class names) in every checkpoint this
     /// trainer and its `ModelCheckpoint`s write, e.g.
     /// `ModelInfo::of::<MiniXception>(train_set.class_names())`.
