@@ -135,19 +135,31 @@ fn train<M: Network>(args: &Args, data: &Path, out: &Path) -> Result<()> {
     if args.summary {
         println!("{}", M::summary());
     }
-    let split = |name: &str| {
-        ImageFolder::builder(data.join(name), h, w)
-            .cache(true)
-            .build()
-    };
-    let (train_set, val_set, test_set) = (split("train")?, split("validation")?, split("test")?);
+    // The three splits share the training split's class folders (checked), the classes fit
+    // the loss and the model's output, and every image decodes (into the cache) before the
+    // first epoch, so a bad test image fails now rather than after training.
+    let [train_set, val_set, test_set] = ImageFolder::builder(data, h, w)
+        .cache(true)
+        .build_splits(["train", "validation", "test"])?;
+    train_set.check_classes_fit(&Loss::BinaryCrossEntropy, M::OUTPUT_SHAPE)?;
     println!(
-        "data: {} train, {} validation, {} test images of classes {:?}, resized to {h}x{w}",
-        train_set.len(),
-        val_set.len(),
-        test_set.len(),
+        "data: classes {:?}, resized to {h}x{w}",
         train_set.class_names()
     );
+    for (name, set) in [
+        ("train", &train_set),
+        ("validation", &val_set),
+        ("test", &test_set),
+    ] {
+        set.verify()?;
+        let counts: Vec<String> = set
+            .class_names()
+            .iter()
+            .zip(set.class_counts())
+            .map(|(class, n)| format!("{class} {n}"))
+            .collect();
+        println!("  {name}: {} images ({})", set.len(), counts.join(", "));
+    }
     // The book's augmentation: random flips, rotations of up to 10% of a turn, 20% zoom.
     let augment = Augment::new().flip_horizontal().rotation(0.1).zoom(0.2);
     let class_names = train_set.class_names().to_vec();

@@ -7,43 +7,66 @@
 //! ```
 //!
 //! - Class names are the sorted names of the sub-folders of `root`; an example's label is its
-//!   class's index (`u32`). Files directly in `root` are ignored, as in Keras.
+//!   class's index (`u32`). Files directly in `root` are ignored, as in Keras. Hidden entries
+//!   (names starting with `.`, such as `.ipynb_checkpoints/` or macOS `._x.jpg` files) are
+//!   ignored everywhere, as Keras ignores hidden class folders. Folder names are handled as
+//!   `OsStr`, so a name that is not UTF-8 works ([`ImageFolder::class_names`] shows it
+//!   lossily, [`ImageFolder::class_folders`] exactly).
+//! - Every class folder must hold at least one image: an empty one is an error naming it.
 //! - Files are found recursively under each class folder (sorted by path; linked sub-folders
-//!   inside a class folder are not entered, as Keras' `follow_links=False`) and kept when their extension is `jpg`, `jpeg` or `png` (any case); other files are
-//!   ignored. The content decides the decoder, so a PNG named `.jpg` still decodes.
+//!   inside a class folder are not entered, as Keras' `follow_links=False`) and kept when
+//!   their extension is `jpg`, `jpeg` or `png` (any case); other files are ignored. Only
+//!   regular files (or links to them) are read: a FIFO or device with an image extension is an
+//!   error naming it (or skipped with [`skip_invalid`](ImageFolderBuilder::skip_invalid)).
+//!   The content decides the decoder, so a PNG named `.jpg` still decodes.
 //! - Each image is decoded to RGB (grey is replicated, alpha dropped), resized to the model's
 //!   input `(H, W)` with bilinear interpolation (half-pixel centres, no antialiasing: exactly
 //!   TensorFlow's `tf.image.resize(..., "bilinear")`, which Keras uses), and laid out CHW as
-//!   `f32` values in `0..=255` (the model rescales).
+//!   `f32` values in `0..=255` (the model rescales). A truncated or header-only JPEG is an
+//!   error naming the file, not a grey-filled picture (see [`check_jpeg_complete`](super::check_jpeg_complete)).
 //! - An optional validation split shuffles the whole file list with the seed, then keeps the
 //!   last `floor(fraction * n)` files for [`Subset::Validation`] and the rest for
 //!   [`Subset::Training`], so the two subsets built with the same seed are disjoint and
 //!   together cover every file.
+//! - Splits kept in separate folders (`train/`, `validation/`, `test/`) are opened together
+//!   with [`ImageFolderBuilder::build_splits`], which checks that each has the first split's
+//!   class folders, in the same order (else one split's label 0 is another's label 1). A
+//!   split built alone can be checked with [`ImageFolderBuilder::classes_of`].
+//! - [`ImageFolder::verify`] decodes every image up front, so a bad file fails before
+//!   training rather than at the first epoch that reaches it;
+//!   [`ImageFolder::check_classes_fit`] checks the class count against the loss and the
+//!   model's output.
 //!
 //! ```no_run
-//! use convnet_runtime::data::{DataLoader, ImageFolder, Subset};
+//! use convnet_runtime::data::{DataLoader, ImageFolder};
+//! use convnet_runtime::loss::Loss;
 //! # fn main() -> candle_core::Result<()> {
-//! let train = ImageFolder::builder("data/cats_vs_dogs/train", 180, 180)
-//!     .validation_split(0.2, Subset::Training)
-//!     .seed(1337)
+//! let [train, validation, test] = ImageFolder::builder("data/cats_vs_dogs", 180, 180)
 //!     .cache(true)
-//!     .build()?;
-//! println!("{:?}: {} images", train.class_names(), train.len());
+//!     .build_splits(["train", "validation", "test"])?;
+//! train.check_classes_fit(&Loss::BinaryCrossEntropy, &[1])?;
+//! for split in [&train, &validation, &test] {
+//!     split.verify()?; // decodes (and caches) every image now
+//!     println!("{}: {:?} {:?}", split.root().display(), split.class_names(), split.class_counts());
+//! }
 //! let loader = DataLoader::new(train, 32).shuffle(true).seed(1337);
 //! # Ok(()) }
 //! ```
 
-use std::io::Cursor;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use candle_core::{bail, Device, Error, Result, Tensor};
+use candle_core::{Device, Result, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::batch::Batch;
+use super::decode::{decode_file, not_regular};
 use super::loader::{shuffle_in_place, Dataset};
+use crate::error::Error;
+use crate::loss::Loss;
 
 /// The file extensions (lower case) an image folder picks up.
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
@@ -69,8 +92,16 @@ pub enum LabelMode {
     Categorical,
 }
 
+/// The class folders another split was built with, which this one must match.
+#[derive(Debug, Clone)]
+struct ClassReference {
+    root: PathBuf,
+    classes: Vec<OsString>,
+}
+
 /// Options for [`ImageFolder`]; create with [`ImageFolder::builder`], finish with
-/// [`ImageFolderBuilder::build`].
+/// [`ImageFolderBuilder::build`] (one folder) or [`ImageFolderBuilder::build_splits`]
+/// (several split folders with the same classes).
 #[derive(Debug, Clone)]
 pub struct ImageFolderBuilder {
     root: PathBuf,
@@ -80,8 +111,9 @@ pub struct ImageFolderBuilder {
     seed: u64,
     cache: bool,
     skip_invalid: bool,
-    class_names: Option<Vec<String>>,
+    class_names: Option<Vec<OsString>>,
     label_mode: LabelMode,
+    reference: Option<ClassReference>,
 }
 
 impl ImageFolderBuilder {
@@ -112,10 +144,11 @@ impl ImageFolderBuilder {
         self
     }
 
-    /// Skip images that cannot be read or decoded instead of failing (default off: such an
-    /// image is an error naming the file). Skipping decodes every image once while building
-    /// (in parallel; kept in memory when [`cache`](Self::cache) is on), so that the dataset's
-    /// size is known up front; see [`ImageFolder::num_skipped`] and [`ImageFolder::skipped`].
+    /// Skip images that cannot be read or decoded (corrupt, truncated, not a regular file)
+    /// instead of failing (default off: such an image is an error naming the file). Skipping
+    /// decodes every image once while building (in parallel; kept in memory when
+    /// [`cache`](Self::cache) is on), so that the dataset's size is known up front; see
+    /// [`ImageFolder::num_skipped`] and [`ImageFolder::skipped`].
     pub fn skip_invalid(mut self, skip: bool) -> Self {
         self.skip_invalid = skip;
         self
@@ -123,84 +156,183 @@ impl ImageFolderBuilder {
 
     /// Use these classes, in this order, instead of all sub-folders sorted by name (Keras
     /// `class_names`). Each must be a sub-folder of the root.
-    pub fn class_names<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
-        self.class_names = Some(names.into_iter().map(Into::into).collect());
+    pub fn class_names<S: AsRef<OsStr>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.class_names = Some(
+            names
+                .into_iter()
+                .map(|n| n.as_ref().to_os_string())
+                .collect(),
+        );
         self
+    }
+
+    /// Require the class folders of `reference` (typically the training split), in its
+    /// order: building fails, naming both folders and both class lists, when this folder's
+    /// classes differ. Classes chosen with [`class_names`](Self::class_names) on the
+    /// reference carry over unless set here.
+    pub fn classes_of(mut self, reference: &ImageFolder) -> Self {
+        if self.class_names.is_none() && reference.explicit_classes {
+            self.class_names = Some(reference.class_folders.clone());
+        }
+        self.reference = Some(ClassReference {
+            root: reference.root.clone(),
+            classes: reference.class_folders.clone(),
+        });
+        self
+    }
+
+    /// Builds one dataset per split folder under the root (e.g. `["train", "validation",
+    /// "test"]`), each with these options. The first split's class folders are the reference:
+    /// every other split must have the same ones in the same order (see
+    /// [`classes_of`](Self::classes_of)), so that a label means the same class in all of them.
+    ///
+    /// Errors: as [`build`](Self::build) for each split; a split whose classes differ from the
+    /// first's; no split names; a [`validation_split`](Self::validation_split) (the splits
+    /// are folders here).
+    pub fn build_splits<const N: usize>(
+        self,
+        splits: [impl AsRef<Path>; N],
+    ) -> Result<[ImageFolder; N]> {
+        if N == 0 {
+            return Err(Error::invalid("splits", "name at least one split folder").into());
+        }
+        if self.split.is_some() {
+            return Err(Error::invalid(
+                "validation_split",
+                format!(
+                    "build_splits opens split folders under {}; a validation_split does not combine with it",
+                    self.root.display()
+                ),
+            )
+            .into());
+        }
+        let mut built: Vec<ImageFolder> = Vec::with_capacity(N);
+        for split in splits {
+            let mut builder = self.clone();
+            builder.root = self.root.join(split);
+            if let Some(first) = built.first() {
+                builder = builder.classes_of(first);
+            }
+            built.push(builder.build()?);
+        }
+        Ok(built
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("one folder per split")))
     }
 
     /// Lists the files, applies the split and (when skipping invalid images) validates them.
     ///
-    /// Errors: the root is missing or not a folder; it has no class sub-folders; no image
-    /// files are found; a named class folder is missing; the split fraction is not in `(0, 1)`
-    /// or leaves a subset empty; the image size is zero.
+    /// Errors ([`Error::Data`] naming the folder or file, unless noted): the root is missing
+    /// or not a folder; it has no class sub-folders; a named class folder is missing; the
+    /// classes differ from those required by [`classes_of`](Self::classes_of); no image files
+    /// are found; a class folder holds no images (or, when skipping, none that decode); an
+    /// image file is not a regular file (unless skipping); the split fraction is not in
+    /// `(0, 1)` or leaves a subset empty; the image size is zero
+    /// ([`Error::InvalidArgument`]); [`LabelMode::Binary`] without exactly two classes.
     pub fn build(self) -> Result<ImageFolder> {
         let root = &self.root;
         if self.height == 0 || self.width == 0 {
-            bail!(
-                "image folder {}: image size must be positive, got {}x{}",
-                root.display(),
-                self.height,
-                self.width
-            );
+            return Err(Error::invalid(
+                "image size",
+                format!(
+                    "must be positive, got {}x{} for image folder {}",
+                    self.height,
+                    self.width,
+                    root.display()
+                ),
+            )
+            .into());
         }
-        if !root.exists() {
-            bail!("image folder {}: no such folder", root.display());
+        let metadata = std::fs::metadata(root).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::data(root, "no such folder"),
+            _ => Error::io("open image folder", root, e),
+        })?;
+        if !metadata.is_dir() {
+            return Err(Error::data(
+                root,
+                "not a folder (expected a folder of class sub-folders)",
+            )
+            .into());
         }
-        if !root.is_dir() {
-            bail!("image folder {}: not a folder", root.display());
-        }
-        let mut sub_folders = Vec::new();
-        for entry in read_dir(root)? {
-            if entry.is_dir() {
-                let name = entry
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                sub_folders.push(name);
-            }
-        }
-        sub_folders.sort();
-        let class_names = match self.class_names {
+        let class_folders = match &self.class_names {
             Some(names) => {
-                for name in &names {
-                    if !sub_folders.contains(name) {
-                        bail!(
-                            "image folder {}: class `{name}` has no sub-folder (found: {:?})",
-                            root.display(),
-                            sub_folders
-                        );
+                for name in names {
+                    if !root.join(name).is_dir() {
+                        return Err(Error::data(
+                            root,
+                            format!(
+                                "class `{}` has no sub-folder (found: {:?})",
+                                name.to_string_lossy(),
+                                display_names(&list_class_folders(root)?)
+                            ),
+                        )
+                        .into());
                     }
                 }
-                names
+                names.clone()
             }
-            None => sub_folders,
+            None => list_class_folders(root)?,
         };
-        if class_names.is_empty() {
-            bail!(
-                "image folder {}: no class sub-folders (expected one sub-folder of images per class, e.g. {0}/cats/*.jpg)",
-                root.display()
-            );
+        if class_folders.is_empty() {
+            return Err(Error::data(
+                root,
+                format!(
+                    "no class sub-folders (expected one sub-folder of images per class, e.g. {}/cats/*.jpg)",
+                    root.display()
+                ),
+            )
+            .into());
+        }
+        if let Some(reference) = &self.reference {
+            check_same_classes(root, &class_folders, &reference.root, &reference.classes)?;
         }
         let mut files = Vec::new();
-        for (label, class) in class_names.iter().enumerate() {
+        let mut skipped = Vec::new();
+        let mut per_class = Vec::with_capacity(class_folders.len());
+        for (label, class) in class_folders.iter().enumerate() {
             let mut found = Vec::new();
-            collect_images(&root.join(class), &mut found)?;
+            let mut special = Vec::new();
+            collect_images(&root.join(class), &mut found, &mut special)?;
+            if let Some((path, reason)) = special.first() {
+                if !self.skip_invalid {
+                    return Err(Error::data(path, reason.clone()).into());
+                }
+            }
+            skipped.extend(special);
             found.sort();
+            per_class.push(found.len());
             files.extend(found.into_iter().map(|p| (p, label as u32)));
         }
+        let names = display_names(&class_folders);
         if files.is_empty() {
-            bail!(
-                "image folder {}: no images (expected .jpg, .jpeg or .png files in the class sub-folders {:?})",
-                root.display(),
-                class_names
-            );
+            return Err(Error::data(
+                root,
+                format!(
+                    "no images (expected .jpg, .jpeg or .png files in the class sub-folders {names:?})"
+                ),
+            )
+            .into());
+        }
+        if let Some(empty) = per_class.iter().position(|&n| n == 0) {
+            return Err(Error::data(
+                root.join(&class_folders[empty]),
+                format!(
+                    "class folder `{}` has no images (expected .jpg, .jpeg or .png files; classes: {names:?}); remove it or add its images",
+                    names[empty]
+                ),
+            )
+            .into());
         }
         if let Some((fraction, subset)) = self.split {
             if !(fraction > 0.0 && fraction < 1.0) {
-                bail!(
-                    "image folder {}: validation_split must be in (0, 1), got {fraction}",
-                    root.display()
-                );
+                return Err(Error::invalid(
+                    "validation_split",
+                    format!(
+                        "must be in (0, 1), got {fraction} for image folder {}",
+                        root.display()
+                    ),
+                )
+                .into());
             }
             let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
             shuffle_in_place(&mut files, &mut rng);
@@ -211,35 +343,43 @@ impl ImageFolderBuilder {
                 Subset::Validation => files[n_train..].to_vec(),
             };
             if files.is_empty() {
-                bail!(
-                    "image folder {}: validation_split {fraction} leaves the {subset:?} subset empty",
-                    root.display()
-                );
+                return Err(Error::data(
+                    root,
+                    format!("validation_split {fraction} leaves the {subset:?} subset empty"),
+                )
+                .into());
             }
         }
-        if self.label_mode == LabelMode::Binary && class_names.len() != 2 {
-            bail!(
-                "image folder {}: label_mode Binary needs exactly 2 classes, found {}: {:?}",
-                root.display(),
-                class_names.len(),
-                class_names
-            );
+        if self.label_mode == LabelMode::Binary && class_folders.len() != 2 {
+            return Err(Error::data(
+                root,
+                format!(
+                    "label_mode Binary needs exactly 2 classes, found {}: {names:?}",
+                    class_folders.len()
+                ),
+            )
+            .into());
         }
         let (paths, labels): (Vec<PathBuf>, Vec<u32>) = files.into_iter().unzip();
         let mut folder = ImageFolder {
             root: self.root.clone(),
-            class_names,
+            class_names: names,
+            class_folders,
+            explicit_classes: self.class_names.is_some(),
             cache: (0..paths.len()).map(|_| OnceLock::new()).collect(),
             paths,
             labels,
             height: self.height,
             width: self.width,
             caching: self.cache,
-            skipped: Vec::new(),
+            skipped,
             label_mode: self.label_mode,
         };
         if self.skip_invalid {
             folder.drop_invalid()?;
+            if self.split.is_none() {
+                folder.check_no_class_emptied()?;
+            }
         }
         Ok(folder)
     }
@@ -257,6 +397,8 @@ impl ImageFolderBuilder {
 pub struct ImageFolder {
     root: PathBuf,
     class_names: Vec<String>,
+    class_folders: Vec<OsString>,
+    explicit_classes: bool,
     paths: Vec<PathBuf>,
     labels: Vec<u32>,
     height: usize,
@@ -280,6 +422,7 @@ impl ImageFolder {
             skip_invalid: false,
             class_names: None,
             label_mode: LabelMode::Int,
+            reference: None,
         }
     }
 
@@ -288,14 +431,148 @@ impl ImageFolder {
         Self::builder(root, height, width).build()
     }
 
+    /// The split folders `root/<split>` with default options, their classes checked against
+    /// the first split's (see [`ImageFolderBuilder::build_splits`]).
+    pub fn splits<const N: usize>(
+        root: impl AsRef<Path>,
+        splits: [impl AsRef<Path>; N],
+        height: usize,
+        width: usize,
+    ) -> Result<[Self; N]> {
+        Self::builder(root, height, width).build_splits(splits)
+    }
+
     /// The folder this dataset was read from.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// Class names; label `i` is `class_names()[i]`.
+    /// Class names; label `i` is `class_names()[i]` (a folder name that is not UTF-8 is
+    /// shown lossily; [`class_folders`](Self::class_folders) has it exactly).
     pub fn class_names(&self) -> &[String] {
         &self.class_names
+    }
+
+    /// The class folders' names exactly as on disk; label `i` is `class_folders()[i]`.
+    pub fn class_folders(&self) -> &[OsString] {
+        &self.class_folders
+    }
+
+    /// Number of images per class (after the split and after skipping invalid ones);
+    /// `class_counts()[i]` counts label `i`.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.class_folders.len()];
+        for &label in &self.labels {
+            counts[label as usize] += 1;
+        }
+        counts
+    }
+
+    /// Checks that `other` (e.g. a validation split built on its own) has this dataset's
+    /// class folders in the same order; the error names both folders and both lists.
+    pub fn check_same_classes(&self, other: &ImageFolder) -> Result<()> {
+        check_same_classes(
+            &other.root,
+            &other.class_folders,
+            &self.root,
+            &self.class_folders,
+        )
+        .map_err(Into::into)
+    }
+
+    /// Checks that the classes fit `loss` and a model whose output shape (per example) is
+    /// `outputs` (e.g. `M::OUTPUT_SHAPE`):
+    /// - [`Loss::BinaryCrossEntropy`]: exactly 2 classes, one output, labels as
+    ///   [`LabelMode::Int`] or [`LabelMode::Binary`];
+    /// - [`Loss::CategoricalCrossEntropy`]: at least 2 classes, one output per class, labels
+    ///   as [`LabelMode::Int`];
+    /// - [`Loss::MeanSquaredError`]: one output per class with [`LabelMode::Categorical`],
+    ///   one output otherwise.
+    ///
+    /// The error ([`Error::Data`] naming this folder) lists the classes found.
+    pub fn check_classes_fit(&self, loss: &Loss, outputs: &[usize]) -> Result<()> {
+        let classes = self.class_folders.len();
+        let out: usize = outputs.iter().product();
+        let mode = self.label_mode;
+        let problem = match loss {
+            Loss::BinaryCrossEntropy if classes != 2 => Some(format!(
+                "binary cross-entropy needs exactly 2 classes, found {classes}"
+            )),
+            Loss::BinaryCrossEntropy if out != 1 => Some(format!(
+                "binary cross-entropy needs a model with 1 output, this one has {outputs:?}"
+            )),
+            Loss::BinaryCrossEntropy if mode == LabelMode::Categorical => Some(
+                "binary cross-entropy takes Int or Binary labels, not Categorical (one-hot)".into(),
+            ),
+            Loss::CategoricalCrossEntropy if classes < 2 => Some(format!(
+                "categorical cross-entropy needs at least 2 classes, found {classes}"
+            )),
+            Loss::CategoricalCrossEntropy if out != classes => Some(format!(
+                "categorical cross-entropy needs one model output per class ({classes}), the model has {outputs:?}"
+            )),
+            Loss::CategoricalCrossEntropy if mode != LabelMode::Int => Some(format!(
+                "categorical cross-entropy takes Int labels (class indices), not {mode:?}"
+            )),
+            Loss::MeanSquaredError if mode == LabelMode::Categorical && out != classes => {
+                Some(format!(
+                    "mean squared error on one-hot labels needs one model output per class ({classes}), the model has {outputs:?}"
+                ))
+            }
+            Loss::MeanSquaredError if mode != LabelMode::Categorical && out != 1 => Some(format!(
+                "mean squared error on {mode:?} labels needs a model with 1 output, this one has {outputs:?}"
+            )),
+            _ => None,
+        };
+        match problem {
+            Some(problem) => Err(Error::data(
+                &self.root,
+                format!("{problem} (classes: {:?})", self.class_names),
+            )
+            .into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Decodes every image once, in parallel, so that an unreadable, corrupt or truncated
+    /// file fails now rather than when an epoch reaches it; decoded images stay in the cache
+    /// when [`cache`](ImageFolderBuilder::cache) is on (so this is the cache build).
+    ///
+    /// Errors: [`Error::Data`] (or [`Error::Io`]) naming the first bad file in dataset order,
+    /// with how many others failed.
+    pub fn verify(&self) -> Result<()> {
+        let mut failures: Vec<(usize, Error)> = (0..self.paths.len())
+            .into_par_iter()
+            .filter_map(|i| self.decode_into_cache(i).err().map(|e| (i, e)))
+            .collect();
+        failures.sort_by_key(|(i, _)| *i);
+        let more = failures.len().saturating_sub(1);
+        let Some((first, err)) = failures.into_iter().next() else {
+            return Ok(());
+        };
+        if more == 0 {
+            return Err(err.into());
+        }
+        Err(Error::data(
+            &self.paths[first],
+            format!(
+                "{} (and {more} more unreadable images under {}; skip them with skip_invalid)",
+                reason_of(&err),
+                self.root.display()
+            ),
+        )
+        .into())
+    }
+
+    /// Decodes example `index` unless it is cached, keeping it when caching is on.
+    fn decode_into_cache(&self, index: usize) -> std::result::Result<(), Error> {
+        if self.cache[index].get().is_some() {
+            return Ok(());
+        }
+        let data = decode_file(&self.paths[index], self.height, self.width)?;
+        if self.caching {
+            let _ = self.cache[index].set(data);
+        }
+        Ok(())
     }
 
     /// Number of images (after the split and after skipping invalid ones).
@@ -355,7 +632,7 @@ impl ImageFolder {
         if let Some(data) = self.cache[index].get() {
             return Ok(data.clone());
         }
-        let data = load_image(&self.paths[index], self.height, self.width)?;
+        let data = decode_file(&self.paths[index], self.height, self.width)?;
         if self.caching {
             let _ = self.cache[index].set(data.clone());
         }
@@ -380,7 +657,7 @@ impl ImageFolder {
         let results: Vec<std::result::Result<Vec<f32>, String>> = self
             .paths
             .par_iter()
-            .map(|p| load_image(p, height, width).map_err(|e| e.to_string()))
+            .map(|p| decode_file(p, height, width).map_err(|e| reason_of(&e)))
             .collect();
         let mut paths = Vec::with_capacity(self.paths.len());
         let mut labels = Vec::with_capacity(self.paths.len());
@@ -401,17 +678,47 @@ impl ImageFolder {
             }
         }
         if paths.is_empty() {
-            bail!(
-                "image folder {}: every one of the {} images failed to decode (first: {})",
-                self.root.display(),
-                self.skipped.len(),
-                self.skipped[0].1
-            );
+            return Err(Error::data(
+                &self.root,
+                format!(
+                    "every one of the {} images failed to decode (first: {}: {})",
+                    self.skipped.len(),
+                    self.skipped[0].0.display(),
+                    self.skipped[0].1
+                ),
+            )
+            .into());
         }
         self.paths = paths;
         self.labels = labels;
         self.cache = cache;
         Ok(())
+    }
+
+    /// After skipping invalid images: a class left without images is an error naming it.
+    fn check_no_class_emptied(&self) -> Result<()> {
+        let Some(empty) = self.class_counts().iter().position(|&n| n == 0) else {
+            return Ok(());
+        };
+        let folder = self.root.join(&self.class_folders[empty]);
+        let failed: Vec<&(PathBuf, String)> = self
+            .skipped
+            .iter()
+            .filter(|(p, _)| p.starts_with(&folder))
+            .collect();
+        let first = failed
+            .first()
+            .map(|(p, why)| format!(" (first: {}: {why})", p.display()))
+            .unwrap_or_default();
+        Err(Error::data(
+            &folder,
+            format!(
+                "every one of the {} images of class `{}` was skipped as invalid{first}",
+                failed.len(),
+                self.class_names[empty]
+            ),
+        )
+        .into())
     }
 }
 
@@ -434,7 +741,7 @@ impl Dataset for ImageFolder {
                     out.copy_from_slice(cached);
                     return Ok(());
                 }
-                let image = load_image(&self.paths[i], self.height, self.width)?;
+                let image = decode_file(&self.paths[i], self.height, self.width)?;
                 out.copy_from_slice(&image);
                 if self.caching {
                     let _ = self.cache[i].set(image);
@@ -466,27 +773,110 @@ impl Dataset for ImageFolder {
     }
 }
 
-fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| Error::Msg(format!("image folder {}: cannot list: {e}", dir.display())))?;
+/// The non-hidden sub-folders of `root` (links to folders included), sorted by name.
+fn list_class_folders(root: &Path) -> std::result::Result<Vec<OsString>, Error> {
+    let mut folders = Vec::new();
+    for (path, name) in read_dir(root)? {
+        if !is_hidden(&name) && path.is_dir() {
+            folders.push(name);
+        }
+    }
+    folders.sort();
+    Ok(folders)
+}
+
+/// Class folder names for messages (lossy where not UTF-8).
+fn display_names(folders: &[OsString]) -> Vec<String> {
+    folders
+        .iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The error when split `root`'s classes differ from the reference split's.
+fn check_same_classes(
+    root: &Path,
+    classes: &[OsString],
+    reference_root: &Path,
+    reference: &[OsString],
+) -> std::result::Result<(), Error> {
+    if classes == reference {
+        return Ok(());
+    }
+    let (ours, theirs) = (display_names(classes), display_names(reference));
+    let how = if classes.len() == reference.len() && classes.iter().all(|c| reference.contains(c)) {
+        "the same classes in another order"
+    } else {
+        "different classes"
+    };
+    Err(Error::data(
+        root,
+        format!(
+            "class folders {ours:?} differ from {theirs:?} of {} ({how}): every split must have the training split's class folders, in its order, or a label would mean different classes in different splits",
+            reference_root.display()
+        ),
+    ))
+}
+
+/// Whether a file or folder name starts with `.` (hidden, ignored as in Keras).
+fn is_hidden(name: &OsStr) -> bool {
+    name.as_encoded_bytes().starts_with(b".")
+}
+
+/// The entries of `dir` as `(path, name)`.
+fn read_dir(dir: &Path) -> std::result::Result<Vec<(PathBuf, OsString)>, Error> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list image folder", dir, e))?;
     let mut out = Vec::new();
     for entry in entries {
-        let entry = entry
-            .map_err(|e| Error::Msg(format!("image folder {}: cannot list: {e}", dir.display())))?;
-        out.push(entry.path());
+        let entry = entry.map_err(|e| Error::io("list image folder", dir, e))?;
+        out.push((entry.path(), entry.file_name()));
     }
     Ok(out)
 }
 
-fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for path in read_dir(dir)? {
-        if path.is_dir() {
-            // Like Keras (`follow_links=False`): no descent into linked folders (no cycles).
-            if !path.is_symlink() {
-                collect_images(&path, out)?;
+/// Image files under `dir` (recursively, hidden entries and linked folders skipped) into
+/// `out`; image-named entries that are not regular files into `special` with the reason.
+fn collect_images(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    special: &mut Vec<(PathBuf, String)>,
+) -> std::result::Result<(), Error> {
+    for (path, name) in read_dir(dir)? {
+        if is_hidden(&name) {
+            continue;
+        }
+        let own_type = std::fs::symlink_metadata(&path)
+            .map_err(|e| Error::io("inspect", &path, e))?
+            .file_type();
+        if own_type.is_dir() {
+            collect_images(&path, out, special)?;
+            continue;
+        }
+        // A link is followed to see what it points at; links to folders are not entered
+        // (Keras' `follow_links=False`: no cycles).
+        let target = if own_type.is_symlink() {
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => continue,
+                Ok(m) => m.file_type(),
+                Err(e) => {
+                    if has_image_extension(&path) {
+                        special.push((path, format!("cannot read the linked file: {e}")));
+                    }
+                    continue;
+                }
             }
-        } else if has_image_extension(&path) {
-            out.push(path);
+        } else {
+            own_type
+        };
+        if !has_image_extension(&path) {
+            continue;
+        }
+        match not_regular(&target) {
+            None => out.push(path),
+            Some(kind) => special.push((
+                path,
+                format!("not a regular file ({kind}); only regular image files are read"),
+            )),
         }
     }
     Ok(())
@@ -499,79 +889,11 @@ pub fn has_image_extension(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
-/// Reads and decodes one image file to RGB, then resizes it to `height x width`.
-///
-/// # Shapes
-/// Returns CHW `f32` data in `0..=255`, length `3 * height * width`.
-///
-/// Errors name the file: unreadable, unknown format, or corrupt data.
-pub fn load_image(path: &Path, height: usize, width: usize) -> Result<Vec<f32>> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::Msg(format!("cannot read image {}: {e}", path.display())))?;
-    let image = image::ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| Error::Msg(format!("cannot read image {}: {e}", path.display())))?
-        .decode()
-        .map_err(|e| Error::Msg(format!("cannot decode image {}: {e}", path.display())))?
-        .to_rgb8();
-    let (w, h) = image.dimensions();
-    if w == 0 || h == 0 {
-        bail!("cannot decode image {}: it has no pixels", path.display());
+/// Why decoding a file failed, without the file's path (kept beside it).
+fn reason_of(err: &Error) -> String {
+    match err {
+        Error::Data { reason, .. } => reason.clone(),
+        Error::Io { action, source, .. } => format!("cannot {action}: {source}"),
+        other => other.to_string(),
     }
-    Ok(resize_bilinear_rgb(
-        image.as_raw(),
-        h as usize,
-        w as usize,
-        height,
-        width,
-    ))
-}
-
-/// TensorFlow's bilinear resize (half-pixel centres, no antialiasing) of interleaved RGB
-/// `u8` pixels to CHW `f32`.
-///
-/// # Shapes
-/// `src` is HWC `[in_h, in_w, 3]`; returns CHW `[3, out_h, out_w]` flattened.
-pub fn resize_bilinear_rgb(
-    src: &[u8],
-    in_h: usize,
-    in_w: usize,
-    out_h: usize,
-    out_w: usize,
-) -> Vec<f32> {
-    let ys = interpolation_weights(in_h, out_h);
-    let xs = interpolation_weights(in_w, out_w);
-    let plane = out_h * out_w;
-    let mut out = vec![0f32; 3 * plane];
-    for (oy, &(y0, y1, fy)) in ys.iter().enumerate() {
-        let row0 = &src[y0 * in_w * 3..(y0 + 1) * in_w * 3];
-        let row1 = &src[y1 * in_w * 3..(y1 + 1) * in_w * 3];
-        for (ox, &(x0, x1, fx)) in xs.iter().enumerate() {
-            for c in 0..3 {
-                let tl = row0[x0 * 3 + c] as f32;
-                let tr = row0[x1 * 3 + c] as f32;
-                let bl = row1[x0 * 3 + c] as f32;
-                let br = row1[x1 * 3 + c] as f32;
-                let top = tl + (tr - tl) * fx;
-                let bottom = bl + (br - bl) * fx;
-                out[c * plane + oy * out_w + ox] = top + (bottom - top) * fy;
-            }
-        }
-    }
-    out
-}
-
-/// `(lower, upper, lerp)` source indices for each output index, as in TensorFlow's
-/// `compute_interpolation_weights` with half-pixel centres.
-pub(crate) fn interpolation_weights(in_size: usize, out_size: usize) -> Vec<(usize, usize, f32)> {
-    let scale = in_size as f64 / out_size as f64;
-    (0..out_size)
-        .map(|o| {
-            let x = (o as f64 + 0.5) * scale - 0.5;
-            let floor = x.floor();
-            let lower = (floor.max(0.0) as usize).min(in_size - 1);
-            let upper = (x.ceil().max(0.0) as usize).min(in_size - 1);
-            (lower, upper, (x - floor) as f32)
-        })
-        .collect()
 }

@@ -2,7 +2,8 @@
 //!
 //! - [`ImageFolder`]: images in one sub-folder per class (Keras
 //!   `image_dataset_from_directory`), with a seeded train/validation split, parallel
-//!   decoding and an optional cache.
+//!   decoding and an optional cache; split folders opened together share checked classes
+//!   ([`ImageFolderBuilder::build_splits`]).
 //! - [`TensorDataset`]: examples already in tensors.
 //! - [`DataLoader`]: batching, seeded per-epoch shuffling, augmentation (training only) and
 //!   device transfer over any [`Dataset`]; implements [`Batches`], which the training loop
@@ -34,6 +35,7 @@
 
 mod augment;
 mod batch;
+mod decode;
 mod image_folder;
 mod loader;
 mod synthetic;
@@ -41,9 +43,9 @@ mod tensor;
 
 pub use augment::{example_rng, Augment, FillMode};
 pub use batch::{Batch, Batches};
+pub use decode::{check_jpeg_complete, load_image, resize_bilinear_rgb};
 pub use image_folder::{
-    has_image_extension, load_image, resize_bilinear_rgb, ImageFolder, ImageFolderBuilder,
-    LabelMode, Subset, IMAGE_EXTENSIONS,
+    has_image_extension, ImageFolder, ImageFolderBuilder, LabelMode, Subset, IMAGE_EXTENSIONS,
 };
 pub use loader::{DataLoader, Dataset};
 pub use synthetic::{SyntheticShapes, SPLITS};
