@@ -19,7 +19,7 @@ use convnet::data::{Augment, DataLoader, ImageFolder, SyntheticShapes};
 use convnet::loss::Loss;
 use convnet::optim::{RmsProp, RmsPropConfig};
 use convnet::prelude::*;
-use convnet::train::{plot_history, CsvLogger, ModelCheckpoint, TerminateOnNan, Trainer};
+use convnet::train::{plot_history, CsvLogger, ModelCheckpoint, Trainer};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -51,8 +51,8 @@ struct Args {
     /// Examples per batch.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
-    /// RMSprop learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    /// RMSprop learning rate (a finite number > 0).
+    #[arg(long, default_value_t = 1e-3, allow_hyphen_values = true, value_parser = positive_learning_rate)]
     lr: f64,
     /// Output folder for the checkpoint, history CSV and plot.
     #[arg(long, default_value = "runs/cats_vs_dogs")]
@@ -66,6 +66,20 @@ struct Args {
     /// Training images per class for the generated data set.
     #[arg(long, default_value_t = 300)]
     synthetic_per_class: usize,
+}
+
+/// Parses `--lr`: a finite number greater than 0 (`nan`, `inf`, `0` and negatives are refused).
+fn positive_learning_rate(text: &str) -> std::result::Result<f64, String> {
+    let lr: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if lr.is_finite() && lr > 0.0 {
+        Ok(lr)
+    } else {
+        Err(format!(
+            "the learning rate must be a finite number > 0, got {lr}"
+        ))
+    }
 }
 
 fn main() -> Result<()> {
@@ -141,8 +155,9 @@ fn train<M: Network>(args: &Args, data: &Path) -> Result<()> {
     let best = args.out.join("best");
     let mut trainer = Trainer::new(&model, &varmap, Loss::BinaryCrossEntropy, optimizer)
         .with_callback(ModelCheckpoint::best(&best, "val_loss"))
-        .with_callback(CsvLogger::new(args.out.join("history.csv")))
-        .with_callback(TerminateOnNan::default());
+        .with_callback(CsvLogger::new(args.out.join("history.csv")));
+    // A NaN or diverging loss (above 100x the first epoch's) fails `fit` before the step is
+    // applied, and `main` then exits non-zero; the best checkpoint keeps its last good weights.
     let start = Instant::now();
     let history = trainer.fit(&mut train_data, Some(&mut val_data), args.epochs)?;
     let elapsed = start.elapsed().as_secs_f64();
@@ -159,4 +174,27 @@ fn train<M: Network>(args: &Args, data: &Path) -> Result<()> {
     println!("test loss: {:.4}", test.loss);
     println!("test accuracy: {:.4}", test.accuracy.unwrap_or(f64::NAN));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lr_must_be_a_finite_positive_number() {
+        for bad in ["nan", "NaN", "inf", "-1", "0", "-0", "-1e-3", "abc"] {
+            let err = Args::try_parse_from(["cats_vs_dogs", "--lr", bad]).unwrap_err();
+            let joined = Args::try_parse_from(["cats_vs_dogs", &format!("--lr={bad}")]);
+            assert_eq!(joined.unwrap_err().to_string(), err.to_string());
+            let text = err.to_string();
+            assert!(text.contains("--lr"), "{bad}: {text}");
+            assert!(
+                text.contains("finite number > 0") || text.contains("is not a number"),
+                "{bad}: {text}"
+            );
+        }
+        let args = Args::try_parse_from(["cats_vs_dogs", "--lr", "3e-4"]).unwrap();
+        assert_eq!(args.lr, 3e-4);
+        assert_eq!(Args::try_parse_from(["cats_vs_dogs"]).unwrap().lr, 1e-3);
+    }
 }

@@ -1,10 +1,12 @@
 //! The Keras-like training loop: [`Trainer::fit`], [`evaluate`] and [`predict`].
 
 use super::callbacks::{Callback, LrScheduler, TrainContext};
+use super::guards::{ensure_finite, DivergenceGuard};
 use super::history::{EpochLogs, History};
 use super::progress::{Progress, Verbosity};
 use crate::checkpoint;
 use crate::data::Batches;
+use crate::error::Error;
 use crate::loss::Loss;
 use crate::metrics::{correct_predictions, MetricAccumulator};
 use crate::optim::TrainOptimizer;
@@ -108,6 +110,22 @@ pub fn predict_batches<M: ModuleT + ?Sized>(model: &M, data: &mut dyn Batches) -
 /// `convnet!` network), the `VarMap` holding its variables, a loss and an optimizer, plus
 /// callbacks. Keeps the history and epoch count across `fit` calls and checkpoints.
 ///
+/// # Faults
+/// `fit` never trains on silently after a fault; each of these stops it with an error, and
+/// the batch concerned is not applied (the weights and optimizer state stay those of the
+/// last good step):
+/// - a NaN or infinite batch loss: [`Error::NonFinite`] `training loss`, with the epoch and
+///   batch (what Keras' `TerminateOnNaN` and Lightning's NaN check do, but before the step);
+/// - a batch loss past the [`DivergenceGuard`] (on by default: 100x the first-epoch loss):
+///   [`Error::Diverged`]; see [`Trainer::with_divergence_guard`];
+/// - a NaN or infinite validation loss: [`Error::NonFinite`] `val_loss` at that epoch, after
+///   the epoch is recorded in the history and before any `on_epoch_end` callback (so no
+///   checkpoint is taken and it never counts as "no improvement");
+/// - training or validation data that yields no examples: [`Error::InvalidArgument`].
+///
+/// Batch-norm layers update their moving statistics in the forward pass, before the loss is
+/// known: a batch whose inputs are NaN taints them even though its step is not applied.
+///
 /// ```no_run
 /// # use candle_core::{DType, Device, Tensor};
 /// # use candle_nn::{VarBuilder, VarMap};
@@ -138,6 +156,8 @@ pub struct Trainer<'a, M: ModuleT + ?Sized> {
     history: History,
     epoch: usize,
     global_step: u64,
+    divergence: Option<DivergenceGuard>,
+    first_batch_loss: Option<f64>,
 }
 
 impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
@@ -159,7 +179,21 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
             history: History::default(),
             epoch: 0,
             global_step: 0,
+            divergence: Some(DivergenceGuard::default()),
+            first_batch_loss: None,
         }
+    }
+
+    /// Sets the divergence guard (default [`DivergenceGuard::default`]: stop when a batch
+    /// loss exceeds 100x the first-epoch loss); `None` turns it off.
+    pub fn with_divergence_guard(mut self, guard: Option<DivergenceGuard>) -> Self {
+        self.divergence = guard;
+        self
+    }
+
+    /// The divergence guard in use, if any.
+    pub fn divergence_guard(&self) -> Option<DivergenceGuard> {
+        self.divergence
     }
 
     /// Adds a callback (run in the order added).
@@ -246,6 +280,40 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
         predict(self.model, inputs, batch_size)
     }
 
+    /// The reference of the relative divergence rule: the lower of the run's first batch
+    /// loss (if this trainer saw it) and its first epoch's mean loss (if recorded).
+    fn reference_loss(&self) -> Option<f64> {
+        let first_epoch = self.history.epochs.first().map(|e| e.loss);
+        [self.first_batch_loss, first_epoch]
+            .into_iter()
+            .flatten()
+            .filter(|l| l.is_finite())
+            .reduce(f64::min)
+    }
+
+    /// Fails on a non-finite or diverging batch loss (before its step is applied).
+    fn check_batch_loss(&mut self, loss: f64, epoch: usize, batch: usize) -> Result<()> {
+        ensure_finite("training loss", loss, Some(epoch), Some(batch))?;
+        if let Some(threshold) = self
+            .divergence
+            .and_then(|g| g.threshold(self.reference_loss()))
+        {
+            if loss > threshold {
+                return Err(Error::Diverged {
+                    loss,
+                    threshold,
+                    epoch,
+                    batch,
+                }
+                .into());
+            }
+        }
+        if self.global_step == 0 && self.first_batch_loss.is_none() {
+            self.first_batch_loss = Some(loss);
+        }
+        Ok(())
+    }
+
     fn run_callbacks(
         &mut self,
         callbacks: &mut [Box<dyn Callback + 'a>],
@@ -269,7 +337,12 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
     /// Trains in training mode (`forward_t(x, true)`) from the current epoch up to `epochs`
     /// (Keras semantics: after a resume at epoch 5, `fit(.., 10)` runs epochs 6 to 10),
     /// validating in inference mode after each epoch when `validation` is given. Stops early
-    /// when a callback asks. Returns the full history (resumed epochs included).
+    /// when a callback asks (validation still runs for an epoch stopped mid-way, as in Keras).
+    /// Returns the full history (resumed epochs included).
+    ///
+    /// # Errors
+    /// Besides data, model and callback errors, the faults listed under
+    /// [`Trainer`]'s "Faults": a non-finite loss, divergence, a non-finite validation loss.
     ///
     /// # Shapes
     /// Batches as [`crate::data::Batch`]; logits and targets as the loss expects.
@@ -293,6 +366,9 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
         mut validation: Option<&mut dyn Batches>,
         epochs: usize,
     ) -> Result<()> {
+        if let Some(guard) = self.divergence {
+            guard.validate()?;
+        }
         let start_epoch = self.epoch;
         let mut stop = self.run_callbacks(cbs, start_epoch, |cb, ctx| cb.on_train_begin(ctx))?;
         let mut epoch = start_epoch;
@@ -301,16 +377,16 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
             let started = Instant::now();
             let progress = Progress::new(self.verbosity, epoch, epochs, train.num_batches());
             let mut acc = MetricAccumulator::new();
-            let mut stopped_mid_epoch = false;
             for (i, batch) in train.epoch(epoch).enumerate() {
                 stop |= self.run_callbacks(cbs, epoch, |cb, ctx| cb.on_batch_begin(i, ctx))?;
                 let batch = batch?;
                 let logits = self.model.forward_t(&batch.inputs, true)?;
                 let loss = self.loss.compute(&logits, &batch.targets)?;
                 let grads = loss.backward()?;
+                let loss_value = scalar(&loss)?;
+                self.check_batch_loss(loss_value, epoch, i)?;
                 self.optimizer.apply(&grads)?;
                 self.global_step += 1;
-                let loss_value = scalar(&loss)?;
                 let correct = if self.loss.is_classification() {
                     Some(correct_predictions(&logits.detach(), &batch.targets)?)
                 } else {
@@ -321,14 +397,27 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
                 stop |=
                     self.run_callbacks(cbs, epoch, |cb, ctx| cb.on_batch_end(i, loss_value, ctx))?;
                 if stop {
-                    stopped_mid_epoch = true;
                     break;
                 }
             }
-            let val = match (&mut validation, stopped_mid_epoch) {
-                (Some(v), false) => Some(evaluate(self.model, self.loss, &mut **v)?),
-                _ => None,
+            if acc.examples() == 0 {
+                return Err(Error::invalid(
+                    "training data",
+                    format!("yielded no examples in epoch {}", epoch + 1),
+                )
+                .into());
+            }
+            let val = match &mut validation {
+                Some(v) => Some(evaluate(self.model, self.loss, &mut **v)?),
+                None => None,
             };
+            if val.is_some_and(|v| v.examples == 0) {
+                return Err(Error::invalid(
+                    "validation data",
+                    format!("yielded no examples in epoch {}", epoch + 1),
+                )
+                .into());
+            }
             let logs = EpochLogs {
                 epoch,
                 loss: acc.loss(),
@@ -341,6 +430,9 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
             progress.finish(&logs);
             self.history.epochs.push(logs.clone());
             self.epoch = epoch + 1;
+            if let Some(val_loss) = logs.val_loss {
+                ensure_finite("val_loss", val_loss, Some(epoch), None)?;
+            }
             stop |= self.run_callbacks(cbs, epoch, |cb, ctx| cb.on_epoch_end(&logs, ctx))?;
             epoch += 1;
         }
