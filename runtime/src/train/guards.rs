@@ -127,8 +127,8 @@ pub(crate) fn first_non_finite(t: &Tensor) -> Result<Option<f64>> {
         return Ok(None);
     }
     let t = t.to_dtype(DType::F64)?.flatten_all()?;
-    // x - x is 0 for finite values and NaN for NaN and +-inf.
-    if (&t - &t)?.sum_all()?.to_scalar::<f64>()?.is_finite() {
+    // 0 * x is 0 for finite values and NaN for NaN and +-inf.
+    if t.affine(0.0, 0.0)?.sum_all()?.to_scalar::<f64>()?.is_finite() {
         return Ok(None);
     }
     Ok(t.to_vec1::<f64>()?.into_iter().find(|v| !v.is_finite()))
