@@ -111,13 +111,14 @@ pub fn predict_batches<M: ModuleT + ?Sized>(model: &M, data: &mut dyn Batches) -
 /// callbacks. Keeps the history and epoch count across `fit` calls and checkpoints.
 ///
 /// # Faults
-/// `fit` never trains on silently after a fault; each of these stops it with an error, and
-/// the batch concerned is not applied (the weights and optimizer state stay those of the
-/// last good step):
+/// `fit` never trains on silently after a fault; each of these stops it with an error:
 /// - a NaN or infinite batch loss: [`Error::NonFinite`] `training loss`, with the epoch and
-///   batch (what Keras' `TerminateOnNaN` and Lightning's NaN check do, but before the step);
+///   batch (what Keras' `TerminateOnNaN` and Lightning's NaN check stop on), checked before
+///   the step, so the weights and optimizer state stay those of the last good step;
 /// - a batch loss past the [`DivergenceGuard`] (on by default: 100x the first-epoch loss):
-///   [`Error::Diverged`]; see [`Trainer::with_divergence_guard`];
+///   [`Error::Diverged`], also before the step; see [`Trainer::with_divergence_guard`];
+/// - a learning rate that is NaN, infinite or negative (see [`crate::optim::validate_lr`]):
+///   [`Error::InvalidArgument`], before the first step;
 /// - a NaN or infinite validation loss: [`Error::NonFinite`] `val_loss` at that epoch, after
 ///   the epoch is recorded in the history and before any `on_epoch_end` callback (so no
 ///   checkpoint is taken and it never counts as "no improvement");
@@ -369,6 +370,7 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
         if let Some(guard) = self.divergence {
             guard.validate()?;
         }
+        crate::optim::validate_lr(self.optimizer.kind(), self.optimizer.lr())?;
         let start_epoch = self.epoch;
         let mut stop = self.run_callbacks(cbs, start_epoch, |cb, ctx| cb.on_train_begin(ctx))?;
         let mut epoch = start_epoch;

@@ -128,7 +128,11 @@ pub(crate) fn first_non_finite(t: &Tensor) -> Result<Option<f64>> {
     }
     let t = t.to_dtype(DType::F64)?.flatten_all()?;
     // 0 * x is 0 for finite values and NaN for NaN and +-inf.
-    if t.affine(0.0, 0.0)?.sum_all()?.to_scalar::<f64>()?.is_finite() {
+    if t.affine(0.0, 0.0)?
+        .sum_all()?
+        .to_scalar::<f64>()?
+        .is_finite()
+    {
         return Ok(None);
     }
     Ok(t.to_vec1::<f64>()?.into_iter().find(|v| !v.is_finite()))
