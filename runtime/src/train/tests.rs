@@ -498,6 +498,28 @@ fn invalid_learning_rates_from_schedules_stop_fit() {
         "{err}"
     );
     assert_eq!(weights(&varmap), before);
+    // A NaN rate in the optimizer's config fails before the first step.
+    let mut trainer = Trainer::new(
+        &model,
+        &varmap,
+        Loss::BinaryCrossEntropy,
+        Sgd::from_varmap(
+            &varmap,
+            SgdConfig {
+                lr: f64::NAN,
+                ..Default::default()
+            },
+        ),
+    )
+    .with_verbosity(Verbosity::Silent);
+    let err = trainer
+        .fit(&mut blob_batches(32, 21, false, 16), None, 1)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("invalid learning rate: sgd"),
+        "{err}"
+    );
+    assert_eq!((trainer.global_step(), weights(&varmap)), (0, before));
     // A cosine decay to 0 is fine.
     let cosine = Schedule::Cosine {
         initial: 0.1,
