@@ -22,9 +22,7 @@ use convnet::error::Error;
 use convnet::loss::Loss;
 use convnet::optim::{RmsProp, RmsPropConfig};
 use convnet::prelude::*;
-use convnet::train::{
-    plot_history, CsvLogger, ModelCheckpoint, ModelInfo, TerminateOnNan, Trainer,
-};
+use convnet::train::{plot_history, CsvLogger, ModelCheckpoint, ModelInfo, Trainer};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -50,8 +48,8 @@ struct Args {
     /// Examples per batch.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
-    /// RMSprop learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    /// RMSprop learning rate (a finite number > 0).
+    #[arg(long, default_value_t = 1e-3, allow_hyphen_values = true, value_parser = positive_learning_rate)]
     lr: f64,
     /// Output folder for the checkpoint, history CSV and plot. A folder that already holds a
     /// run's `best/` checkpoint is refused unless `--overwrite` is given. Default: the first
@@ -105,6 +103,20 @@ fn run_folder(args: &Args) -> Result<PathBuf> {
     };
     std::fs::create_dir_all(&out).map_err(|e| Error::io("create folder", &out, e))?;
     Ok(out)
+}
+
+/// Parses `--lr`: a finite number greater than 0 (`nan`, `inf`, `0` and negatives are refused).
+fn positive_learning_rate(text: &str) -> std::result::Result<f64, String> {
+    let lr: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if lr.is_finite() && lr > 0.0 {
+        Ok(lr)
+    } else {
+        Err(format!(
+            "the learning rate must be a finite number > 0, got {lr}"
+        ))
+    }
 }
 
 fn main() -> Result<()> {
@@ -187,8 +199,9 @@ fn train<M: Network>(args: &Args, data: &Path, out: &Path) -> Result<()> {
     let mut trainer = Trainer::new(&model, &varmap, Loss::BinaryCrossEntropy, optimizer)
         .with_model_info(ModelInfo::of::<M>(&class_names))
         .with_callback(ModelCheckpoint::best(&best, "val_loss"))
-        .with_callback(CsvLogger::new(out.join("history.csv")))
-        .with_callback(TerminateOnNan::default());
+        .with_callback(CsvLogger::new(out.join("history.csv")));
+    // A NaN or diverging loss (above 100x the first epoch's) fails `fit` before the step is
+    // applied, and `main` then exits non-zero; the best checkpoint keeps its last good weights.
     let start = Instant::now();
     let history = trainer.fit(&mut train_data, Some(&mut val_data), args.epochs as usize)?;
     let elapsed = start.elapsed().as_secs_f64();
@@ -206,4 +219,51 @@ fn train<M: Network>(args: &Args, data: &Path, out: &Path) -> Result<()> {
     println!("test loss: {:.4}", test.loss);
     println!("test accuracy: {:.4}", test.accuracy.unwrap_or(f64::NAN));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lr_must_be_a_finite_positive_number() {
+        for bad in ["nan", "NaN", "inf", "-1", "0", "-0", "-1e-3", "abc"] {
+            let err = Args::try_parse_from(["cats_vs_dogs", "--lr", bad]).unwrap_err();
+            let joined = Args::try_parse_from(["cats_vs_dogs", &format!("--lr={bad}")]);
+            assert_eq!(joined.unwrap_err().to_string(), err.to_string());
+            let text = err.to_string();
+            assert!(text.contains("--lr"), "{bad}: {text}");
+            assert!(
+                text.contains("finite number > 0") || text.contains("is not a number"),
+                "{bad}: {text}"
+            );
+        }
+        let args = Args::try_parse_from(["cats_vs_dogs", "--lr", "3e-4"]).unwrap();
+        assert_eq!(args.lr, 3e-4);
+        assert_eq!(Args::try_parse_from(["cats_vs_dogs"]).unwrap().lr, 1e-3);
+    }
+
+    #[test]
+    fn an_earlier_run_is_never_replaced_without_overwrite() {
+        let out = std::env::temp_dir().join(format!("convnet-cvd-out-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(out.join("best")).unwrap();
+        std::fs::write(out.join("best/manifest.json"), b"{}").unwrap();
+        let path = out.to_str().unwrap();
+        let args = Args::try_parse_from(["cats_vs_dogs", "--out", path]).unwrap();
+        let err = run_folder(&args).unwrap_err().to_string();
+        assert!(err.contains(path) && err.contains("--overwrite"), "{err}");
+        assert!(
+            out.join("best/manifest.json").exists(),
+            "nothing was touched"
+        );
+        let args = Args::try_parse_from(["cats_vs_dogs", "--out", path, "--overwrite"]).unwrap();
+        assert_eq!(run_folder(&args).unwrap(), out);
+        assert!(
+            !out.join("best").exists(),
+            "--overwrite clears the old checkpoint first"
+        );
+        assert!(Args::try_parse_from(["cats_vs_dogs", "--epochs", "0"]).is_err());
+        let _ = std::fs::remove_dir_all(&out);
+    }
 }

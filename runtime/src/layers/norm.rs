@@ -1,5 +1,6 @@
 //! Batch normalisation over NCHW tensors with fused ReLU and fast CPU kernels.
 
+use crate::error::Error;
 use crate::grad_mode::param;
 use crate::ops;
 use candle_core::{Result, Tensor, Var};
@@ -12,7 +13,10 @@ use candle_nn::{BatchNormConfig, Init, ModuleT, VarBuilder};
 /// running variance from the unbiased batch variance; normalisation by the biased one).
 ///
 /// Training mode runs [`ops::batch_norm_train`] (batch statistics, closed-form backward);
-/// eval mode one pass of [`ops::batch_norm_eval`] from the running statistics.
+/// eval mode one pass of [`ops::batch_norm_eval`] from the running statistics. Training mode
+/// needs at least 2 values per channel (`N * H * W >= 2`) for the unbiased variance; fewer
+/// is an [`Error::InvalidArgument`] naming the layer (by its variable prefix), where
+/// the running variance would otherwise turn NaN.
 ///
 /// # Shapes
 /// `[N, C, ...]` -> `[N, C, ...]`.
@@ -25,6 +29,7 @@ pub struct BatchNorm2d {
     eps: f64,
     momentum: f64,
     relu: bool,
+    name: String,
 }
 
 /// Creates a [`BatchNorm2d`] over `num_features` channels with parameters under `vb`, with the
@@ -56,6 +61,7 @@ pub fn batch_norm2d(
         eps: config.eps,
         momentum: config.momentum,
         relu,
+        name: vb.prefix(),
     })
 }
 
@@ -84,6 +90,11 @@ impl BatchNorm2d {
     pub fn fused_relu(&self) -> bool {
         self.relu
     }
+
+    /// The layer's name: the prefix of its variables, e.g. `block1.bn`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 impl ModuleT for BatchNorm2d {
@@ -96,10 +107,22 @@ impl ModuleT for BatchNorm2d {
             );
         }
         if train {
+            let count = x.elem_count() / c;
+            if count < 2 {
+                return Err(Error::invalid(
+                    format!("input of batch norm `{}`", self.name),
+                    format!(
+                        "training mode needs at least 2 values per channel (N*H*W), got \
+                         {count} from input {:?}: use batches of 2 or more (drop a last \
+                         batch of 1) or larger feature maps",
+                        x.dims()
+                    ),
+                )
+                .into());
+            }
             let (gamma, beta) = (param(&self.weight), param(&self.bias));
             let r = ops::batch_norm_train(x, &gamma, &beta, self.eps, self.relu)?;
-            let m = self.momentum;
-            let count = (x.elem_count() / c) as f64;
+            let (m, count) = (self.momentum, count as f64);
             let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (r.mean * m)?)?;
             let rv = ((self.running_var.as_tensor() * (1.0 - m))?
                 + (r.var * (m * count / (count - 1.0)))?)?;
@@ -115,5 +138,57 @@ impl ModuleT for BatchNorm2d {
             let (gamma, beta) = (param(&self.weight), param(&self.bias));
             ops::batch_norm_eval(x, &rm, &std, &gamma, &beta, self.relu)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    fn layer(varmap: &VarMap) -> BatchNorm2d {
+        let vb = VarBuilder::from_varmap(varmap, DType::F32, &Device::Cpu);
+        batch_norm2d(
+            3,
+            BatchNormConfig::default(),
+            true,
+            vb.pp("block1").pp("bn"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn one_value_per_channel_in_training_is_an_error_naming_the_layer() {
+        let varmap = VarMap::new();
+        let bn = layer(&varmap);
+        assert_eq!(bn.name(), "block1.bn");
+        for dims in [(1, 3, 1, 1), (0, 3, 4, 4)] {
+            let x = Tensor::ones(dims, DType::F32, &Device::Cpu).unwrap();
+            let err = bn.forward_t(&x, true).unwrap_err();
+            assert!(
+                matches!(
+                    crate::error::Error::find(&err),
+                    Some(Error::InvalidArgument { name, .. }) if name.contains("`block1.bn`")
+                ),
+                "{err}"
+            );
+            assert!(
+                err.to_string().contains("at least 2 values per channel"),
+                "{err}"
+            );
+        }
+        let running_var: Vec<f32> = bn.running_var().to_vec1().unwrap();
+        assert_eq!(running_var, [1.0; 3], "running statistics untouched");
+        // Two values per channel (a batch of 2 on 1x1 maps, or 1 image of 2 pixels) train;
+        // one value per channel is fine in eval mode.
+        for dims in [(2, 3, 1, 1), (1, 3, 1, 2)] {
+            let x = Tensor::randn(0f32, 1., dims, &Device::Cpu).unwrap();
+            bn.forward_t(&x, true).unwrap();
+        }
+        let running_var: Vec<f32> = bn.running_var().to_vec1().unwrap();
+        assert!(running_var.iter().all(|v| v.is_finite()), "{running_var:?}");
+        let one = Tensor::ones((1, 3, 1, 1), DType::F32, &Device::Cpu).unwrap();
+        bn.forward_t(&one, false).unwrap();
     }
 }

@@ -103,6 +103,12 @@ impl Adam {
     pub fn config(&self) -> &AdamConfig {
         &self.config
     }
+
+    /// The learning rate, writable without the check of `set_lr` (for
+    /// `candle_nn::Optimizer::set_learning_rate`; `apply` checks it).
+    pub(crate) fn lr_mut(&mut self) -> &mut f64 {
+        &mut self.config.lr
+    }
 }
 
 impl TrainOptimizer for Adam {
@@ -111,6 +117,7 @@ impl TrainOptimizer for Adam {
     }
 
     fn apply(&mut self, grads: &GradStore) -> Result<()> {
+        super::validate_lr(self.kind, self.config.lr)?;
         let AdamConfig {
             lr,
             beta1,
@@ -149,8 +156,10 @@ impl TrainOptimizer for Adam {
         self.config.lr
     }
 
-    fn set_lr(&mut self, lr: f64) {
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
+        super::validate_lr(self.kind, lr)?;
         self.config.lr = lr;
+        Ok(())
     }
 
     fn iterations(&self) -> u64 {
@@ -162,6 +171,7 @@ impl TrainOptimizer for Adam {
     }
 
     fn import_state(&mut self, state: &OptimizerState) -> Result<()> {
+        super::validate_lr(self.kind, state.learning_rate)?;
         self.slots.import(self.kind, state)?;
         self.step = state.step;
         self.config.lr = state.learning_rate;
@@ -192,6 +202,12 @@ impl AdamW {
     pub fn config(&self) -> &AdamConfig {
         &self.0.config
     }
+
+    /// The learning rate, writable without the check of `set_lr` (for
+    /// `candle_nn::Optimizer::set_learning_rate`; `apply` checks it).
+    pub(crate) fn lr_mut(&mut self) -> &mut f64 {
+        &mut self.0.config.lr
+    }
 }
 
 impl TrainOptimizer for AdamW {
@@ -204,7 +220,7 @@ impl TrainOptimizer for AdamW {
     fn lr(&self) -> f64 {
         self.0.lr()
     }
-    fn set_lr(&mut self, lr: f64) {
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
         self.0.set_lr(lr)
     }
     fn iterations(&self) -> u64 {

@@ -5,6 +5,13 @@
 //! training loop drives: learning-rate get/set and export/import of the optimizer state
 //! (moment tensors and step count) for checkpoints.
 //!
+//! Learning rates must be finite and `>= 0` ([`validate_lr`]): [`TrainOptimizer::set_lr`]
+//! rejects anything else at once with [`crate::error::Error::InvalidArgument`], and `apply`
+//! checks the rate of the configuration (or one set through `candle_nn::Optimizer`) before
+//! touching any variable. Zero is allowed, as in PyTorch: schedules legitimately end there
+//! (a cosine decay with `alpha = 0`), and a zero rate only leaves the weights unchanged. A
+//! command line that takes a rate from a user should ask for a positive one.
+//!
 //! Variables that receive no gradient in a step (batch-norm moving statistics, frozen layers)
 //! are skipped entirely: neither updated nor weight-decayed. Weight decay is decoupled, as in
 //! Keras 3: before the gradient update, `w -= lr * weight_decay * w`.
@@ -49,8 +56,10 @@ pub trait TrainOptimizer {
     fn apply(&mut self, grads: &GradStore) -> Result<()>;
     /// The current learning rate.
     fn lr(&self) -> f64;
-    /// Sets the learning rate used from the next step on.
-    fn set_lr(&mut self, lr: f64);
+    /// Sets the learning rate used from the next step on; a rate that is not finite and
+    /// `>= 0` is an [`crate::error::Error::InvalidArgument`] and leaves the rate unchanged
+    /// (see [`validate_lr`]).
+    fn set_lr(&mut self, lr: f64) -> Result<()>;
     /// Number of update steps taken so far.
     fn iterations(&self) -> u64;
     /// Exports the state (buffers, step count, learning rate).
@@ -95,13 +104,30 @@ macro_rules! impl_candle_optimizer {
                 $crate::optim::TrainOptimizer::lr(self)
             }
 
+            /// Stores `lr` unchecked (this trait cannot report an error): the next `step`
+            /// rejects a rate that is not finite and `>= 0`.
             fn set_learning_rate(&mut self, lr: f64) {
-                $crate::optim::TrainOptimizer::set_lr(self, lr)
+                *self.lr_mut() = lr;
             }
         }
     };
 }
 pub(crate) use impl_candle_optimizer;
+
+/// Checks that `lr`, the learning rate of the optimizer `kind`, is finite and `>= 0`
+/// (zero allowed: schedules end there); otherwise an
+/// [`crate::error::Error::InvalidArgument`] naming the optimizer and the value.
+pub fn validate_lr(kind: &str, lr: f64) -> Result<()> {
+    if lr.is_finite() && lr >= 0.0 {
+        Ok(())
+    } else {
+        Err(crate::error::Error::invalid(
+            "learning rate",
+            format!("{kind} needs a finite rate >= 0, got {lr}"),
+        )
+        .into())
+    }
+}
 
 /// Names positional variables `param0`, `param1`, ...
 pub(crate) fn positional(vars: Vec<Var>) -> Vec<(String, Var)> {
@@ -316,5 +342,88 @@ mod tests {
             .export_state()
             .unwrap();
         assert_eq!(state.kind, "adam");
+    }
+
+    #[test]
+    fn learning_rates_must_be_finite_and_non_negative() {
+        let optimizers: Vec<(Var, Box<dyn TrainOptimizer>)> = {
+            let named = |w: &Var| vec![("w".to_string(), w.clone())];
+            let (a, b, c, d) = (
+                test_problem::var(),
+                test_problem::var(),
+                test_problem::var(),
+                test_problem::var(),
+            );
+            vec![
+                (
+                    a.clone(),
+                    Box::new(Sgd::new_named(named(&a), SgdConfig::default())),
+                ),
+                (
+                    b.clone(),
+                    Box::new(Adam::new_named(named(&b), AdamConfig::default())),
+                ),
+                (
+                    c.clone(),
+                    Box::new(AdamW::new_named(named(&c), AdamWConfig::default())),
+                ),
+                (
+                    d.clone(),
+                    Box::new(RmsProp::new_named(named(&d), RmsPropConfig::default())),
+                ),
+            ]
+        };
+        for (w, mut opt) in optimizers {
+            let kind = opt.kind();
+            let lr = opt.lr();
+            for bad in [f64::NAN, f64::INFINITY, -1.0, -1e-9] {
+                let err = opt.set_lr(bad).unwrap_err();
+                assert!(
+                    matches!(
+                        crate::error::Error::find(&err),
+                        Some(crate::error::Error::InvalidArgument { name, reason })
+                            if name == "learning rate" && reason.contains(kind)
+                    ),
+                    "{kind} {bad}: {err}"
+                );
+                assert_eq!(opt.lr(), lr, "{kind}: rate unchanged");
+            }
+            opt.set_lr(0.0).unwrap();
+            let before = w.as_tensor().to_vec1::<f64>().unwrap();
+            test_problem::run(opt.as_mut(), &w, 1);
+            assert_eq!(
+                w.as_tensor().to_vec1::<f64>().unwrap(),
+                before,
+                "{kind}: lr 0"
+            );
+            // A state (checkpoint) with a NaN rate is refused.
+            let mut state = opt.export_state().unwrap();
+            state.learning_rate = f64::NAN;
+            assert!(opt.import_state(&state).is_err(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn invalid_configured_or_candle_set_rates_fail_the_step() {
+        let w = test_problem::var();
+        let mut sgd = Sgd::new_named(
+            vec![("w".into(), w.clone())],
+            SgdConfig {
+                lr: f64::NAN,
+                ..Default::default()
+            },
+        );
+        let loss = w.as_tensor().sqr().unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        let err = sgd.apply(&grads).unwrap_err();
+        assert!(
+            err.to_string().contains("invalid learning rate: sgd"),
+            "{err}"
+        );
+        assert_eq!(w.as_tensor().to_vec1::<f64>().unwrap(), test_problem::W0);
+        let mut adam = Adam::new(vec![w.clone()], AdamConfig::default()).unwrap();
+        Optimizer::set_learning_rate(&mut adam, -0.5);
+        assert!(adam.backward_step(&loss).is_err());
+        assert_eq!(w.as_tensor().to_vec1::<f64>().unwrap(), test_problem::W0);
     }
 }

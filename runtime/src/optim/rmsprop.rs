@@ -65,6 +65,12 @@ impl RmsProp {
     pub fn config(&self) -> &RmsPropConfig {
         &self.config
     }
+
+    /// The learning rate, writable without the check of `set_lr` (for
+    /// `candle_nn::Optimizer::set_learning_rate`; `apply` checks it).
+    pub(crate) fn lr_mut(&mut self) -> &mut f64 {
+        &mut self.config.lr
+    }
 }
 
 impl TrainOptimizer for RmsProp {
@@ -73,6 +79,7 @@ impl TrainOptimizer for RmsProp {
     }
 
     fn apply(&mut self, grads: &GradStore) -> Result<()> {
+        super::validate_lr(self.kind(), self.config.lr)?;
         let RmsPropConfig {
             lr,
             rho,
@@ -120,8 +127,10 @@ impl TrainOptimizer for RmsProp {
         self.config.lr
     }
 
-    fn set_lr(&mut self, lr: f64) {
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
+        super::validate_lr(self.kind(), lr)?;
         self.config.lr = lr;
+        Ok(())
     }
 
     fn iterations(&self) -> u64 {
@@ -133,6 +142,7 @@ impl TrainOptimizer for RmsProp {
     }
 
     fn import_state(&mut self, state: &OptimizerState) -> Result<()> {
+        super::validate_lr(self.kind(), state.learning_rate)?;
         self.slots.import(self.kind(), state)?;
         self.step = state.step;
         self.config.lr = state.learning_rate;
@@ -176,7 +186,7 @@ mod tests {
         let w = var();
         let mut opt = RmsProp::new_named(vec![("w".into(), w.clone())], RmsPropConfig::default());
         assert_eq!(opt.config().lr, 1e-3);
-        opt.set_lr(0.01);
+        opt.set_lr(0.01).unwrap();
         // rmsprop(0.01, 0.9, 1e-7, 0.0, False, 3)
         assert_close(
             &run(&mut opt, &w, 3),

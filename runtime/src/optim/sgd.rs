@@ -58,6 +58,12 @@ impl Sgd {
     pub fn config(&self) -> &SgdConfig {
         &self.config
     }
+
+    /// The learning rate, writable without the check of `set_lr` (for
+    /// `candle_nn::Optimizer::set_learning_rate`; `apply` checks it).
+    pub(crate) fn lr_mut(&mut self) -> &mut f64 {
+        &mut self.config.lr
+    }
 }
 
 impl TrainOptimizer for Sgd {
@@ -66,6 +72,7 @@ impl TrainOptimizer for Sgd {
     }
 
     fn apply(&mut self, grads: &GradStore) -> Result<()> {
+        super::validate_lr(self.kind(), self.config.lr)?;
         let SgdConfig {
             lr,
             momentum,
@@ -104,8 +111,10 @@ impl TrainOptimizer for Sgd {
         self.config.lr
     }
 
-    fn set_lr(&mut self, lr: f64) {
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
+        super::validate_lr(self.kind(), lr)?;
         self.config.lr = lr;
+        Ok(())
     }
 
     fn iterations(&self) -> u64 {
@@ -117,6 +126,7 @@ impl TrainOptimizer for Sgd {
     }
 
     fn import_state(&mut self, state: &OptimizerState) -> Result<()> {
+        super::validate_lr(self.kind(), state.learning_rate)?;
         self.slots.import(self.kind(), state)?;
         self.step = state.step;
         self.config.lr = state.learning_rate;

@@ -1,7 +1,8 @@
 //! Callbacks run by [`crate::train::Trainer::fit`]: best-model checkpoints, early stopping
-//! with best-weight restore, CSV/JSON history logs, stop on NaN, learning-rate schedules and
-//! reduce-on-plateau.
+//! with best-weight restore, CSV/JSON history logs, learning-rate schedules and
+//! reduce-on-plateau (and the former stop-on-NaN, now built into `fit`).
 
+use super::guards::{ensure_finite, ensure_finite_weights};
 use super::history::{EpochLogs, History};
 use crate::checkpoint;
 use crate::optim::TrainOptimizer;
@@ -57,18 +58,38 @@ pub trait Callback {
     }
 }
 
+/// The value of `monitor` in `logs`: an error saying why when it is missing, and an
+/// [`crate::error::Error::NonFinite`] when it is NaN or infinite (never a silent "no
+/// improvement").
 fn monitored(logs: &EpochLogs, monitor: &str) -> Result<f64> {
-    logs.get(monitor).ok_or_else(|| {
-        candle_core::Error::msg(format!(
-            "monitored metric `{monitor}` is not available (validation metrics need validation \
-             data; accuracy needs a classification loss)"
-        ))
-    })
+    let Some(value) = logs.get(monitor) else {
+        let why = match monitor {
+            m if m.starts_with("val_") && logs.val_loss.is_none() => {
+                "`fit` was given no validation data"
+            }
+            "accuracy" | "acc" | "val_accuracy" | "val_acc" => {
+                "accuracy needs a classification loss"
+            }
+            _ => "not a metric name (see `EpochLogs::get`)",
+        };
+        return Err(crate::error::Error::invalid(
+            "monitored metric",
+            format!(
+                "`{monitor}` is not available at epoch {}: {why}",
+                logs.epoch + 1
+            ),
+        )
+        .into());
+    };
+    ensure_finite(monitor, value, Some(logs.epoch), None)?;
+    Ok(value)
 }
 
 /// Saves a full checkpoint (see [`super::save_checkpoint`]) to `dir` whenever the monitored
 /// metric improves (Keras `ModelCheckpoint(save_best_only=True)`), or after every epoch when
-/// `save_best_only` is false.
+/// `save_best_only` is false. Before every save the weights are checked: a NaN or infinite
+/// value is an [`crate::error::Error::NonFinite`] naming the tensor, and the last good
+/// checkpoint stays as it was.
 #[derive(Debug, Clone)]
 pub struct ModelCheckpoint {
     /// Checkpoint directory (overwritten on each save).
@@ -119,6 +140,7 @@ impl Callback for ModelCheckpoint {
             self.best_epoch = Some(logs.epoch);
         }
         if improved || !self.save_best_only {
+            ensure_finite_weights(ctx.varmap, logs.epoch)?;
             super::run_state::save_checkpoint(
                 &self.dir,
                 ctx.varmap,
@@ -264,14 +286,19 @@ impl Callback for JsonLogger {
     }
 }
 
-/// Stops training at the first batch whose loss is NaN or infinite (Keras
-/// `TerminateOnNaN`); the partial epoch is recorded with its (non-finite) loss.
+/// Keras `TerminateOnNaN`, now subsumed by `fit` itself: `fit` checks every batch loss
+/// before its step is applied and fails with [`crate::error::Error::NonFinite`] (the
+/// weights stay the last good ones), so this callback never sees a non-finite loss. It is
+/// kept so that code written for it still compiles; it stops training if a non-finite loss
+/// ever reaches `on_batch_end`.
+#[deprecated(note = "`fit` now fails on a non-finite loss before the step, by default")]
 #[derive(Debug, Clone, Default)]
 pub struct TerminateOnNan {
     /// Global step at which a non-finite loss was seen.
     pub stopped_at_step: Option<u64>,
 }
 
+#[allow(deprecated)]
 impl Callback for TerminateOnNan {
     fn on_batch_end(&mut self, _batch: usize, loss: f64, ctx: &mut TrainContext) -> Result<()> {
         if !loss.is_finite() {
@@ -282,7 +309,9 @@ impl Callback for TerminateOnNan {
     }
 }
 
-/// Sets the learning rate from a [`Schedule`] before each epoch or each step.
+/// Sets the learning rate from a [`Schedule`] before each epoch or each step; a rate the
+/// optimizer rejects (NaN, infinite or negative; 0 is allowed) stops `fit` with
+/// [`crate::error::Error::InvalidArgument`].
 #[derive(Debug, Clone)]
 pub struct LrScheduler {
     /// The schedule.
@@ -294,7 +323,7 @@ pub struct LrScheduler {
 impl Callback for LrScheduler {
     fn on_epoch_begin(&mut self, ctx: &mut TrainContext) -> Result<()> {
         if self.unit == ScheduleUnit::Epoch {
-            ctx.optimizer.set_lr(self.schedule.at(ctx.epoch));
+            ctx.optimizer.set_lr(self.schedule.at(ctx.epoch))?;
         }
         Ok(())
     }
@@ -302,7 +331,7 @@ impl Callback for LrScheduler {
     fn on_batch_begin(&mut self, _batch: usize, ctx: &mut TrainContext) -> Result<()> {
         if self.unit == ScheduleUnit::Step {
             ctx.optimizer
-                .set_lr(self.schedule.at(ctx.global_step as usize));
+                .set_lr(self.schedule.at(ctx.global_step as usize))?;
         }
         Ok(())
     }
@@ -332,7 +361,7 @@ impl Callback for ReduceLrOnPlateau {
     fn on_epoch_end(&mut self, logs: &EpochLogs, ctx: &mut TrainContext) -> Result<()> {
         let value = monitored(logs, &self.monitor)?;
         let lr = self.rule.update(value, ctx.optimizer.lr());
-        ctx.optimizer.set_lr(lr);
+        ctx.optimizer.set_lr(lr)?;
         Ok(())
     }
 }

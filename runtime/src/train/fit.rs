@@ -1,10 +1,12 @@
 //! The Keras-like training loop: [`Trainer::fit`], [`evaluate`] and [`predict`].
 
 use super::callbacks::{Callback, LrScheduler, TrainContext};
+use super::guards::{ensure_finite, DivergenceGuard};
 use super::history::{EpochLogs, History};
 use super::progress::{Progress, Verbosity};
 use super::run_state;
 use crate::data::Batches;
+use crate::error::Error;
 use crate::loss::Loss;
 use crate::metrics::{correct_predictions, MetricAccumulator};
 use crate::optim::TrainOptimizer;
@@ -108,6 +110,23 @@ pub fn predict_batches<M: ModuleT + ?Sized>(model: &M, data: &mut dyn Batches) -
 /// `convnet!` network), the `VarMap` holding its variables, a loss and an optimizer, plus
 /// callbacks. Keeps the history and epoch count across `fit` calls and checkpoints.
 ///
+/// # Faults
+/// `fit` never trains on silently after a fault; each of these stops it with an error:
+/// - a NaN or infinite batch loss: [`Error::NonFinite`] `training loss`, with the epoch and
+///   batch (what Keras' `TerminateOnNaN` and Lightning's NaN check stop on), checked before
+///   the step, so the weights and optimizer state stay those of the last good step;
+/// - a batch loss past the [`DivergenceGuard`] (on by default: 100x the first-epoch loss):
+///   [`Error::Diverged`], also before the step; see [`Trainer::with_divergence_guard`];
+/// - a learning rate that is NaN, infinite or negative (see [`crate::optim::validate_lr`]):
+///   [`Error::InvalidArgument`], before the first step;
+/// - a NaN or infinite validation loss: [`Error::NonFinite`] `val_loss` at that epoch, after
+///   the epoch is recorded in the history and before any `on_epoch_end` callback (so no
+///   checkpoint is taken and it never counts as "no improvement");
+/// - training or validation data that yields no examples: [`Error::InvalidArgument`].
+///
+/// Batch-norm layers update their moving statistics in the forward pass, before the loss is
+/// known: a batch whose inputs are NaN taints them even though its step is not applied.
+///
 /// ```no_run
 /// # use candle_core::{DType, Device, Tensor};
 /// # use candle_nn::{VarBuilder, VarMap};
@@ -139,6 +158,8 @@ pub struct Trainer<'a, M: ModuleT + ?Sized> {
     epoch: usize,
     global_step: u64,
     model_info: Option<super::ModelInfo>,
+    divergence: Option<DivergenceGuard>,
+    first_batch_loss: Option<f64>,
 }
 
 impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
@@ -160,8 +181,22 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
             history: History::default(),
             epoch: 0,
             global_step: 0,
+            divergence: Some(DivergenceGuard::default()),
+            first_batch_loss: None,
             model_info: None,
         }
+    }
+
+    /// Sets the divergence guard (default [`DivergenceGuard::default`]: stop when a batch
+    /// loss exceeds 100x the first-epoch loss); `None` turns it off.
+    pub fn with_divergence_guard(mut self, guard: Option<DivergenceGuard>) -> Self {
+        self.divergence = guard;
+        self
+    }
+
+    /// The divergence guard in use, if any.
+    pub fn divergence_guard(&self) -> Option<DivergenceGuard> {
+        self.divergence
     }
 
     /// Continues this run (optimizer state, history, epoch and step counts, callbacks) with
@@ -196,6 +231,8 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
             epoch: self.epoch,
             global_step: self.global_step,
             model_info: self.model_info,
+            divergence: self.divergence,
+            first_batch_loss: self.first_batch_loss,
         }
     }
 
@@ -292,6 +329,40 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
         predict(self.model, inputs, batch_size)
     }
 
+    /// The reference of the relative divergence rule: the lower of the run's first batch
+    /// loss (if this trainer saw it) and its first epoch's mean loss (if recorded).
+    fn reference_loss(&self) -> Option<f64> {
+        let first_epoch = self.history.epochs.first().map(|e| e.loss);
+        [self.first_batch_loss, first_epoch]
+            .into_iter()
+            .flatten()
+            .filter(|l| l.is_finite())
+            .reduce(f64::min)
+    }
+
+    /// Fails on a non-finite or diverging batch loss (before its step is applied).
+    fn check_batch_loss(&mut self, loss: f64, epoch: usize, batch: usize) -> Result<()> {
+        ensure_finite("training loss", loss, Some(epoch), Some(batch))?;
+        if let Some(threshold) = self
+            .divergence
+            .and_then(|g| g.threshold(self.reference_loss()))
+        {
+            if loss > threshold {
+                return Err(Error::Diverged {
+                    loss,
+                    threshold,
+                    epoch,
+                    batch,
+                }
+                .into());
+            }
+        }
+        if self.global_step == 0 && self.first_batch_loss.is_none() {
+            self.first_batch_loss = Some(loss);
+        }
+        Ok(())
+    }
+
     fn run_callbacks(
         &mut self,
         callbacks: &mut [Box<dyn Callback + 'a>],
@@ -316,7 +387,12 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
     /// Trains in training mode (`forward_t(x, true)`) from the current epoch up to `epochs`
     /// (Keras semantics: after a resume at epoch 5, `fit(.., 10)` runs epochs 6 to 10),
     /// validating in inference mode after each epoch when `validation` is given. Stops early
-    /// when a callback asks. Returns the full history (resumed epochs included).
+    /// when a callback asks (validation still runs for an epoch stopped mid-way, as in Keras).
+    /// Returns the full history (resumed epochs included).
+    ///
+    /// # Errors
+    /// Besides data, model and callback errors, the faults listed under
+    /// [`Trainer`]'s "Faults": a non-finite loss, divergence, a non-finite validation loss.
     ///
     /// # Shapes
     /// Batches as [`crate::data::Batch`]; logits and targets as the loss expects.
@@ -340,6 +416,10 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
         mut validation: Option<&mut dyn Batches>,
         epochs: usize,
     ) -> Result<()> {
+        if let Some(guard) = self.divergence {
+            guard.validate()?;
+        }
+        crate::optim::validate_lr(self.optimizer.kind(), self.optimizer.lr())?;
         let start_epoch = self.epoch;
         let mut stop = self.run_callbacks(cbs, start_epoch, |cb, ctx| cb.on_train_begin(ctx))?;
         let mut epoch = start_epoch;
@@ -348,16 +428,16 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
             let started = Instant::now();
             let progress = Progress::new(self.verbosity, epoch, epochs, train.num_batches());
             let mut acc = MetricAccumulator::new();
-            let mut stopped_mid_epoch = false;
             for (i, batch) in train.epoch(epoch).enumerate() {
                 stop |= self.run_callbacks(cbs, epoch, |cb, ctx| cb.on_batch_begin(i, ctx))?;
                 let batch = batch?;
                 let logits = self.model.forward_t(&batch.inputs, true)?;
                 let loss = self.loss.compute(&logits, &batch.targets)?;
                 let grads = loss.backward()?;
+                let loss_value = scalar(&loss)?;
+                self.check_batch_loss(loss_value, epoch, i)?;
                 self.optimizer.apply(&grads)?;
                 self.global_step += 1;
-                let loss_value = scalar(&loss)?;
                 let correct = if self.loss.is_classification() {
                     Some(correct_predictions(&logits.detach(), &batch.targets)?)
                 } else {
@@ -368,14 +448,27 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
                 stop |=
                     self.run_callbacks(cbs, epoch, |cb, ctx| cb.on_batch_end(i, loss_value, ctx))?;
                 if stop {
-                    stopped_mid_epoch = true;
                     break;
                 }
             }
-            let val = match (&mut validation, stopped_mid_epoch) {
-                (Some(v), false) => Some(evaluate(self.model, self.loss, &mut **v)?),
-                _ => None,
+            if acc.examples() == 0 {
+                return Err(Error::invalid(
+                    "training data",
+                    format!("yielded no examples in epoch {}", epoch + 1),
+                )
+                .into());
+            }
+            let val = match &mut validation {
+                Some(v) => Some(evaluate(self.model, self.loss, &mut **v)?),
+                None => None,
             };
+            if val.is_some_and(|v| v.examples == 0) {
+                return Err(Error::invalid(
+                    "validation data",
+                    format!("yielded no examples in epoch {}", epoch + 1),
+                )
+                .into());
+            }
             let logs = EpochLogs {
                 epoch,
                 loss: acc.loss(),
@@ -388,6 +481,9 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
             progress.finish(&logs);
             self.history.epochs.push(logs.clone());
             self.epoch = epoch + 1;
+            if let Some(val_loss) = logs.val_loss {
+                ensure_finite("val_loss", val_loss, Some(epoch), None)?;
+            }
             stop |= self.run_callbacks(cbs, epoch, |cb, ctx| cb.on_epoch_end(&logs, ctx))?;
             epoch += 1;
         }

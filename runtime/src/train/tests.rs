@@ -132,24 +132,111 @@ fn early_stopping_restores_the_best_weights() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn nan_loss_stops_training() {
-    // A plain linear model: ReLU would turn NaN activations into zeros.
+/// A plain linear model `2 -> 1` (ReLU would turn NaN activations into zeros).
+fn linear() -> (candle_nn::VarMap, candle_nn::Linear) {
     let varmap = candle_nn::VarMap::new();
     let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
     let model = candle_nn::linear(2, 1, vb).unwrap();
-    let (x, y) = crate::testutil::blobs(64, 5, false);
-    // Example 20 (second batch of 16, unshuffled) is NaN.
+    (varmap, model)
+}
+
+/// Unshuffled batches of 16 over `n` blobs, with input feature `nan_at` (flat index) NaN.
+fn blobs_with_nan(n: usize, seed: u64, nan_at: Option<usize>) -> MemBatches {
+    let (x, y) = crate::testutil::blobs(n, seed, false);
     let mut xv: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
-    xv[40] = f32::NAN;
-    let x = Tensor::from_vec(xv, (64, 2), &Device::Cpu).unwrap();
-    let mut train = MemBatches {
-        x,
+    if let Some(i) = nan_at {
+        xv[i] = f32::NAN;
+    }
+    MemBatches {
+        x: Tensor::from_vec(xv, (n, 2), &Device::Cpu).unwrap(),
         y,
         batch_size: 16,
         seed: None,
-    };
-    let mut val = blob_batches(32, 6, false, 32);
+    }
+}
+
+/// Records all weights after every batch.
+struct BatchRecorder<'r>(&'r RefCell<Vec<Weights>>);
+
+impl Callback for BatchRecorder<'_> {
+    fn on_batch_end(&mut self, _batch: usize, _loss: f64, ctx: &mut TrainContext) -> Result<()> {
+        self.0.borrow_mut().push(weights(ctx.varmap));
+        Ok(())
+    }
+}
+
+fn non_finite(err: &candle_core::Error) -> (String, f64, Option<usize>, Option<usize>) {
+    match crate::error::Error::find(err) {
+        Some(crate::error::Error::NonFinite {
+            what,
+            value,
+            epoch,
+            batch,
+        }) => (what.clone(), *value, *epoch, *batch),
+        other => panic!("expected NonFinite, got {other:?} from `{err}`"),
+    }
+}
+
+#[test]
+fn nan_loss_fails_before_the_step_is_applied() {
+    let dir = temp_dir("nan-loss");
+    for terminate_on_nan in [false, true] {
+        let (varmap, model) = linear();
+        // Example 20 (second batch of 16, unshuffled) is NaN.
+        let mut train = blobs_with_nan(64, 5, Some(40));
+        let mut val = blob_batches(32, 6, false, 32);
+        let after_batch = RefCell::new(Vec::new());
+        let mut trainer = Trainer::new(
+            &model,
+            &varmap,
+            Loss::BinaryCrossEntropy,
+            adam(&varmap, 0.01),
+        )
+        .with_verbosity(Verbosity::Silent)
+        .with_callback(BatchRecorder(&after_batch))
+        .with_callback(ModelCheckpoint::best(&dir, "val_loss"));
+        if terminate_on_nan {
+            #[allow(deprecated)]
+            trainer.add_callback(Box::new(TerminateOnNan::default()));
+        }
+        let err = trainer.fit(&mut train, Some(&mut val), 5).unwrap_err();
+        let (what, value, epoch, batch) = non_finite(&err);
+        assert_eq!(
+            (what.as_str(), epoch, batch),
+            ("training loss", Some(0), Some(1))
+        );
+        assert!(value.is_nan());
+        assert!(err.to_string().contains("at epoch 1 batch 2"), "{err}");
+        assert!(!err.to_string().contains("validation"), "{err}");
+        assert_eq!(trainer.global_step(), 1, "the NaN step was not taken");
+        assert_eq!(trainer.optimizer().iterations(), 1);
+        let after_batch = after_batch.borrow();
+        assert_eq!(after_batch.len(), 1);
+        assert_eq!(
+            weights(&varmap),
+            after_batch[0],
+            "weights of the last good step"
+        );
+        assert!(
+            trainer.history().is_empty(),
+            "the failed epoch is not recorded"
+        );
+        assert!(!dir.join(checkpoint::WEIGHTS_FILE).exists());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_stop_mid_epoch_still_validates() {
+    struct StopAt(usize);
+    impl Callback for StopAt {
+        fn on_batch_end(&mut self, batch: usize, _l: f64, ctx: &mut TrainContext) -> Result<()> {
+            ctx.stop_training |= batch == self.0;
+            Ok(())
+        }
+    }
+    let dir = temp_dir("stop-mid-epoch");
+    let (varmap, model) = mlp();
     let mut trainer = Trainer::new(
         &model,
         &varmap,
@@ -157,16 +244,301 @@ fn nan_loss_stops_training() {
         adam(&varmap, 0.01),
     )
     .with_verbosity(Verbosity::Silent)
-    .with_callback(TerminateOnNan::default());
-    let h = trainer.fit(&mut train, Some(&mut val), 5).unwrap();
+    .with_callback(StopAt(1))
+    .with_callback(ModelCheckpoint::best(&dir, "val_loss"));
+    let h = trainer
+        .fit(
+            &mut blob_batches(64, 13, false, 16),
+            Some(&mut blob_batches(32, 14, false, 32)),
+            3,
+        )
+        .unwrap();
     assert_eq!(h.len(), 1);
-    assert!(h.epochs[0].loss.is_nan());
-    assert_eq!(h.epochs[0].val_loss, None, "no validation after a NaN stop");
-    assert_eq!(
-        trainer.global_step(),
-        2,
-        "stopped right after the NaN batch"
+    assert_eq!(trainer.global_step(), 2);
+    assert!(h.epochs[0].val_loss.unwrap().is_finite());
+    assert!(dir.join(checkpoint::WEIGHTS_FILE).exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn nan_val_loss_is_an_error_not_a_missed_improvement() {
+    let dir = temp_dir("nan-val");
+    let (varmap, model) = linear();
+    let mut train = blob_batches(64, 15, false, 16);
+    let mut val = blobs_with_nan(32, 16, Some(3));
+    let mut trainer = Trainer::new(
+        &model,
+        &varmap,
+        Loss::BinaryCrossEntropy,
+        adam(&varmap, 0.01),
+    )
+    .with_verbosity(Verbosity::Silent)
+    .with_callback(ModelCheckpoint::best(&dir, "val_loss"));
+    let err = trainer.fit(&mut train, Some(&mut val), 3).unwrap_err();
+    let (what, value, epoch, batch) = non_finite(&err);
+    assert_eq!((what.as_str(), epoch, batch), ("val_loss", Some(0), None));
+    assert!(value.is_nan());
+    assert_eq!(err.to_string(), "non-finite val_loss (NaN) at epoch 1");
+    let h = trainer.history();
+    assert_eq!(h.len(), 1, "the epoch is recorded");
+    assert!(h.epochs[0].val_loss.unwrap().is_nan());
+    assert!(
+        !dir.join(checkpoint::WEIGHTS_FILE).exists(),
+        "no checkpoint"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn monitoring_a_missing_or_nan_metric_says_why() {
+    let (varmap, model) = mlp();
+    let mut trainer = Trainer::new(
+        &model,
+        &varmap,
+        Loss::BinaryCrossEntropy,
+        adam(&varmap, 0.01),
+    )
+    .with_verbosity(Verbosity::Silent)
+    .with_callback(EarlyStopping::new("val_loss", 2));
+    let err = trainer
+        .fit(&mut blob_batches(32, 17, false, 16), None, 1)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`val_loss` is not available at epoch 1: `fit` was given no validation data"),
+        "{err}"
+    );
+    let (varmap, model) = mlp();
+    let mut trainer = Trainer::new(&model, &varmap, Loss::MeanSquaredError, adam(&varmap, 0.01))
+        .with_verbosity(Verbosity::Silent)
+        .with_callback(ReduceLrOnPlateau::new("val_accuracy", 0.5, 1));
+    let mut data = blob_batches(32, 18, false, 16);
+    data.y = data
+        .y
+        .to_dtype(candle_core::DType::F32)
+        .unwrap()
+        .unsqueeze(1)
+        .unwrap();
+    let mut val = val_clone(&data);
+    let err = trainer.fit(&mut data, Some(&mut val), 1).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("accuracy needs a classification loss"),
+        "{err}"
+    );
+}
+
+#[test]
+fn model_checkpoint_never_saves_non_finite_weights() {
+    let dir = temp_dir("nan-weights");
+    let (varmap, _model) = mlp();
+    let mut opt = adam(&varmap, 0.01);
+    let history = History::default();
+    let logs = |epoch| EpochLogs {
+        epoch,
+        loss: 0.5,
+        accuracy: None,
+        val_loss: None,
+        val_accuracy: None,
+        lr: 0.01,
+        seconds: 1.0,
+    };
+    let mut cb = ModelCheckpoint::best(&dir, "loss");
+    cb.save_best_only = false;
+    let mut ctx = TrainContext {
+        varmap: &varmap,
+        optimizer: &mut opt,
+        history: &history,
+        global_step: 0,
+        epoch: 0,
+        stop_training: false,
+        model_info: None,
+    };
+    cb.on_epoch_end(&logs(0), &mut ctx).unwrap();
+    let good = weights(&varmap);
+    let poisoned =
+        Tensor::new(&[0f32, 1., f32::INFINITY, 3., 4., 5., 6., 7.], &Device::Cpu).unwrap();
+    varmap.data().lock().unwrap()["bn.running_var"]
+        .set(&poisoned)
+        .unwrap();
+    ctx.epoch = 1;
+    let err = cb.on_epoch_end(&logs(1), &mut ctx).unwrap_err();
+    let (what, value, epoch, batch) = non_finite(&err);
+    assert_eq!(what, "weights (tensor `bn.running_var`)");
+    assert_eq!((value, epoch, batch), (f64::INFINITY, Some(1), None));
+    // The last good checkpoint is intact.
+    let (fresh, _) = mlp();
+    checkpoint::load_checkpoint_weights(&fresh, &dir).unwrap();
+    assert_eq!(weights(&fresh), good);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Regression batches `y = x0 + x1` over the blobs (inputs around +-1.5).
+fn regression_batches(n: usize, seed: u64) -> MemBatches {
+    let (x, _) = crate::testutil::blobs(n, seed, false);
+    let y = x.sum_keepdim(1).unwrap();
+    MemBatches {
+        x,
+        y,
+        batch_size: 16,
+        seed: None,
+    }
+}
+
+#[test]
+fn divergence_stops_the_run() {
+    // Plain SGD at lr 1.0 on a quadratic whose curvature is about 5: each step multiplies
+    // the error by about 4, so the loss explodes.
+    let sgd = |varmap: &candle_nn::VarMap| {
+        Sgd::from_varmap(
+            varmap,
+            SgdConfig {
+                lr: 1.0,
+                ..Default::default()
+            },
+        )
+    };
+    // Without the guard, the run "succeeds" with an absurd loss (what the issue observed).
+    let (varmap, model) = linear();
+    let mut trainer = Trainer::new(&model, &varmap, Loss::MeanSquaredError, sgd(&varmap))
+        .with_verbosity(Verbosity::Silent)
+        .with_divergence_guard(None);
+    let h = trainer
+        .fit(&mut regression_batches(64, 19), None, 3)
+        .unwrap();
+    assert!(h.loss()[2] > 1e6, "{:?}", h.loss());
+    // With the default guard: Diverged within the first epoch, the step not applied.
+    let (varmap, model) = linear();
+    let after_batch = RefCell::new(Vec::new());
+    let mut trainer = Trainer::new(&model, &varmap, Loss::MeanSquaredError, sgd(&varmap))
+        .with_verbosity(Verbosity::Silent)
+        .with_callback(BatchRecorder(&after_batch));
+    assert_eq!(trainer.divergence_guard(), Some(DivergenceGuard::default()));
+    let err = trainer
+        .fit(&mut regression_batches(64, 19), None, 3)
+        .unwrap_err();
+    let Some(crate::error::Error::Diverged {
+        loss,
+        threshold,
+        epoch,
+        batch,
+    }) = crate::error::Error::find(&err)
+    else {
+        panic!("expected Diverged, got {err}");
+    };
+    assert_eq!(*epoch, 0);
+    assert!(*loss > *threshold && loss.is_finite(), "{err}");
+    assert_eq!(
+        trainer.global_step() as usize,
+        *batch,
+        "the diverged step was not taken"
+    );
+    assert_eq!(after_batch.borrow().last(), Some(&weights(&varmap)));
+    assert!(
+        err.to_string().starts_with("training diverged: loss"),
+        "{err}"
+    );
+
+    // An absolute limit applies from the first batch on, to a run that learns normally.
+    let (varmap, model) = mlp();
+    let mut trainer = Trainer::new(
+        &model,
+        &varmap,
+        Loss::BinaryCrossEntropy,
+        adam(&varmap, 0.01),
+    )
+    .with_verbosity(Verbosity::Silent)
+    .with_divergence_guard(Some(DivergenceGuard::absolute(1e-6)));
+    let err = trainer
+        .fit(&mut blob_batches(32, 20, false, 16), None, 1)
+        .unwrap_err();
+    assert!(
+        matches!(
+            crate::error::Error::find(&err),
+            Some(crate::error::Error::Diverged { epoch: 0, batch: 0, threshold, .. }) if *threshold == 1e-6
+        ),
+        "{err}"
+    );
+    assert_eq!(trainer.global_step(), 0);
+    // A factor of 1 or less is refused.
+    let (varmap, model) = mlp();
+    let mut trainer = Trainer::new(
+        &model,
+        &varmap,
+        Loss::BinaryCrossEntropy,
+        adam(&varmap, 0.01),
+    )
+    .with_verbosity(Verbosity::Silent)
+    .with_divergence_guard(Some(DivergenceGuard::relative(0.5)));
+    let err = trainer
+        .fit(&mut blob_batches(32, 20, false, 16), None, 1)
+        .unwrap_err();
+    assert!(err.to_string().contains("divergence guard factor"), "{err}");
+}
+
+#[test]
+fn invalid_learning_rates_from_schedules_stop_fit() {
+    let (varmap, model) = mlp();
+    let mut trainer = Trainer::new(
+        &model,
+        &varmap,
+        Loss::BinaryCrossEntropy,
+        Sgd::from_varmap(&varmap, SgdConfig::default()),
+    )
+    .with_verbosity(Verbosity::Silent)
+    .with_schedule(Schedule::Constant(-0.1), ScheduleUnit::Epoch);
+    let before = weights(&varmap);
+    let err = trainer
+        .fit(&mut blob_batches(32, 21, false, 16), None, 1)
+        .unwrap_err();
+    assert!(
+        matches!(
+            crate::error::Error::find(&err),
+            Some(crate::error::Error::InvalidArgument { name, .. }) if name == "learning rate"
+        ),
+        "{err}"
+    );
+    assert_eq!(weights(&varmap), before);
+    // A NaN rate in the optimizer's config fails before the first step.
+    let mut trainer = Trainer::new(
+        &model,
+        &varmap,
+        Loss::BinaryCrossEntropy,
+        Sgd::from_varmap(
+            &varmap,
+            SgdConfig {
+                lr: f64::NAN,
+                ..Default::default()
+            },
+        ),
+    )
+    .with_verbosity(Verbosity::Silent);
+    let err = trainer
+        .fit(&mut blob_batches(32, 21, false, 16), None, 1)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("invalid learning rate: sgd"),
+        "{err}"
+    );
+    assert_eq!((trainer.global_step(), weights(&varmap)), (0, before));
+    // A cosine decay to 0 is fine.
+    let cosine = Schedule::Cosine {
+        initial: 0.1,
+        decay_steps: 2,
+        alpha: 0.0,
+    };
+    let mut trainer = Trainer::new(
+        &model,
+        &varmap,
+        Loss::BinaryCrossEntropy,
+        Sgd::from_varmap(&varmap, SgdConfig::default()),
+    )
+    .with_verbosity(Verbosity::Silent)
+    .with_schedule(cosine, ScheduleUnit::Step);
+    let h = trainer
+        .fit(&mut blob_batches(64, 21, false, 16), None, 1)
+        .unwrap();
+    assert_eq!(h.lr(), [0.0]);
 }
 
 #[test]
