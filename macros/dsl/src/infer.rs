@@ -5,7 +5,7 @@
 
 use crate::error::Errors;
 use crate::ir::{Info, Model, Node, Op, Pad4, Padding, Project};
-use crate::lower::fmt_shape;
+use crate::lower::{fmt_shape, MAX_DIM};
 use proc_macro2::Span;
 use std::collections::BTreeMap;
 
@@ -392,7 +392,16 @@ fn layer(node: &mut Node, s: &[usize], scope: &str, errors: &Errors) -> Option<V
         Op::DropPath { .. } => Some(s.to_vec()),
         Op::Upsample { scale, .. } => {
             let (c, h, w) = chw(&at, s, errors)?;
-            Some(vec![c, h * scale.0, w * scale.1])
+            let (oh, ow) = (h.saturating_mul(scale.0), w.saturating_mul(scale.1));
+            // Rule: outputs stay within the largest size accepted, so counts cannot overflow.
+            if oh.max(ow) > MAX_DIM as usize {
+                errors.push(
+                    at.arg("scale"),
+                    format!("{me} would output {oh}x{ow}, larger than the limit of {MAX_DIM}; upsample less"),
+                );
+                return None;
+            }
+            Some(vec![c, oh, ow])
         }
         Op::ConvTranspose2d {
             filters,
@@ -419,6 +428,14 @@ fn layer(node: &mut Node, s: &[usize], scope: &str, errors: &Errors) -> Option<V
                 (input - 1) * stride + dilation * (k - 1) + output_padding + 1
             };
             let (fh, fw) = (full(h, kernel.0), full(w, kernel.1));
+            // Rule: outputs stay within the largest size accepted, so counts cannot overflow.
+            if fh.max(fw) > MAX_DIM as usize {
+                errors.push(
+                    at.arg("stride"),
+                    format!("{me} would output {fh}x{fw}, larger than the limit of {MAX_DIM}; use a smaller stride or kernel"),
+                );
+                return None;
+            }
             // Rule: the padding removes less than the whole output.
             if 2 * padding >= fh.min(fw) {
                 errors.push(
