@@ -192,6 +192,9 @@ impl Gen {
                 Activation::Silu => quote!(let x = x.silu()?;),
                 Activation::LeakyRelu(alpha) => quote!(let x = #cn::ops::leaky_relu(&x, #alpha)?;),
                 Activation::Softmax => quote!(let x = #cn::ops::softmax(&x, 1)?;),
+                Activation::Relu6 => quote!(let x = #rt::layers::relu6(&x)?;),
+                Activation::HardSigmoid => quote!(let x = #rt::layers::hard_sigmoid(&x)?;),
+                Activation::HardSwish => quote!(let x = #rt::layers::hard_swish(&x)?;),
             },
             Op::Pool {
                 max,
@@ -207,13 +210,88 @@ impl Gen {
                 };
                 quote!(let x = #rt::ops::#op(&x, &#rt::ops::Window2d::new((#kh, #kw), (#sh, #sw), #pad))?;)
             }
-            Op::GlobalPool { max } => {
+            Op::GlobalPool { max, keepdims } => {
                 let op = if *max {
                     quote!(global_max_pool2d)
                 } else {
                     quote!(global_avg_pool2d)
                 };
-                quote!(let x = #rt::layers::#op(&x)?;)
+                if *keepdims {
+                    quote!(let x = #rt::layers::reshape(&#rt::layers::#op(&x)?, &[#in_c, 1, 1])?;)
+                } else {
+                    quote!(let x = #rt::layers::#op(&x)?;)
+                }
+            }
+            Op::LayerNorm2d { eps } => {
+                let f = self.field(
+                    &path,
+                    quote!(#rt::layers::LayerNorm2d),
+                    quote!(#rt::layers::layer_norm2d(#in_c, #eps, vb.pp(#path))?),
+                );
+                quote!(let x = #cn::ModuleT::forward_t(&self.#f, &x, train)?;)
+            }
+            Op::GroupNorm { groups, eps } => {
+                let f = self.field(
+                    &path,
+                    quote!(#rt::layers::GroupNorm),
+                    quote!(#rt::layers::group_norm(#in_c, #groups, #eps, vb.pp(#path))?),
+                );
+                quote!(let x = #cn::ModuleT::forward_t(&self.#f, &x, train)?;)
+            }
+            Op::LayerScale { init } => {
+                let f = self.field(
+                    &path,
+                    quote!(#rt::layers::LayerScale),
+                    quote!(#rt::layers::layer_scale(#in_c, #init, vb.pp(#path))?),
+                );
+                module(&f)
+            }
+            Op::DropPath { rate, seed } => {
+                let seed = seed.unwrap_or_else(|| path_seed(&path));
+                let f = self.field(
+                    &path,
+                    quote!(#rt::layers::DropPath),
+                    quote!(#rt::layers::drop_path(#rate, #seed)?),
+                );
+                quote!(let x = #cn::ModuleT::forward_t(&self.#f, &x, train)?;)
+            }
+            Op::Upsample {
+                scale: (sh, sw),
+                bilinear,
+            } => {
+                let mode = if *bilinear {
+                    quote!(Bilinear)
+                } else {
+                    quote!(Nearest)
+                };
+                quote!(let x = #rt::layers::upsample2d(&x, (#sh, #sw), #rt::layers::UpsampleMode::#mode)?;)
+            }
+            Op::ConvTranspose2d {
+                filters,
+                kernel: (kh, kw),
+                stride,
+                padding,
+                output_padding,
+                dilation,
+                bias,
+            } => {
+                let f = self.field(
+                    &path,
+                    quote!(#rt::layers::ConvTranspose2d),
+                    quote!(#rt::layers::conv_transpose2d(#in_c, #filters, (#kh, #kw), #rt::layers::ConvTranspose2dConfig { stride: #stride, padding: #padding, output_padding: #output_padding, dilation: #dilation, bias: #bias }, vb.pp(#path))?),
+                );
+                module(&f)
+            }
+            Op::Reshape(to) => {
+                let to = dims(to);
+                quote!(let x = #rt::layers::reshape(&x, #to)?;)
+            }
+            Op::Crop(p) => {
+                let crop = pad2d(p);
+                quote!(let x = #rt::layers::crop2d(&x, #crop)?;)
+            }
+            Op::CenterCrop { height, width } => {
+                quote!(let x = #rt::layers::center_crop(&x, (#height, #width))?;)
             }
             Op::Dropout(rate) if *rate > 0.0 => {
                 let rate = *rate as f32;
@@ -290,6 +368,14 @@ impl Gen {
             };
         });
     }
+}
+
+/// The default seed of a `drop_path` layer: FNV-1a of its path, so each such layer of a
+/// model draws its own, reproducible masks.
+fn path_seed(path: &str) -> u64 {
+    path.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Sums a count over the top-level nodes (composites already include their children).

@@ -5,7 +5,7 @@
 
 use crate::error::Errors;
 use crate::ir::{Info, Model, Node, Op, Pad4, Padding, Project};
-use crate::lower::fmt_shape;
+use crate::lower::{fmt_shape, MAX_DIM};
 use proc_macro2::Span;
 use std::collections::BTreeMap;
 
@@ -340,9 +340,9 @@ fn layer(node: &mut Node, s: &[usize], scope: &str, errors: &Errors) -> Option<V
             info.pad = pad;
             Some(vec![c, oh, ow])
         }
-        Op::GlobalPool { .. } => {
+        Op::GlobalPool { keepdims, .. } => {
             let (c, _, _) = chw(&at, s, errors)?;
-            Some(vec![c])
+            Some(if *keepdims { vec![c, 1, 1] } else { vec![c] })
         }
         Op::Flatten => Some(vec![s.iter().product()]),
         Op::Linear { units, bias } => {
@@ -368,6 +368,129 @@ fn layer(node: &mut Node, s: &[usize], scope: &str, errors: &Errors) -> Option<V
             let (c, h, w) = chw(&at, s, errors)?;
             info.pad = *p;
             Some(vec![c, h + p.top + p.bottom, w + p.left + p.right])
+        }
+        Op::LayerNorm2d { .. } => {
+            info.params = 2 * s[0];
+            Some(s.to_vec())
+        }
+        Op::GroupNorm { groups, .. } => {
+            // Rule: group norm splits the channels into equal groups.
+            if s[0] % *groups != 0 {
+                errors.push(
+                    at.arg("groups"),
+                    format!("{me}: {} channels do not divide into {groups} groups; choose groups dividing {}", s[0], s[0]),
+                );
+                return None;
+            }
+            info.params = 2 * s[0];
+            Some(s.to_vec())
+        }
+        Op::LayerScale { .. } => {
+            info.params = s[0];
+            Some(s.to_vec())
+        }
+        Op::DropPath { .. } => Some(s.to_vec()),
+        Op::Upsample { scale, .. } => {
+            let (c, h, w) = chw(&at, s, errors)?;
+            let (oh, ow) = (h.saturating_mul(scale.0), w.saturating_mul(scale.1));
+            // Rule: outputs stay within the largest size accepted, so counts cannot overflow.
+            if oh.max(ow) > MAX_DIM as usize {
+                errors.push(
+                    at.arg("scale"),
+                    format!("{me} would output {oh}x{ow}, larger than the limit of {MAX_DIM}; upsample less"),
+                );
+                return None;
+            }
+            Some(vec![c, oh, ow])
+        }
+        Op::ConvTranspose2d {
+            filters,
+            kernel,
+            stride,
+            padding,
+            output_padding,
+            dilation,
+            bias,
+        } => {
+            let (c, h, w) = chw(&at, s, errors)?;
+            let (stride, padding, output_padding, dilation) =
+                (*stride, *padding, *output_padding, *dilation);
+            // Rule: output padding is smaller than the stride or the dilation (PyTorch's rule),
+            // so it only completes a partial stride.
+            if output_padding >= stride.max(dilation) {
+                errors.push(
+                    at.arg("output_padding"),
+                    format!("{me}: output_padding {output_padding} must be smaller than the stride ({stride}) or the dilation ({dilation})"),
+                );
+                return None;
+            }
+            let full = |input: usize, k: usize| {
+                (input - 1) * stride + dilation * (k - 1) + output_padding + 1
+            };
+            let (fh, fw) = (full(h, kernel.0), full(w, kernel.1));
+            // Rule: outputs stay within the largest size accepted, so counts cannot overflow.
+            if fh.max(fw) > MAX_DIM as usize {
+                errors.push(
+                    at.arg("stride"),
+                    format!("{me} would output {fh}x{fw}, larger than the limit of {MAX_DIM}; use a smaller stride or kernel"),
+                );
+                return None;
+            }
+            // Rule: the padding removes less than the whole output.
+            if 2 * padding >= fh.min(fw) {
+                errors.push(
+                    at.arg("padding"),
+                    format!("{me}: padding {padding} on each side removes the whole {fh}x{fw} output of its {}x{} kernel on a {h}x{w} input; use a padding below {}", kernel.0, kernel.1, fh.min(fw).div_ceil(2)),
+                );
+                return None;
+            }
+            let (oh, ow) = (fh - 2 * padding, fw - 2 * padding);
+            let weights = checked_params(&at, &[c, *filters, kernel.0, kernel.1], errors)?;
+            info.params = weights + if *bias { *filters } else { 0 };
+            info.flops = flops(&[h, w, c, *filters, kernel.0, kernel.1]);
+            Some(vec![*filters, oh, ow])
+        }
+        Op::Reshape(dims) => {
+            // Rule: a reshape keeps the number of elements.
+            let (have, want) = (s.iter().product::<usize>(), dims.iter().product::<usize>());
+            if have != want {
+                errors.push(
+                    at.arg("shape"),
+                    format!(
+                        "{me} cannot reshape {} ({have} elements) to {} ({want} elements)",
+                        fmt_shape(s),
+                        fmt_shape(dims)
+                    ),
+                );
+                return None;
+            }
+            Some(dims.clone())
+        }
+        Op::Crop(p) => {
+            let (c, h, w) = chw(&at, s, errors)?;
+            // Rule: cropping leaves at least one row and one column.
+            if p.top + p.bottom >= h || p.left + p.right >= w {
+                errors.push(
+                    at.arg("cropping"),
+                    format!("{me} removes {} rows and {} columns of a {h}x{w} input, leaving nothing; crop less", p.top + p.bottom, p.left + p.right),
+                );
+                return None;
+            }
+            info.pad = *p;
+            Some(vec![c, h - p.top - p.bottom, w - p.left - p.right])
+        }
+        Op::CenterCrop { height, width } => {
+            let (c, h, w) = chw(&at, s, errors)?;
+            // Rule: a centre crop is no larger than its input.
+            if *height > h || *width > w {
+                let arg = if *height > h { "height" } else { "width" };
+                errors.push(
+                    at.arg(arg),
+                    format!("{me} cannot crop {height}x{width} out of a {h}x{w} input; use a size of at most {h}x{w}"),
+                );
+                return None;
+            }
+            Some(vec![c, *height, *width])
         }
         Op::AssertShape(expected) => {
             // Rule: a shape assertion holds.

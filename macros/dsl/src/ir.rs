@@ -46,6 +46,12 @@ pub enum Activation {
     LeakyRelu(f64),
     /// Softmax over dim 1 (channels or features).
     Softmax,
+    /// `min(max(x, 0), 6)`.
+    Relu6,
+    /// `relu6(x + 3) / 6`.
+    HardSigmoid,
+    /// `x * hard_sigmoid(x)`.
+    HardSwish,
 }
 
 /// What a residual block adds to its body's output.
@@ -100,8 +106,8 @@ pub enum Op {
         stride: (usize, usize),
         padding: Padding,
     },
-    /// Pooling over all of H x W.
-    GlobalPool { max: bool },
+    /// Pooling over all of H x W; `keepdims` gives `(C, 1, 1)` instead of `(C)`.
+    GlobalPool { max: bool, keepdims: bool },
     /// Dropout with this rate, in training only.
     Dropout(f64),
     /// `(C, H, W) -> (C * H * W)`.
@@ -112,6 +118,35 @@ pub enum Op {
     Rescale { scale: f64, offset: f64 },
     /// Zero padding of the spatial dims.
     ZeroPad(Pad4),
+    /// Layer norm over the channels at each position (ConvNeXt's channels-first form).
+    LayerNorm2d { eps: f64 },
+    /// Group norm with affine parameters.
+    GroupNorm { groups: usize, eps: f64 },
+    /// A learned per-channel multiplier initialised to `init`.
+    LayerScale { init: f64 },
+    /// Per-example stochastic depth in training; `seed` defaults to a hash of the path.
+    DropPath { rate: f64, seed: Option<u64> },
+    /// Upsampling by integer factors.
+    Upsample {
+        scale: (usize, usize),
+        bilinear: bool,
+    },
+    /// Transposed convolution with PyTorch's semantics.
+    ConvTranspose2d {
+        filters: usize,
+        kernel: (usize, usize),
+        stride: usize,
+        padding: usize,
+        output_padding: usize,
+        dilation: usize,
+        bias: bool,
+    },
+    /// Reshape of each example to this shape.
+    Reshape(Vec<usize>),
+    /// Removes rows and columns from the sides.
+    Crop(Pad4),
+    /// Keeps the central `height x width` window.
+    CenterCrop { height: usize, width: usize },
     /// A compile-time check that the shape here is this.
     AssertShape(Vec<usize>),
     /// `body(x) + project(x)`.

@@ -982,8 +982,14 @@ fn simple_op(kind: &str, a: &Args) -> Op {
                 padding: a.padding("padding"),
             }
         }
-        "global_avg_pool2d" => Op::GlobalPool { max: false },
-        "global_max_pool2d" => Op::GlobalPool { max: true },
+        "global_avg_pool2d" => Op::GlobalPool {
+            max: false,
+            keepdims: a.boolean("keepdims", false),
+        },
+        "global_max_pool2d" => Op::GlobalPool {
+            max: true,
+            keepdims: a.boolean("keepdims", false),
+        },
         "dropout" => Op::Dropout(a.float("rate", 0.0, 0.0, 1.0, true)),
         "flatten" => Op::Flatten,
         "linear" => Op::Linear {
@@ -1003,6 +1009,72 @@ fn simple_op(kind: &str, a: &Args) -> Op {
                 );
                 Op::Poison
             }
+        },
+        "relu6" => Op::Activation(Activation::Relu6),
+        "hard_sigmoid" => Op::Activation(Activation::HardSigmoid),
+        "hard_swish" => Op::Activation(Activation::HardSwish),
+        "layer_norm2d" => Op::LayerNorm2d {
+            eps: a.float("eps", 1e-6, f64::MIN_POSITIVE, 1.0, false),
+        },
+        "group_norm" => Op::GroupNorm {
+            groups: a.int("groups", 1, 1, MAX_DIM),
+            eps: a.float("eps", 1e-5, f64::MIN_POSITIVE, 1.0, false),
+        },
+        "layer_scale" => Op::LayerScale {
+            init: a.float("init", 1e-6, -1e30, 1e30, false),
+        },
+        "drop_path" => Op::DropPath {
+            rate: a.float("rate", 0.0, 0.0, 1.0, true),
+            seed: a
+                .raw
+                .contains_key("seed")
+                .then(|| a.int("seed", 0, 0, i64::MAX) as u64),
+        },
+        "upsample2d" => Op::Upsample {
+            scale: a.pair("scale", (2, 2), MAX_WINDOW),
+            bilinear: match a.value("mode") {
+                None => false,
+                Some(Value::Word(w)) if w == "nearest" => false,
+                Some(Value::Word(w)) if w == "bilinear" => true,
+                Some(v) => {
+                    a.fail(
+                        "mode",
+                        format!("`mode` of `upsample2d` is `nearest` or `bilinear`, found `{v}`"),
+                    );
+                    false
+                }
+            },
+        },
+        "conv_transpose2d" => Op::ConvTranspose2d {
+            filters: a.int("filters", 1, 1, MAX_DIM),
+            kernel: a.pair("kernel", (1, 1), MAX_WINDOW),
+            stride: window("stride"),
+            padding: a.int("padding", 0, 0, MAX_WINDOW),
+            output_padding: a.int("output_padding", 0, 0, MAX_WINDOW),
+            dilation: window("dilation"),
+            bias: a.boolean("bias", true),
+        },
+        "reshape" => match a.value("shape") {
+            Some(v) => match shape_of(&v) {
+                Some(dims) => Op::Reshape(dims),
+                None => {
+                    a.fail("shape", format!("`shape` of `reshape` is (C, H, W) or (features) with each dim from 1 to {MAX_DIM}, found `{v}`"));
+                    Op::Poison
+                }
+            },
+            None => Op::Poison,
+        },
+        "crop2d" => match a.value("cropping").map(|v| (a.pad4("cropping", &v), v)) {
+            Some((Some(p), _)) => Op::Crop(p),
+            Some((None, v)) => {
+                a.fail("cropping", format!("`cropping` of `crop2d` is p, (ph, pw) or (top, bottom, left, right) with 0 <= p <= {MAX_WINDOW}, found `{v}`"));
+                Op::Poison
+            }
+            None => Op::Poison,
+        },
+        "center_crop" => Op::CenterCrop {
+            height: a.int("height", 1, 1, MAX_DIM),
+            width: a.int("width", 1, 1, MAX_DIM),
         },
         _ => Op::Poison,
     }

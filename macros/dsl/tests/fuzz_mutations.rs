@@ -45,6 +45,19 @@ fn seeds() -> Vec<TokenStream> {
             }
             Outer(3, 32, 32) { model(crate::Net, output = (10)), sigmoid, gelu, silu, tanh }
         },
+        quote! {
+            pub Modern(3, 16, 16) -> (10) {
+                conv2d(8, 3, padding = same), relu6, group_norm(4, eps = 1e-5),
+                residual {
+                    depthwise_conv2d(7, padding = same), layer_norm2d(eps = 1e-6),
+                    conv2d(32, 1), hard_swish, conv2d(8, 1), layer_scale(1e-6), drop_path(0.1, seed = 3),
+                }
+                conv2d(16, 2, stride = 2),
+                conv_transpose2d(8, (2, 3), stride = 2, padding = 1, output_padding = 1, dilation = 1, bias = false),
+                upsample2d((2, 1), mode = bilinear), upsample2d, crop2d((1, 1, 2, 2)), center_crop(4, 4),
+                global_avg_pool2d(keepdims = true), hard_sigmoid, reshape(8), linear(10),
+            }
+        },
     ]
 }
 
@@ -71,6 +84,12 @@ const IDENTS: &[&str] = &[
     "pub",
     "Net",
     "groups",
+    "upsample2d",
+    "conv_transpose2d",
+    "reshape",
+    "crop2d",
+    "keepdims",
+    "bilinear",
 ];
 
 fn random_literal(rng: &mut StdRng) -> TokenTree {
