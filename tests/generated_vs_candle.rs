@@ -160,6 +160,38 @@ fn wrong_input_shape_is_an_error_naming_both_shapes() -> Result<()> {
 }
 
 #[test]
+fn wrong_input_dtype_names_the_model_and_the_conversion() -> Result<()> {
+    let varmap = VarMap::new();
+    let model = BasicBlock::new(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+    let x = Tensor::zeros((2, 16, 12, 12), DType::F64, &Device::Cpu)?;
+    let err = model.forward_t(&x, false).unwrap_err();
+    assert!(
+        matches!(
+            convnet_runtime::error::Error::find(&err),
+            Some(convnet_runtime::error::Error::InvalidArgument { .. })
+        ),
+        "{err:?}"
+    );
+    let err = err.to_string();
+    assert!(err.contains("BasicBlock input"), "{err}");
+    assert!(err.contains("expected f32 input, got f64"), "{err}");
+    assert!(err.contains("to_dtype(DType::F32)"), "{err}");
+    // The conversion it suggests works.
+    let y = model.forward_t(&x.to_dtype(DType::F32)?, false)?;
+    assert_eq!(y.dims(), &[2, 32, 6, 6]);
+    // The dtype expected is the one the model was built with, not always f32.
+    let varmap = VarMap::new();
+    let model = BasicBlock::new(VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu))?;
+    let err = model
+        .forward_t(&x.to_dtype(DType::F32)?, false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expected f64 input, got f32"), "{err}");
+    assert!(err.contains("to_dtype(DType::F64)"), "{err}");
+    Ok(())
+}
+
+#[test]
 fn parameter_names_are_hierarchical_and_readable() -> Result<()> {
     let varmap = VarMap::new();
     BasicBlock::new(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;

@@ -156,6 +156,123 @@ pub const fn shape_eq(a: &[usize], b: &[usize]) -> bool {
     true
 }
 
+/// A message assembled at compile time, for generated `const` checks whose message names a
+/// shape only the compiler knows (another invocation's `INPUT_SHAPE` or `OUTPUT_SHAPE`).
+/// A piece that no longer fits the 1 KiB buffer is left out whole, so the text stays valid
+/// UTF-8.
+///
+/// ```
+/// use convnet_runtime::model::ConstMessage;
+/// const M: ConstMessage = ConstMessage::new().str("outputs ").shape(&[16, 8, 8]);
+/// assert_eq!(M.as_str(), "outputs (16, 8, 8)");
+/// ```
+#[derive(Clone, Copy)]
+pub struct ConstMessage {
+    buf: [u8; 1024],
+    len: usize,
+}
+
+impl ConstMessage {
+    /// An empty message.
+    pub const fn new() -> Self {
+        ConstMessage {
+            buf: [0; 1024],
+            len: 0,
+        }
+    }
+
+    /// Appends `text` (whole, or not at all when it does not fit).
+    pub const fn str(mut self, text: &str) -> Self {
+        let bytes = text.as_bytes();
+        if self.len + bytes.len() > self.buf.len() {
+            return self;
+        }
+        let mut i = 0;
+        while i < bytes.len() {
+            self.buf[self.len + i] = bytes[i];
+            i += 1;
+        }
+        self.len += bytes.len();
+        self
+    }
+
+    /// Appends a shape as `(d1, d2, ...)`.
+    pub const fn shape(mut self, dims: &[usize]) -> Self {
+        self = self.str("(");
+        let mut i = 0;
+        while i < dims.len() {
+            if i > 0 {
+                self = self.str(", ");
+            }
+            self = self.number(dims[i]);
+            i += 1;
+        }
+        self.str(")")
+    }
+
+    const fn number(mut self, n: usize) -> Self {
+        let mut digits = [0u8; 20];
+        let (mut n, mut count) = (n, 0);
+        loop {
+            digits[19 - count] = b'0' + (n % 10) as u8;
+            count += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        if self.len + count > self.buf.len() {
+            return self;
+        }
+        let mut i = 0;
+        while i < count {
+            self.buf[self.len + i] = digits[20 - count + i];
+            i += 1;
+        }
+        self.len += count;
+        self
+    }
+
+    /// The text so far.
+    pub const fn as_str(&self) -> &str {
+        match core::str::from_utf8(self.buf.split_at(self.len).0) {
+            Ok(text) => text,
+            Err(_) => "",
+        }
+    }
+}
+
+impl Default for ConstMessage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Checks that `x` has the dtype `expected` that `model`'s parameters were created with,
+/// naming the model and the conversion otherwise.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// let x = Tensor::zeros((1, 3), DType::F64, &Device::Cpu).unwrap();
+/// let err = convnet_runtime::model::check_input_dtype("Net", DType::F32, &x).unwrap_err();
+/// assert!(err.to_string().contains("Net"), "{err}");
+/// ```
+pub fn check_input_dtype(model: &str, expected: candle_core::DType, x: &Tensor) -> Result<()> {
+    if x.dtype() != expected {
+        return Err(crate::error::Error::invalid(
+            format!("{model} input"),
+            format!(
+                "expected {} input, got {}: convert it with `xs.to_dtype(DType::{expected:?})`, or build the model with a VarBuilder of dtype {}",
+                expected.as_str(),
+                x.dtype().as_str(),
+                x.dtype().as_str()
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// Checks that `x` is a batch of examples shaped `expected`, naming `model` and both shapes
 /// in the error otherwise.
 ///
@@ -185,6 +302,45 @@ mod tests {
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(721_857), "721,857");
         assert_eq!(thousands(138_357_544), "138,357,544");
+    }
+
+    #[test]
+    fn const_message_formats_shapes_and_keeps_whole_pieces() {
+        const M: ConstMessage = ConstMessage::new()
+            .str("`Stem` outputs ")
+            .shape(&[16, 0, 1_000_000])
+            .str(", not ")
+            .shape(&[10])
+            .shape(&[]);
+        assert_eq!(M.as_str(), "`Stem` outputs (16, 0, 1000000), not (10)()");
+        let max = ConstMessage::new().shape(&[usize::MAX]);
+        assert_eq!(max.as_str(), format!("({})", usize::MAX));
+        let mut long = ConstMessage::new();
+        for _ in 0..100 {
+            long = long.str("é123456789");
+        }
+        // 11 bytes a piece: 93 pieces fit in 1024 bytes, the rest are left out whole.
+        assert_eq!(long.as_str().len(), 93 * 11);
+        assert!(long.shape(&[1, 2]).as_str().len() <= 1024);
+    }
+
+    #[test]
+    fn check_input_dtype_names_model_and_conversion() {
+        use candle_core::{DType, Device};
+        let x = Tensor::zeros((2, 3), DType::F64, &Device::Cpu).unwrap();
+        assert!(check_input_dtype("M", DType::F64, &x).is_ok());
+        let err = check_input_dtype("MiniXception", DType::F32, &x).unwrap_err();
+        assert!(matches!(
+            crate::error::Error::find(&err),
+            Some(crate::error::Error::InvalidArgument { .. })
+        ));
+        let text = err.to_string();
+        assert!(
+            text.contains("MiniXception input")
+                && text.contains("expected f32 input, got f64")
+                && text.contains("to_dtype(DType::F32)"),
+            "{text}"
+        );
     }
 
     #[test]

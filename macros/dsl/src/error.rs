@@ -1,27 +1,57 @@
-//! Error collection: every independent mistake becomes one `syn::Error` spanned on the
-//! user's token, and all of them are reported together (serde_derive's `Ctxt` pattern).
+//! Error collection: every independent mistake becomes one error spanned on the user's
+//! token, and all of them are reported together (serde_derive's `Ctxt` pattern). An error
+//! raised while a `for` loop is unrolled gets a note naming the failing iteration; the same
+//! mistake repeated by later iterations is reported once.
 
-use proc_macro2::Span;
-use std::cell::RefCell;
+use proc_macro2::{Ident, Span, TokenStream};
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::fmt::Display;
+
+/// One recorded error: the tokens it covers (first and last), its message, and where it
+/// happened in an unrolled loop.
+struct Entry {
+    start: Span,
+    end: Span,
+    message: String,
+    note: Option<String>,
+}
 
 /// Collects errors while a description is checked.
 #[derive(Default)]
 pub struct Errors {
-    errors: RefCell<Vec<syn::Error>>,
+    errors: RefCell<Vec<Entry>>,
+    /// Errors before this index already carry their loop note.
+    annotated: Cell<usize>,
 }
 
 impl Errors {
     /// Records an error at `span`.
     pub fn push(&self, span: Span, message: impl Display) {
-        self.errors
-            .borrow_mut()
-            .push(syn::Error::new(span, message));
+        self.errors.borrow_mut().push(Entry {
+            start: span,
+            end: span,
+            message: message.to_string(),
+            note: None,
+        });
     }
 
-    /// Records an already-built error.
+    /// Records an already-built error (keeping the range of tokens it covers).
     pub fn push_error(&self, error: syn::Error) {
-        self.errors.borrow_mut().push(error);
+        let mut errors = self.errors.borrow_mut();
+        for e in error {
+            // `syn::Error` keeps its range private; its compile error carries it: the first
+            // token has the start span and the last the end span.
+            let tokens: Vec<_> = e.to_compile_error().into_iter().collect();
+            let start = tokens.first().map_or_else(|| e.span(), |t| t.span());
+            let end = tokens.last().map_or(start, |t| t.span());
+            errors.push(Entry {
+                start,
+                end,
+                message: e.to_string(),
+                note: None,
+            });
+        }
     }
 
     /// Number of errors so far.
@@ -34,14 +64,43 @@ impl Errors {
         self.errors.borrow().is_empty()
     }
 
-    /// All errors combined into one (`None` when there were none).
-    pub fn into_combined(self) -> Option<syn::Error> {
-        let mut iter = self.errors.into_inner().into_iter();
-        let mut first = iter.next()?;
-        for e in iter {
-            first.combine(e);
+    /// Adds `note` (such as "in iteration `i = 3` of the `for` loop") to the errors recorded
+    /// since index `since` that have none yet. Inner scopes annotate first, so an error keeps
+    /// the most precise note.
+    pub fn annotate_since(&self, since: usize, note: &str) {
+        let mut errors = self.errors.borrow_mut();
+        for e in errors.iter_mut().skip(since.max(self.annotated.get())) {
+            e.note = Some(note.to_string());
         }
-        Some(first)
+        self.annotated.set(errors.len());
+    }
+
+    /// All errors combined into one (`None` when there were none). An error repeated on the
+    /// same tokens with the same message (a mistake in a loop body fails on every iteration)
+    /// is kept once, with the note of its first occurrence.
+    pub fn into_combined(self) -> Option<syn::Error> {
+        let mut seen = HashSet::new();
+        let mut combined: Option<syn::Error> = None;
+        for e in self.errors.into_inner() {
+            let key = (format!("{:?}..{:?}", e.start, e.end), e.message.clone());
+            if !seen.insert(key) {
+                continue;
+            }
+            let message = match &e.note {
+                Some(note) => format!("{} ({note})", e.message),
+                None => e.message,
+            };
+            let tokens: TokenStream = [Ident::new("first", e.start), Ident::new("last", e.end)]
+                .into_iter()
+                .map(proc_macro2::TokenTree::Ident)
+                .collect();
+            let error = syn::Error::new_spanned(tokens, message);
+            match &mut combined {
+                Some(c) => c.combine(error),
+                None => combined = Some(error),
+            }
+        }
+        combined
     }
 }
 
@@ -87,6 +146,38 @@ fn levenshtein(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn messages(errors: Errors) -> Vec<String> {
+        errors
+            .into_combined()
+            .map(|e| e.into_iter().map(|e| e.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn notes_name_the_innermost_scope_and_repeats_are_reported_once() {
+        let errors = Errors::default();
+        errors.push(Span::call_site(), "outside");
+        let outer = errors.len();
+        errors.push(Span::call_site(), "bad value");
+        // The inner scope annotates first; the outer scope leaves that note alone.
+        errors.annotate_since(outer, "in iteration `j = 2`");
+        errors.push(Span::call_site(), "later");
+        errors.annotate_since(outer, "in iteration `i = 1`");
+        // The same mistake on a later iteration.
+        let again = errors.len();
+        errors.push(Span::call_site(), "bad value");
+        errors.annotate_since(again, "in iteration `j = 3`");
+        assert_eq!(errors.len(), 4);
+        assert_eq!(
+            messages(errors),
+            [
+                "outside",
+                "bad value (in iteration `j = 2`)",
+                "later (in iteration `i = 1`)"
+            ]
+        );
+    }
 
     #[test]
     fn suggests_close_names_only() {

@@ -3,10 +3,10 @@
 //! the compile-time facts, and a summary. All paths are absolute through `::convnet`.
 
 use crate::ir::{Activation, Model, Node, Op, Pad4, Project};
-use crate::lower::fmt_shape;
+use crate::lower::{fmt_shape, path_text};
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
-use syn::{Ident, LitStr, Path};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::{Ident, Path};
 
 fn rt() -> TokenStream {
     quote!(::convnet::__private::runtime)
@@ -332,7 +332,10 @@ impl Gen {
         stmt
     }
 
-    /// Compile-time checks that a model from another description fits where it is used.
+    /// Compile-time checks that a model from another description fits where it is used. Its
+    /// shapes are known only to the compiler, so the check is a `const` whose panic message
+    /// names both the model's shape and the one expected here, assembled at compile time,
+    /// and whose error covers the whole path of the model's use.
     fn nested_check(&mut self, node: &Node, model: &Path) {
         let Op::Nested {
             input: None,
@@ -343,27 +346,42 @@ impl Gen {
             return;
         };
         let rt = rt();
-        let input = &node.info.input;
-        let kind = &node.kind;
-        let in_msg = LitStr::new(
-            &format!("`{kind}` does not take input {} (the shape that reaches it here): check `{kind}::INPUT_SHAPE`", fmt_shape(input)),
-            node.span,
+        let tokens: Vec<proc_macro2::TokenTree> = model.to_token_stream().into_iter().collect();
+        let first = tokens.first().map_or(node.span, |t| t.span());
+        let last = tokens.last().map_or(node.span, |t| t.span());
+        // rustc underlines a macro call from its path to its arguments: starting the call at
+        // the model path's first token and ending it at its last covers the whole path.
+        let panic = |message: TokenStream| {
+            let name = quote_spanned!(first=> ::core::panic);
+            let args = quote_spanned!(last=> !("{}", #message.as_str()));
+            quote!(#name #args)
+        };
+        let shown = path_text(model);
+        let reaching = fmt_shape(&node.info.input);
+        let declared = fmt_shape(output);
+        let msg = quote!(#rt::model::ConstMessage::new());
+        let (takes, receives) = (
+            format!("`{shown}` takes input "),
+            format!(" (its `INPUT_SHAPE`) but receives {reaching} here; change the layers before it so they output "),
         );
-        let out_msg = LitStr::new(
-            &format!(
-                "`{kind}` does not output the declared {}: check `{kind}::OUTPUT_SHAPE`",
-                fmt_shape(output)
-            ),
-            node.span,
+        let in_panic = panic(quote! {
+            #msg.str(#takes).shape(<#model>::INPUT_SHAPE).str(#receives).shape(<#model>::INPUT_SHAPE)
+        });
+        let (outputs, not_declared) = (
+            format!("`{shown}` outputs "),
+            format!(" (its `OUTPUT_SHAPE`), not the declared {declared}; write `output = "),
         );
-        let (input, output) = (dims(input), dims(output));
+        let out_panic = panic(quote! {
+            #msg.str(#outputs).shape(<#model>::OUTPUT_SHAPE).str(#not_declared).shape(<#model>::OUTPUT_SHAPE).str("`")
+        });
+        let (input, output) = (dims(&node.info.input), dims(output));
         self.checks.push(quote_spanned! {node.span=>
             const _: () = {
                 if !#rt::model::shape_eq(<#model>::INPUT_SHAPE, #input) {
-                    ::core::panic!(#in_msg);
+                    #in_panic;
                 }
                 if !#rt::model::shape_eq(<#model>::OUTPUT_SHAPE, #output) {
-                    ::core::panic!(#out_msg);
+                    #out_panic;
                 }
             };
         });
@@ -431,6 +449,8 @@ pub fn model(model: &Model, output: &[usize]) -> TokenStream {
         #[derive(Debug, Clone)]
         #vis struct #name {
             #(#field_names: #field_types,)*
+            /// The dtype of the parameters, which inputs must have.
+            __convnet_dtype: #cc::DType,
         }
 
         #(#checks)*
@@ -452,8 +472,9 @@ pub fn model(model: &Model, output: &[usize]) -> TokenStream {
 
             /// Creates the model with its parameters under `vb`.
             pub fn new(vb: #cn::VarBuilder) -> #cc::Result<Self> {
+                let __convnet_dtype = vb.dtype();
                 #(let #field_names = #field_inits;)*
-                ::core::result::Result::Ok(Self { #(#field_names,)* })
+                ::core::result::Result::Ok(Self { #(#field_names,)* __convnet_dtype })
             }
 
             /// The Keras-style layer table (`println!("{}", Model::summary())`).
@@ -473,6 +494,7 @@ pub fn model(model: &Model, output: &[usize]) -> TokenStream {
         impl #cn::ModuleT for #name {
             fn forward_t(&self, xs: &#cc::Tensor, train: bool) -> #cc::Result<#cc::Tensor> {
                 #rt::model::check_input(#name_str, Self::INPUT_SHAPE, xs)?;
+                #rt::model::check_input_dtype(#name_str, self.__convnet_dtype, xs)?;
                 let _ = train;
                 // Outside `no_grad` the input is used as given; inside, detached, so no op
                 // records a graph and each activation is dropped once consumed.

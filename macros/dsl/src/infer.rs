@@ -29,6 +29,17 @@ pub fn infer_model(model: &mut Model, errors: &Errors) -> Option<Vec<usize>> {
             );
         }
     }
+    let params = model
+        .body
+        .iter()
+        .try_fold(0usize, |acc, n| acc.checked_add(n.info.params));
+    // Rule: a model's parameter count fits the generated constants.
+    if params.is_none_or(|p| p > MAX_VALUES) {
+        errors.push(
+            model.name.span(),
+            format!("`{}` has more than 2^40 parameters", model.name),
+        );
+    }
     if errors.len() == before {
         output
     } else {
@@ -38,8 +49,8 @@ pub fn infer_model(model: &mut Model, errors: &Errors) -> Option<Vec<usize>> {
 
 /// Sums children's costs into a composite node's info.
 fn add_cost(info: &mut Info, child: &Info) {
-    info.params += child.params;
-    info.non_trainable += child.non_trainable;
+    info.params = info.params.saturating_add(child.params);
+    info.non_trainable = info.non_trainable.saturating_add(child.non_trainable);
     info.flops = info.flops.saturating_add(child.flops);
     info.nested.extend(child.nested.iter().cloned());
 }
@@ -54,9 +65,13 @@ fn seq(
         shape = match shape {
             Some(s) => {
                 node.info.input = s.clone();
-                let out = layer(node, &s, scope, errors);
+                let before = errors.len();
+                let out = layer(node, &s, scope, errors).filter(|o| fits(node, o, errors));
                 if let Some(o) = &out {
                     node.info.output = o.clone();
+                }
+                if let Some(note) = &node.context {
+                    errors.annotate_since(before, note);
                 }
                 out
             }
@@ -65,6 +80,28 @@ fn seq(
         };
     }
     shape
+}
+
+/// Most values one example's activation may have after any layer: keeps every later shape
+/// computation (channels times multipliers, flattening, parameter counts) far from overflow.
+pub const MAX_VALUES: usize = 1 << 40;
+
+/// Whether `shape`, the output of `node`, stays within [`MAX_VALUES`]; reports it otherwise.
+fn fits(node: &Node, shape: &[usize], errors: &Errors) -> bool {
+    let values = shape.iter().try_fold(1usize, |acc, d| acc.checked_mul(*d));
+    // Rule: an activation has at most MAX_VALUES values per example.
+    if values.is_some_and(|v| v <= MAX_VALUES) {
+        return true;
+    }
+    errors.push(
+        node.span,
+        format!(
+            "`{}` outputs {}, more than 2^40 values per example; use fewer channels or a smaller input",
+            node.kind,
+            fmt_shape(shape)
+        ),
+    );
+    false
 }
 
 /// The hierarchical name of `name` inside `scope`: `block1.conv2` (also its parameter path).
@@ -211,6 +248,7 @@ fn layer(node: &mut Node, s: &[usize], scope: &str, errors: &Errors) -> Option<V
         arg_spans,
         op,
         info,
+        ..
     } = node;
     let at = At {
         who: format!("`{kind}` (`{}`)", path(scope, name)),
@@ -344,6 +382,7 @@ fn layer(node: &mut Node, s: &[usize], scope: &str, errors: &Errors) -> Option<V
             let (c, _, _) = chw(&at, s, errors)?;
             Some(if *keepdims { vec![c, 1, 1] } else { vec![c] })
         }
+        // `seq` keeps every shape's product within MAX_VALUES, so this cannot overflow.
         Op::Flatten => Some(vec![s.iter().product()]),
         Op::Linear { units, bias } => {
             // Rule: linear layers take flat feature vectors.
@@ -569,6 +608,7 @@ fn layer(node: &mut Node, s: &[usize], scope: &str, errors: &Errors) -> Option<V
                             arg_spans: BTreeMap::new(),
                             op: conv,
                             info: Info::default(),
+                            context: None,
                         };
                         n.info.input = s.to_vec();
                         let out = layer(&mut n, s, &inner, errors);
@@ -624,13 +664,29 @@ fn layer(node: &mut Node, s: &[usize], scope: &str, errors: &Errors) -> Option<V
     }
 }
 
-/// The strided 1x1 convolution that maps `input` onto `output`, if any.
+/// The smallest stride of a strided 1x1 convolution that maps `input` onto `output`, if any
+/// (at most the larger input side).
 fn projection_stride(input: &[usize], output: &[usize]) -> Option<usize> {
+    // The strides `s` with `(n - 1) / s + 1 == out` form the interval `lo..=hi`.
+    let strides = |n: usize, out: usize| -> Option<(usize, usize)> {
+        if n == 0 || out == 0 {
+            return None;
+        }
+        let lo = (n - 1) / out + 1;
+        let hi = if out == 1 {
+            usize::MAX
+        } else {
+            (n - 1) / (out - 1)
+        };
+        (lo <= hi).then_some((lo, hi))
+    };
     match (input, output) {
         ([_, h, w], [_, oh, ow]) => {
-            (1..=(*h).max(*w)).find(|s| (h - 1) / s + 1 == *oh && (w - 1) / s + 1 == *ow)
+            let (lo_h, hi_h) = strides(*h, *oh)?;
+            let (lo_w, hi_w) = strides(*w, *ow)?;
+            let s = lo_h.max(lo_w);
+            (s <= hi_h.min(hi_w) && s <= (*h).max(*w)).then_some(s)
         }
-        ([_], [_]) => None,
         _ => None,
     }
 }
@@ -685,4 +741,42 @@ fn mismatch_hint(input: &[usize], out: &[usize]) -> String {
         fmt_shape(input),
         what.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition the closed form replaces: a search over every stride.
+    fn searched(input: &[usize], output: &[usize]) -> Option<usize> {
+        match (input, output) {
+            ([_, h, w], [_, oh, ow]) => {
+                (1..=(*h).max(*w)).find(|s| (h - 1) / s + 1 == *oh && (w - 1) / s + 1 == *ow)
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn projection_stride_matches_the_search() {
+        for h in 1..40 {
+            for w in [1, 2, 7, h, 33] {
+                for oh in 0..h + 2 {
+                    for ow in 0..w + 2 {
+                        let (i, o) = ([4, h, w], [8, oh, ow]);
+                        assert_eq!(
+                            projection_stride(&i, &o),
+                            searched(&i, &o),
+                            "{i:?} -> {o:?}"
+                        );
+                    }
+                }
+            }
+        }
+        // Huge sides are answered at once, without a search.
+        assert_eq!(
+            projection_stride(&[1, 1 << 39, 1], &[1, 1, 1]),
+            Some(1 << 39)
+        );
+    }
 }

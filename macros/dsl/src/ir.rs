@@ -197,6 +197,9 @@ pub struct Node {
     pub op: Op,
     /// Filled in by shape inference.
     pub info: Info,
+    /// The `for` loop iteration the layer was unrolled in, as a note for its errors
+    /// ("in iteration `size = 64` of the `for` loop"); `None` outside loops.
+    pub context: Option<std::rc::Rc<str>>,
 }
 
 impl Node {

@@ -3,14 +3,15 @@
 //! comment; errors are collected, and a bad layer becomes `Op::Poison` so it causes no
 //! follow-on errors.
 
-use crate::ast::{ArgValue, BlockDef, Body, LayerCall, ModelDef, ShapeSpec, Stmt};
+use crate::ast::{ArgValue, BlockDef, Body, ForLoop, LayerCall, ModelDef, ShapeSpec, Stmt};
 use crate::catalog::{self, LayerSpec};
 use crate::error::{did_you_mean, Errors};
 use crate::ir::{Activation, Info, Model, Node, Op, Pad4, Padding, Project};
-use crate::value::{as_f64, eval, iterate, Env, Value};
+use crate::value::{as_f64, eval, iterate, thousands, Env, Value, MAX_ITERATIONS};
 use proc_macro2::Span;
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 use syn::spanned::Spanned;
 use syn::{Expr, Ident};
 
@@ -18,8 +19,8 @@ use syn::{Expr, Ident};
 pub const MAX_DIM: i64 = 1 << 20;
 /// Largest kernel, stride or dilation accepted.
 pub const MAX_WINDOW: i64 = 1 << 12;
-/// Most layers one model may unroll to (guards against runaway loops).
-const MAX_NODES: usize = 100_000;
+/// Most layers one model may unroll to (guards against runaway loops and blocks).
+pub const MAX_NODES: usize = 100_000;
 
 /// Lowers the models of one description.
 pub struct Lowerer<'a> {
@@ -30,7 +31,16 @@ pub struct Lowerer<'a> {
     /// Models of this description that had errors: uses of them are not checked again.
     failed: BTreeSet<String>,
     stack: Vec<String>,
+    /// Layers of the current model so far (capped at [`MAX_NODES`]).
     nodes: usize,
+    /// Loop iterations of the current model so far (capped at [`MAX_ITERATIONS`]).
+    iterations: usize,
+    /// Set when a cap is hit: lowering of the current model stops at once.
+    halted: bool,
+    /// Bindings of the `for` loop iterations being unrolled, outermost first (`size = 64`).
+    iteration: Vec<String>,
+    /// Where those iterations are, as a note for errors (`None` outside loops).
+    context: Option<Rc<str>>,
 }
 
 struct Pending {
@@ -67,6 +77,10 @@ impl<'a> Lowerer<'a> {
             failed: BTreeSet::new(),
             stack: Vec::new(),
             nodes: 0,
+            iterations: 0,
+            halted: false,
+            iteration: Vec::new(),
+            context: None,
         }
     }
 
@@ -83,6 +97,8 @@ impl<'a> Lowerer<'a> {
     /// Lowers one model definition.
     pub fn lower_model(&mut self, def: &ModelDef) -> Model {
         self.nodes = 0;
+        self.iterations = 0;
+        self.halted = false;
         let env = Env::default();
         let input = self.shape(&def.input, &env, "input");
         let output = def
@@ -138,37 +154,11 @@ impl<'a> Lowerer<'a> {
 
     fn stmts(&mut self, stmts: &[Stmt], env: &Env, out: &mut Vec<Pending>) {
         for stmt in stmts {
+            if self.halted {
+                return;
+            }
             match stmt {
-                Stmt::For(f) => {
-                    let values = match iterate(&f.iter, env) {
-                        Ok(v) => v,
-                        Err(e) => {
-                            self.errors.push_error(e);
-                            out.push(poison(f.span, "for"));
-                            continue;
-                        }
-                    };
-                    for value in values {
-                        let env = match (f.tuple, value) {
-                            (false, v) => env.with(&f.vars[0].to_string(), v),
-                            (true, Value::Tuple(items)) if items.len() == f.vars.len() => f
-                                .vars
-                                .iter()
-                                .zip(items)
-                                .fold(env.clone(), |e, (var, v)| e.with(&var.to_string(), v)),
-                            // Rule: a tuple pattern binds tuples of exactly its length.
-                            (true, v) => {
-                                self.errors.push(
-                                    f.iter.span(),
-                                    format!("the loop pattern binds {} names but the value `{v}` is not a tuple of that length", f.vars.len()),
-                                );
-                                out.push(poison(f.span, "for"));
-                                break;
-                            }
-                        };
-                        self.stmts(&f.body.stmts, &env, out);
-                    }
-                }
+                Stmt::For(f) => self.for_loop(f, env, out),
                 Stmt::Layer(call) => {
                     if let Some(p) = self.call(call, env) {
                         out.push(p);
@@ -176,6 +166,81 @@ impl<'a> Lowerer<'a> {
                 }
             }
         }
+    }
+
+    /// Unrolls one `for` loop. Errors raised inside an iteration name its bindings; the
+    /// iteration and layer caps stop the loop itself, not just what it adds.
+    fn for_loop(&mut self, f: &ForLoop, env: &Env, out: &mut Vec<Pending>) {
+        let values = match iterate(&f.iter, env) {
+            Ok(v) => v,
+            Err(e) => {
+                self.errors.push_error(e);
+                out.push(poison(f.span, "for"));
+                return;
+            }
+        };
+        for value in values {
+            if self.halted {
+                return;
+            }
+            self.iterations += 1;
+            // Rule: all loops of a model unroll to at most MAX_ITERATIONS iterations.
+            if self.iterations > MAX_ITERATIONS {
+                self.errors.push(
+                    f.span,
+                    format!(
+                        "this `for` loop runs the model past {} loop iterations in all; loops are unrolled at compile time, so make them shorter",
+                        thousands(MAX_ITERATIONS)
+                    ),
+                );
+                self.halt(f.span, out);
+                return;
+            }
+            let (env, binding) = match (f.tuple, value) {
+                (false, v) => (
+                    env.with(&f.vars[0].to_string(), v.clone()),
+                    format!("{} = {v}", f.vars[0]),
+                ),
+                (true, Value::Tuple(items)) if items.len() == f.vars.len() => {
+                    let binding: Vec<String> = f
+                        .vars
+                        .iter()
+                        .zip(&items)
+                        .map(|(var, v)| format!("{var} = {v}"))
+                        .collect();
+                    let env = f
+                        .vars
+                        .iter()
+                        .zip(items)
+                        .fold(env.clone(), |e, (var, v)| e.with(&var.to_string(), v));
+                    (env, binding.join(", "))
+                }
+                // Rule: a tuple pattern binds tuples of exactly its length.
+                (true, v) => {
+                    self.errors.push(
+                        f.iter.span(),
+                        format!("the loop pattern binds {} names but the value `{v}` is not a tuple of that length", f.vars.len()),
+                    );
+                    out.push(poison(f.span, "for"));
+                    return;
+                }
+            };
+            self.iteration.push(binding);
+            let note = iteration_note(&self.iteration);
+            let saved = self.context.replace(note.clone());
+            let before = self.errors.len();
+            self.stmts(&f.body.stmts, &env, out);
+            self.errors.annotate_since(before, &note);
+            self.context = saved;
+            self.iteration.pop();
+        }
+    }
+
+    /// Stops lowering the current model after a cap was hit; the poison node keeps later
+    /// checks (such as the declared output) from reporting the truncation again.
+    fn halt(&mut self, span: Span, out: &mut Vec<Pending>) {
+        self.halted = true;
+        out.push(poison(span, "for"));
     }
 
     /// Assigns names: user labels first, then `prefix{n}` with the smallest free counter.
@@ -216,17 +281,31 @@ impl<'a> Lowerer<'a> {
             .collect()
     }
 
+    /// Lowers one layer call; the node remembers the loop iteration it was unrolled in, so
+    /// shape errors found later name it.
     fn call(&mut self, call: &LayerCall, env: &Env) -> Option<Pending> {
-        self.nodes += 1;
-        if self.nodes > MAX_NODES {
-            if self.nodes == MAX_NODES + 1 {
-                self.errors.push(
-                    call.kind.span(),
-                    format!("the model unrolls to more than {MAX_NODES} layers"),
-                );
-            }
+        if self.halted {
             return None;
         }
+        self.nodes += 1;
+        // Rule: a model unrolls to at most MAX_NODES layers.
+        if self.nodes > MAX_NODES {
+            self.errors.push(
+                call.kind.span(),
+                format!(
+                    "the model unrolls to more than {} layers here; loops and blocks are unrolled at compile time, so make them shorter",
+                    thousands(MAX_NODES)
+                ),
+            );
+            self.halted = true;
+            return Some(poison(call.kind.span(), "invalid"));
+        }
+        let mut pending = self.layer_call(call, env)?;
+        pending.node.context = self.context.clone();
+        Some(pending)
+    }
+
+    fn layer_call(&mut self, call: &LayerCall, env: &Env) -> Option<Pending> {
         let kind = call.kind.to_string();
         let label = call.label.clone();
         if let Some(block) = self.blocks.get(&kind).copied() {
@@ -332,6 +411,8 @@ impl<'a> Lowerer<'a> {
         let usage = format!("{name}({})", params.join(", "));
         let mut bound: BTreeMap<String, Value> = BTreeMap::new();
         let mut ok = true;
+        // After a misspelt parameter name, a parameter without a value is not reported too.
+        let mut misnamed = false;
         let mut positional = 0;
         for arg in &call.args {
             let pname = match &arg.name {
@@ -347,6 +428,7 @@ impl<'a> Lowerer<'a> {
                             ),
                         );
                         ok = false;
+                        misnamed = true;
                         continue;
                     }
                     n
@@ -403,6 +485,10 @@ impl<'a> Lowerer<'a> {
                     }
                 },
                 (None, None) => {
+                    if misnamed {
+                        ok = false;
+                        continue;
+                    }
                     self.errors.push(
                         call.args_span,
                         format!("block `{name}` needs a value for `{pname}`: {usage}"),
@@ -519,10 +605,11 @@ impl<'a> Lowerer<'a> {
             },
             // Rule: a model from elsewhere states its output shape (checked by the compiler).
             (None, None) => {
-                self.errors.push(
-                    span,
-                    format!("`{kind}` is not declared earlier in this `convnet!`, so its output shape is unknown here; write `model({kind}, output = (C, H, W))` (the compiler checks it)"),
-                );
+                let shown = path_text(path);
+                self.errors.push_error(syn::Error::new_spanned(
+                    path,
+                    format!("`{shown}` is not declared earlier in this `convnet!`, so its output shape is unknown here; write `model({shown}, output = (C, H, W))` (the compiler checks it)"),
+                ));
                 Op::Poison
             }
         };
@@ -535,6 +622,7 @@ impl<'a> Lowerer<'a> {
             arg_spans: spans,
             op,
             info: Info::default(),
+            context: None,
         }
     }
 
@@ -628,7 +716,22 @@ fn node_at(span: Span, kind: &str, arg_spans: BTreeMap<&'static str, Span>, op: 
         arg_spans,
         op,
         info: Info::default(),
+        context: None,
     }
+}
+
+/// "in iteration `size = 64` of the `for` loop", for the bindings of the iterations being
+/// unrolled (outermost first).
+fn iteration_note(bindings: &[String]) -> Rc<str> {
+    let quoted: Vec<String> = bindings.iter().map(|b| format!("`{b}`")).collect();
+    let note = match quoted.len() {
+        1 => format!("in iteration {} of the `for` loop", quoted[0]),
+        _ => format!(
+            "in iteration {} of the nested `for` loops",
+            quoted.join(", ")
+        ),
+    };
+    note.into()
 }
 
 fn poison(span: Span, kind: &str) -> Pending {
@@ -657,6 +760,17 @@ pub fn snake_case(name: &str) -> String {
         }
     }
     out
+}
+
+/// `crate::nets::Stem` as written, without spaces.
+pub fn path_text(path: &syn::Path) -> String {
+    let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let lead = if path.leading_colon.is_some() {
+        "::"
+    } else {
+        ""
+    };
+    format!("{lead}{}", segments.join("::"))
 }
 
 /// `(64, 8, 8)`.
@@ -734,13 +848,14 @@ impl<'a> Args<'a> {
                 }
                 None => {
                     // Rule: positional arguments come first and are at most the layer's positional list.
+                    // (It still takes its position, so the required ones are not reported
+                    // missing as well.)
                     if seen_named {
                         errors.push(
                             arg.value.span(),
                             format!("positional arguments go before named ones: {}", spec.usage),
                         );
                         args.bad.set(true);
-                        continue;
                     }
                     position += 1;
                     match spec.positional.get(position - 1) {

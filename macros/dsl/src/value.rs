@@ -86,7 +86,10 @@ pub fn eval(expr: &Expr, env: &Env) -> syn::Result<Value> {
         Expr::Group(g) => eval(&g.expr, env),
         Expr::Tuple(t) => Ok(Value::Tuple(t.elems.iter().map(|e| eval(e, env)).collect::<syn::Result<_>>()?)),
         Expr::Unary(u) if matches!(u.op, UnOp::Neg(_)) => match eval(&u.expr, env)? {
-            Value::Int(i) => Ok(Value::Int(-i)),
+            Value::Int(i) => i
+                .checked_neg()
+                .map(Value::Int)
+                .ok_or_else(|| err(expr, format!("integer overflow: `-({i})` does not fit in 64 bits"))),
             Value::Float(x) => Ok(Value::Float(-x)),
             v => Err(err(expr, format!("cannot negate `{v}`"))),
         },
@@ -116,8 +119,15 @@ fn arith(expr: &Expr, op: &BinOp, l: Value, r: Value) -> syn::Result<Value> {
                 BinOp::Rem(_) => a.checked_rem(b),
                 _ => return Err(err(expr, "unsupported operator: use + - * / %")),
             };
-            v.map(Value::Int)
-                .ok_or_else(|| err(expr, "integer overflow"))
+            v.map(Value::Int).ok_or_else(|| {
+                err(
+                    expr,
+                    format!(
+                        "integer overflow: `{a} {} {b}` does not fit in 64 bits",
+                        op_text(op)
+                    ),
+                )
+            })
         }
         (a, b) => {
             let (Some(x), Some(y)) = (as_f64(&a), as_f64(&b)) else {
@@ -134,6 +144,18 @@ fn arith(expr: &Expr, op: &BinOp, l: Value, r: Value) -> syn::Result<Value> {
     }
 }
 
+/// The operator as written, for messages.
+fn op_text(op: &BinOp) -> &'static str {
+    match op {
+        BinOp::Add(_) => "+",
+        BinOp::Sub(_) => "-",
+        BinOp::Mul(_) => "*",
+        BinOp::Div(_) => "/",
+        BinOp::Rem(_) => "%",
+        _ => "?",
+    }
+}
+
 /// The value as a float, for integers and floats.
 pub fn as_f64(v: &Value) -> Option<f64> {
     match v {
@@ -143,7 +165,14 @@ pub fn as_f64(v: &Value) -> Option<f64> {
     }
 }
 
-/// The values a `for` loop iterates: an array `[a, b, ...]` or an integer range.
+/// Most iterations one model's `for` loops may unroll to, all loops together (a single range
+/// longer than this is rejected before it is unrolled).
+pub const MAX_ITERATIONS: usize = 100_000;
+
+/// The values a `for` loop iterates: an array `[a, b, ...]` or an integer range. A range is
+/// empty when its end is not past its start, as in Rust; a range of more than
+/// [`MAX_ITERATIONS`] values is an error on the range (its length is computed without
+/// overflow, so `0..=i64::MAX` and `-MAX..MAX` are errors too).
 pub fn iterate(expr: &Expr, env: &Env) -> syn::Result<Vec<Value>> {
     match expr {
         Expr::Array(a) => a.elems.iter().map(|e| eval(e, env)).collect(),
@@ -153,28 +182,49 @@ pub fn iterate(expr: &Expr, env: &Env) -> syn::Result<Vec<Value>> {
             let bound = |e: &Option<Box<Expr>>| -> syn::Result<i64> {
                 match e.as_deref().map(|e| eval(e, env)).transpose()? {
                     Some(Value::Int(i)) => Ok(i),
-                    _ => Err(err(
+                    _ => Err(syn::Error::new_spanned(
                         expr,
                         "a loop range needs integer bounds on both sides, e.g. `1..=4`",
                     )),
                 }
             };
             let (start, end) = (bound(&r.start)?, bound(&r.end)?);
-            let end = if matches!(r.limits, syn::RangeLimits::Closed(_)) {
-                end + 1
-            } else {
-                end
-            };
-            if end - start > 10_000 {
-                return Err(err(expr, "loop range too long (at most 10,000 iterations)"));
+            let closed = matches!(r.limits, syn::RangeLimits::Closed(_));
+            // In i128 nothing here can overflow: |end - start| + 1 < 2^65.
+            let len = (i128::from(end) - i128::from(start) + i128::from(closed)).max(0);
+            if len > MAX_ITERATIONS as i128 {
+                let dots = if closed { "..=" } else { ".." };
+                return Err(syn::Error::new_spanned(
+                    expr,
+                    format!(
+                        "the loop range `{start}{dots}{end}` has {len} iterations; a model unrolls at most {} loop iterations in all",
+                        thousands(MAX_ITERATIONS)
+                    ),
+                ));
             }
-            Ok((start..end).map(Value::Int).collect())
+            // Every value lies between `start` and `end`, so it fits in an i64.
+            Ok((0..len)
+                .map(|k| Value::Int((i128::from(start) + k) as i64))
+                .collect())
         }
         _ => Err(err(
             expr,
             "a loop iterates an array `[a, b, ...]` or a range `a..b` / `a..=b`",
         )),
     }
+}
+
+/// `100000` -> `100,000`, for messages.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -205,6 +255,65 @@ mod tests {
         assert!(e.contains("did you mean `size`"), "{e}");
         assert!(ev("1 / 0", &env).is_err());
         assert!(ev("9223372036854775807 + 1", &env).is_err());
+    }
+
+    #[test]
+    fn arithmetic_overflow_is_an_error_not_a_panic() {
+        let env = Env::default().with("min", Value::Int(i64::MIN));
+        for src in [
+            "-min",
+            "min - 1",
+            "min * -1",
+            "min / -1",
+            "min % -1",
+            "5 % 0",
+            "9223372036854775807 * 2",
+            "-9223372036854775807 - 2",
+        ] {
+            let e = ev(src, &env).unwrap_err().to_string();
+            assert!(
+                e.contains("overflow") || e.contains("division by zero"),
+                "{src}: {e}"
+            );
+        }
+        assert_eq!(
+            ev("-9223372036854775807 - 1", &env).unwrap(),
+            Value::Int(i64::MIN)
+        );
+        assert_eq!(ev("1.0 / 0.0", &env).unwrap(), Value::Float(f64::INFINITY));
+    }
+
+    fn it(src: &str) -> syn::Result<Vec<Value>> {
+        iterate(&syn::parse_str(src).unwrap(), &Env::default())
+    }
+
+    #[test]
+    fn huge_or_overflowing_ranges_are_errors() {
+        for src in [
+            "0..=9223372036854775807",
+            "-9223372036854775807..9223372036854775807",
+            "(-9223372036854775807 - 1)..=9223372036854775807",
+            "0..100001",
+        ] {
+            let e = it(src).unwrap_err().to_string();
+            assert!(e.contains("iterations"), "{src}: {e}");
+        }
+        assert_eq!(it("0..100000").unwrap().len(), MAX_ITERATIONS);
+        assert_eq!(
+            it("9223372036854775806..=9223372036854775807").unwrap(),
+            vec![Value::Int(i64::MAX - 1), Value::Int(i64::MAX)]
+        );
+        assert!(it("5..2").unwrap().is_empty());
+        assert!(it("5..5").unwrap().is_empty());
+        assert_eq!(it("5..=5").unwrap(), vec![Value::Int(5)]);
+    }
+
+    #[test]
+    fn formats_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(100_000), "100,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]

@@ -58,6 +58,17 @@ fn seeds() -> Vec<TokenStream> {
                 global_avg_pool2d(keepdims = true), hard_sigmoid, reshape(8), linear(10),
             }
         },
+        // Loops, ranges and arithmetic near the edges of i64, blocks calling blocks.
+        quote! {
+            block unit(size, k = 3) { conv2d(size * 2 - size, k, padding = same), relu }
+            block pair(size) { unit(size), unit(size, k = 1) }
+            pub Loops(4, 16, 16) -> (4, 16, 16) {
+                for i in 0..=2 { for (s, k) in [(4, 1), (4, 3)] { unit(s, k) } }
+                for j in 9223372036854775806..=9223372036854775807 { relu }
+                for j in -3..-1 { pair(4) }
+                for j in (1 + 1)..(10 / 5 + 2 % 3) { dropout(0.5 / j) }
+            }
+        },
     ]
 }
 
@@ -98,7 +109,7 @@ fn random_literal(rng: &mut StdRng) -> TokenTree {
         1 => Literal::i64_unsuffixed(-1),
         2 => Literal::u64_unsuffixed(u64::MAX),
         3 => Literal::i64_unsuffixed(1 << 40),
-        4 => Literal::f64_unsuffixed(1.5),
+        4 => Literal::i64_unsuffixed(i64::MAX),
         5 => Literal::f64_unsuffixed(f64::MAX),
         6 => Literal::string("x"),
         _ => Literal::i64_unsuffixed(rng.gen_range(1..600)),
