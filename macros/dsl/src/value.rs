@@ -8,7 +8,7 @@ use syn::spanned::Spanned;
 use syn::{BinOp, Expr, Lit, UnOp};
 
 /// Keywords that evaluate to themselves.
-pub const WORDS: &[&str] = &["same", "valid", "auto", "none"];
+pub const WORDS: &[&str] = &["same", "valid", "auto", "none", "biased", "unbiased"];
 
 /// A value known at expansion time.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,19 +2,27 @@
 //! callbacks, the [`History`] of a run, progress display and the history plot.
 
 mod callbacks;
+mod ema;
 mod fit;
 mod history;
 mod plot;
+mod precise_bn;
 mod progress;
+mod tta;
 
 pub use callbacks::{
     Callback, CsvLogger, EarlyStopping, JsonLogger, LrScheduler, ModelCheckpoint,
     ReduceLrOnPlateau, TerminateOnNan, TrainContext,
 };
+pub use ema::WeightEma;
 pub use fit::{evaluate, predict, predict_batches, Evaluation, Trainer};
 pub use history::{EpochLogs, History};
 pub use plot::plot_history;
+pub use precise_bn::{recompute_batch_norm_statistics, PreciseBn, PreciseBnReport};
 pub use progress::{epoch_line, Progress, Verbosity};
+pub use tta::{evaluate_tta, flip_averaged_probabilities, predict_tta};
 
+#[cfg(test)]
+mod testmodel;
 #[cfg(test)]
 mod tests;
