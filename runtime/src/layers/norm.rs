@@ -8,21 +8,29 @@ use std::cell::Cell;
 
 thread_local! {
     static MOMENTUM_OVERRIDE: Cell<Option<f64>> = const { Cell::new(None) };
+    static OVERRIDE_USES: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Runs `f` with every [`BatchNorm2d`] on this thread updating its running statistics with
 /// `momentum` instead of its own (`1.0` makes them the statistics of the last batch); used to
-/// re-estimate the statistics ([`crate::train::recompute_batch_norm_statistics`]). The
-/// previous setting is restored when `f` returns or panics.
-pub fn with_batch_norm_momentum<R>(momentum: f64, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<f64>);
+/// re-estimate the statistics ([`crate::train::recompute_batch_norm_statistics`]). Returns
+/// `f`'s result and how many running-statistics updates used `momentum` (other batch-norm
+/// implementations, such as `candle_nn::BatchNorm`, ignore it). The previous setting is
+/// restored when `f` returns or panics.
+pub fn with_batch_norm_momentum<R>(momentum: f64, f: impl FnOnce() -> R) -> (R, usize) {
+    struct Restore(Option<f64>, usize);
     impl Drop for Restore {
         fn drop(&mut self) {
             MOMENTUM_OVERRIDE.with(|m| m.set(self.0));
+            OVERRIDE_USES.with(|u| u.set(self.1));
         }
     }
-    let _restore = Restore(MOMENTUM_OVERRIDE.with(|m| m.replace(Some(momentum))));
-    f()
+    let _restore = Restore(
+        MOMENTUM_OVERRIDE.with(|m| m.replace(Some(momentum))),
+        OVERRIDE_USES.with(|u| u.replace(0)),
+    );
+    let result = f();
+    (result, OVERRIDE_USES.with(Cell::get))
 }
 
 /// Which batch variance updates the running variance (normalisation always uses the biased
@@ -145,7 +153,13 @@ impl ModuleT for BatchNorm2d {
         if train {
             let (gamma, beta) = (param(&self.weight), param(&self.bias));
             let r = ops::batch_norm_train(x, &gamma, &beta, self.eps, self.relu)?;
-            let m = MOMENTUM_OVERRIDE.with(Cell::get).unwrap_or(self.momentum);
+            let m = match MOMENTUM_OVERRIDE.with(Cell::get) {
+                Some(m) => {
+                    OVERRIDE_USES.with(|u| u.set(u.get() + 1));
+                    m
+                }
+                None => self.momentum,
+            };
             let count = (x.elem_count() / c) as f64;
             let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (r.mean * m)?)?;
             let correction = match self.running_variance {

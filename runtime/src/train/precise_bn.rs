@@ -145,9 +145,23 @@ fn accumulate<M: ModuleT + ?Sized>(
             s.mean.set(&s.mean.zeros_like()?)?;
             s.var.set(&s.var.zeros_like()?)?;
         }
-        with_batch_norm_momentum(1.0, || {
+        let (out, updates) = with_batch_norm_momentum(1.0, || {
             crate::grad_mode::no_grad(|| model.forward_t(&x, true))
-        })?;
+        });
+        out?;
+        if updates < stats.len() {
+            return Err(Error::invalid(
+                "precise BN model",
+                format!(
+                    "the VarMap holds {} batch-norm statistics but the forward pass updated \
+                     only {updates} through convnet's BatchNorm2d; other batch-norm layers \
+                     (e.g. candle_nn::BatchNorm) or statistics of another model cannot be \
+                     re-estimated",
+                    stats.len()
+                ),
+            )
+            .into());
+        }
         for s in stats.iter_mut() {
             let mean = to_f64(s.mean.as_tensor())?;
             let var = to_f64(s.var.as_tensor())?;
@@ -267,10 +281,11 @@ mod tests {
 
     /// Training-mode output on the whole of `x` as one batch, leaving the statistics alone.
     fn train_mode(model: &BnNet, x: &Tensor) -> Tensor {
-        with_batch_norm_momentum(0.0, || {
+        let (out, updates) = with_batch_norm_momentum(0.0, || {
             crate::grad_mode::no_grad(|| model.forward_t(x, true))
-        })
-        .unwrap()
+        });
+        assert_eq!(updates, 2);
+        out.unwrap()
     }
 
     #[test]
@@ -375,6 +390,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unreadable batch"), "{err}");
+        assert_eq!(model.bn2.running_var().to_vec1::<f32>().unwrap(), before);
+        // Statistics the model does not update through BatchNorm2d (here: a candle_nn batch
+        // norm's, created in the same VarMap) are an error, not a silent partial estimate.
+        let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, x.device());
+        candle_nn::batch_norm(4, 1e-3, vb.pp("other")).unwrap();
+        let err = recompute_batch_norm_statistics(&model, &varmap, &mut batches(&x, &y, 4), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("holds 3 batch-norm statistics") && err.contains("only 2"),
+            "{err}"
+        );
         assert_eq!(model.bn2.running_var().to_vec1::<f32>().unwrap(), before);
         let empty = VarMap::new();
         let err = recompute_batch_norm_statistics(&model, &empty, &mut batches(&x, &y, 4), None)
