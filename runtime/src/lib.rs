@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod grad_mode;
+pub mod init;
 pub mod layers;
 pub mod loss;
 pub mod metrics;
@@ -13,6 +14,7 @@ pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod schedule;
+pub mod seed;
 pub mod train;
 
 #[cfg(test)]

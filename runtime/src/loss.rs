@@ -4,13 +4,24 @@
 use candle_core::{DType, Result, Tensor};
 
 /// A loss the training loop minimises, always reduced to the mean over the batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Loss {
     /// Binary cross-entropy from logits (Keras `BinaryCrossentropy(from_logits=True)`).
     ///
     /// # Shapes
     /// logits `[N]` or `[N, 1]`; targets `[N]` (`u32` 0/1 or float) or the logits' shape.
     BinaryCrossEntropy,
+    /// Binary cross-entropy from logits against smoothed targets
+    /// `y * (1 - label_smoothing) + 0.5 * label_smoothing` (Keras
+    /// `BinaryCrossentropy(from_logits=True, label_smoothing=...)`); `label_smoothing` in
+    /// `[0, 1]`. Accuracy is still measured against the unsmoothed targets.
+    ///
+    /// # Shapes
+    /// As [`Loss::BinaryCrossEntropy`].
+    BinaryCrossEntropySmoothed {
+        /// Weight of the uniform target 0.5.
+        label_smoothing: f64,
+    },
     /// Categorical cross-entropy from logits with class-index targets (Keras
     /// `SparseCategoricalCrossentropy(from_logits=True)`).
     ///
@@ -32,6 +43,9 @@ impl Loss {
     pub fn compute(&self, logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         match self {
             Loss::BinaryCrossEntropy => binary_cross_entropy_with_logits(logits, targets),
+            Loss::BinaryCrossEntropySmoothed { label_smoothing } => {
+                smoothed_binary_cross_entropy_with_logits(logits, targets, *label_smoothing)
+            }
             Loss::CategoricalCrossEntropy => categorical_cross_entropy(logits, targets),
             Loss::MeanSquaredError => mean_squared_error(logits, targets),
         }
@@ -45,7 +59,9 @@ impl Loss {
     /// The Keras-style name, e.g. `binary_crossentropy`.
     pub fn name(&self) -> &'static str {
         match self {
-            Loss::BinaryCrossEntropy => "binary_crossentropy",
+            Loss::BinaryCrossEntropy | Loss::BinaryCrossEntropySmoothed { .. } => {
+                "binary_crossentropy"
+            }
             Loss::CategoricalCrossEntropy => "sparse_categorical_crossentropy",
             Loss::MeanSquaredError => "mean_squared_error",
         }
@@ -72,6 +88,28 @@ pub fn binary_cross_entropy_with_logits(logits: &Tensor, targets: &Tensor) -> Re
     let log_term = (z.abs()?.neg()?.exp()? + 1.0)?.log()?;
     let per_elem = ((positive - (z * y)?)? + log_term)?;
     per_elem.mean_all()
+}
+
+/// [`binary_cross_entropy_with_logits`] against targets smoothed towards 0.5:
+/// `y * (1 - label_smoothing) + 0.5 * label_smoothing` (Keras' `label_smoothing`).
+///
+/// # Shapes
+/// As [`binary_cross_entropy_with_logits`].
+pub fn smoothed_binary_cross_entropy_with_logits(
+    logits: &Tensor,
+    targets: &Tensor,
+    label_smoothing: f64,
+) -> Result<Tensor> {
+    if !(0.0..=1.0).contains(&label_smoothing) {
+        return Err(crate::error::Error::invalid(
+            "label smoothing",
+            format!("must be in [0, 1], got {label_smoothing}"),
+        )
+        .into());
+    }
+    let y = targets.to_dtype(logits.dtype())?;
+    let y = y.affine(1.0 - label_smoothing, 0.5 * label_smoothing)?;
+    binary_cross_entropy_with_logits(logits, &y)
 }
 
 /// Categorical cross-entropy from logits with class-index targets, averaged over the batch
@@ -188,5 +226,46 @@ mod tests {
         assert_eq!(got, (4.0 + 9.0) / 4.0);
         assert!(!Loss::MeanSquaredError.is_classification());
         assert!(Loss::BinaryCrossEntropy.is_classification());
+    }
+
+    #[test]
+    fn label_smoothing_pulls_targets_towards_one_half() {
+        let dev = Device::Cpu;
+        let z = [-3.0f32, -0.5, 0.0, 2.0, 7.0];
+        let y = [0u32, 1, 1, 0, 1];
+        let logits = Tensor::new(&z, &dev).unwrap();
+        let targets = Tensor::new(&y, &dev).unwrap();
+        let ls = 0.2;
+        let want = z
+            .iter()
+            .zip(&y)
+            .map(|(&z, &y)| reference_bce(z as f64, y as f64 * (1.0 - ls) + 0.5 * ls))
+            .sum::<f64>()
+            / z.len() as f64;
+        let loss = Loss::BinaryCrossEntropySmoothed {
+            label_smoothing: ls,
+        };
+        let got = loss
+            .compute(&logits, &targets)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((got as f64 - want).abs() < 1e-6, "{got} vs {want}");
+        assert_eq!(loss.name(), "binary_crossentropy");
+        assert!(loss.is_classification());
+        // No smoothing is plain binary cross-entropy.
+        let plain = Loss::BinaryCrossEntropy.compute(&logits, &targets).unwrap();
+        let zero = smoothed_binary_cross_entropy_with_logits(&logits, &targets, 0.0).unwrap();
+        assert_eq!(
+            plain.to_scalar::<f32>().unwrap(),
+            zero.to_scalar::<f32>().unwrap()
+        );
+        let err = smoothed_binary_cross_entropy_with_logits(&logits, &targets, 1.5)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("label smoothing") && err.contains("[0, 1]"),
+            "{err}"
+        );
     }
 }

@@ -1,5 +1,5 @@
-//! Learning-rate schedules (constant, step, exponential, cosine, linear warm-up) evaluated at
-//! an epoch or step index, and Keras' reduce-on-plateau rule.
+//! Learning-rate schedules (constant, step, exponential, cosine, linear warm-up, warm-up then
+//! cosine, one-cycle) evaluated at an epoch or step index, and Keras' reduce-on-plateau rule.
 
 use std::f64::consts::PI;
 
@@ -60,9 +60,54 @@ pub enum Schedule {
         /// The schedule that follows.
         after: Box<Schedule>,
     },
+    /// PyTorch `OneCycleLR` (two phases, cosine annealing): from `max_lr / div_factor` up to
+    /// `max_lr` at `t = pct_start * total - 1`, then down to
+    /// `max_lr / (div_factor * final_div_factor)` at `t = total - 1`, and there after.
+    /// Each phase anneals as `end + (start - end) / 2 * (1 + cos(pi * p))`, `p` the fraction
+    /// of the phase done.
+    OneCycle {
+        /// The peak rate.
+        max_lr: f64,
+        /// Steps (or epochs) of the whole cycle.
+        total: usize,
+        /// Fraction of the cycle spent rising (PyTorch default 0.3).
+        pct_start: f64,
+        /// `max_lr / initial rate` (PyTorch default 25).
+        div_factor: f64,
+        /// `initial rate / final rate` (PyTorch default 1e4).
+        final_div_factor: f64,
+    },
+}
+
+/// `end + (start - end) / 2 * (1 + cos(pi * p))`: `start` at `p = 0`, `end` at `p = 1`.
+fn cosine_anneal(start: f64, end: f64, p: f64) -> f64 {
+    end + (start - end) / 2.0 * (1.0 + (PI * p.clamp(0.0, 1.0)).cos())
 }
 
 impl Schedule {
+    /// Linear warm-up from `start` to `peak` over `warmup` units, then Keras `CosineDecay`
+    /// from `peak` down to `alpha * peak` at `t = total` (and there after).
+    pub fn warmup_cosine(start: f64, peak: f64, warmup: usize, total: usize, alpha: f64) -> Self {
+        Schedule::Cosine {
+            initial: peak,
+            decay_steps: total.saturating_sub(warmup).max(1),
+            alpha,
+        }
+        .with_warmup(start, warmup)
+    }
+
+    /// PyTorch's `OneCycleLR` with its defaults (`pct_start 0.3`, `div_factor 25`,
+    /// `final_div_factor 1e4`) over `total` units, peaking at `max_lr`.
+    pub fn one_cycle(max_lr: f64, total: usize) -> Self {
+        Schedule::OneCycle {
+            max_lr,
+            total,
+            pct_start: 0.3,
+            div_factor: 25.0,
+            final_div_factor: 1e4,
+        }
+    }
+
     /// Wraps `self` in a linear warm-up of `warmup` units starting from `start`.
     pub fn with_warmup(self, start: f64, warmup: usize) -> Schedule {
         Schedule::Warmup {
@@ -113,6 +158,29 @@ impl Schedule {
                     start + (peak - start) * t as f64 / *warmup as f64
                 } else {
                     after.at(t - warmup)
+                }
+            }
+            Schedule::OneCycle {
+                max_lr,
+                total,
+                pct_start,
+                div_factor,
+                final_div_factor,
+            } => {
+                let initial = max_lr / div_factor;
+                let min_lr = initial / final_div_factor;
+                let up_end = (pct_start * *total as f64 - 1.0).max(0.0);
+                let down_end = (*total as f64 - 1.0).max(up_end);
+                let t = t as f64;
+                if t <= up_end {
+                    if up_end == 0.0 {
+                        return *max_lr;
+                    }
+                    cosine_anneal(initial, *max_lr, t / up_end)
+                } else if down_end > up_end {
+                    cosine_anneal(*max_lr, min_lr, (t - up_end) / (down_end - up_end))
+                } else {
+                    min_lr
                 }
             }
         }
@@ -279,6 +347,44 @@ mod tests {
         assert_eq!(wc.at(1), 0.5);
         assert_eq!(wc.at(2), 1.0);
         assert!((wc.at(4) - 0.5).abs() < 1e-15);
+    }
+
+    #[test]
+    fn warmup_then_cosine() {
+        let s = Schedule::warmup_cosine(0.0, 1e-3, 10, 110, 0.1);
+        assert_eq!(s.at(0), 0.0);
+        assert!((s.at(5) - 0.5e-3).abs() < 1e-15);
+        assert!((s.at(10) - 1e-3).abs() < 1e-15);
+        // Half-way through the 100-unit decay: alpha + (1 - alpha) / 2 of the peak.
+        assert!((s.at(60) - 1e-3 * (0.1 + 0.9 * 0.5)).abs() < 1e-15);
+        assert!((s.at(110) - 1e-4).abs() < 1e-15);
+        assert!((s.at(500) - 1e-4).abs() < 1e-15);
+    }
+
+    #[test]
+    fn one_cycle_matches_pytorch() {
+        // Reference values from PyTorch's `OneCycleLR(max_lr=0.1, total_steps=100)` formula
+        // (anneal_strategy='cos', three_phase=False), computed independently.
+        let s = Schedule::one_cycle(0.1, 100);
+        let want = [
+            (0, 0.004),
+            (1, 0.004_281_378_056_590_748),
+            (14, 0.049_401_332_387_899_96),
+            (29, 0.1),
+            (30, 0.099_949_653_528_452_43),
+            (64, 0.050_000_2),
+            (99, 4e-7),
+            (150, 4e-7),
+        ];
+        for (t, lr) in want {
+            assert!((s.at(t) - lr).abs() < 1e-12, "t={t}: {} vs {lr}", s.at(t));
+        }
+        for t in 1..30 {
+            assert!(s.at(t) > s.at(t - 1), "rising at {t}");
+        }
+        for t in 30..100 {
+            assert!(s.at(t) < s.at(t - 1), "falling at {t}");
+        }
     }
 
     #[test]

@@ -156,12 +156,21 @@ impl Gen {
                 );
                 module(&f)
             }
-            Op::BatchNorm { eps, momentum } => {
+            Op::BatchNorm {
+                eps,
+                momentum,
+                unbiased_variance,
+            } => {
                 let relu = self.fuse_relu;
+                let variance = if *unbiased_variance {
+                    quote!(Unbiased)
+                } else {
+                    quote!(Biased)
+                };
                 let f = self.field(
                     &path,
                     quote!(#rt::layers::BatchNorm2d),
-                    quote!(#rt::layers::batch_norm2d(#in_c, #cn::BatchNormConfig { eps: #eps, remove_mean: true, affine: true, momentum: #momentum }, #relu, vb.pp(#path))?),
+                    quote!(#rt::layers::batch_norm2d(#in_c, #cn::BatchNormConfig { eps: #eps, remove_mean: true, affine: true, momentum: #momentum }, #relu, vb.pp(#path))?.with_running_variance(#rt::layers::RunningVariance::#variance)),
                 );
                 quote!(let x = #cn::ModuleT::forward_t(&self.#f, &x, train)?;)
             }
@@ -294,8 +303,12 @@ impl Gen {
                 quote!(let x = #rt::layers::center_crop(&x, (#height, #width))?;)
             }
             Op::Dropout(rate) if *rate > 0.0 => {
-                let rate = *rate as f32;
-                quote!(let x = if train { #cn::ops::dropout(&x, #rate)? } else { x };)
+                let f = self.field(
+                    &path,
+                    quote!(#rt::layers::Dropout),
+                    quote!(#rt::layers::Dropout::from_global_seed(#rate, &vb.pp(#path).prefix())?),
+                );
+                quote!(let x = #cn::ModuleT::forward_t(&self.#f, &x, train)?;)
             }
             Op::Dropout(_) | Op::AssertShape(_) | Op::Poison => quote!(),
             Op::Flatten => quote!(let x = x.flatten_from(1)?;),

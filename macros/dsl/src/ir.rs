@@ -95,8 +95,13 @@ pub enum Op {
         dilation: usize,
         bias: bool,
     },
-    /// Batch normalisation (1-d or 2-d by input rank).
-    BatchNorm { eps: f64, momentum: f64 },
+    /// Batch normalisation (1-d or 2-d by input rank); `unbiased_variance` selects the batch
+    /// variance that updates the moving variance (Keras' biased one by default).
+    BatchNorm {
+        eps: f64,
+        momentum: f64,
+        unbiased_variance: bool,
+    },
     /// An element-wise activation.
     Activation(Activation),
     /// Max (`max`) or average pooling.

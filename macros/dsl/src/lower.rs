@@ -981,6 +981,27 @@ impl<'a> Args<'a> {
         }
     }
 
+    /// One of the bare words `choices`, or `None` when the argument is absent (or wrong,
+    /// which is reported).
+    fn word(&self, name: &'static str, choices: &[&'static str]) -> Option<&'static str> {
+        let v = self.value(name)?;
+        if let Value::Word(w) = &v {
+            if let Some(c) = choices.iter().find(|c| **c == w.as_str()) {
+                return Some(c);
+            }
+        }
+        let expected: Vec<String> = choices.iter().map(|c| format!("`{c}`")).collect();
+        self.fail(
+            name,
+            format!(
+                "`{name}` of `{}` is {}, found `{v}`",
+                self.spec.name,
+                expected.join(" or ")
+            ),
+        );
+        None
+    }
+
     fn boolean(&self, name: &'static str, default: bool) -> bool {
         match self.value(name) {
             None => default,
@@ -1078,6 +1099,7 @@ fn simple_op(kind: &str, a: &Args) -> Op {
         "batch_norm" => Op::BatchNorm {
             eps: a.float("eps", 1e-3, f64::MIN_POSITIVE, 1.0, false),
             momentum: a.float("momentum", 0.01, 0.0, 1.0, false),
+            unbiased_variance: a.word("variance", &["biased", "unbiased"]) == Some("unbiased"),
         },
         "relu" => Op::Activation(Activation::Relu),
         "sigmoid" => Op::Activation(Activation::Sigmoid),

@@ -8,7 +8,9 @@ use syn::spanned::Spanned;
 use syn::{BinOp, Expr, Lit, UnOp};
 
 /// Keywords that evaluate to themselves.
-pub const WORDS: &[&str] = &["same", "valid", "auto", "none", "nearest", "bilinear"];
+pub const WORDS: &[&str] = &[
+    "same", "valid", "auto", "none", "nearest", "bilinear", "biased", "unbiased",
+];
 
 /// A value known at expansion time.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,12 +5,53 @@ use crate::grad_mode::param;
 use crate::ops;
 use candle_core::{Result, Tensor, Var};
 use candle_nn::{BatchNormConfig, Init, ModuleT, VarBuilder};
+use std::cell::Cell;
+
+thread_local! {
+    static MOMENTUM_OVERRIDE: Cell<Option<f64>> = const { Cell::new(None) };
+    static OVERRIDE_USES: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Runs `f` with every [`BatchNorm2d`] on this thread updating its running statistics with
+/// `momentum` instead of its own (`1.0` makes them the statistics of the last batch); used to
+/// re-estimate the statistics ([`crate::train::recompute_batch_norm_statistics`]). Returns
+/// `f`'s result and how many running-statistics updates used `momentum` (other batch-norm
+/// implementations, such as `candle_nn::BatchNorm`, ignore it). The previous setting is
+/// restored when `f` returns or panics.
+pub fn with_batch_norm_momentum<R>(momentum: f64, f: impl FnOnce() -> R) -> (R, usize) {
+    struct Restore(Option<f64>, usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            MOMENTUM_OVERRIDE.with(|m| m.set(self.0));
+            OVERRIDE_USES.with(|u| u.set(self.1));
+        }
+    }
+    let _restore = Restore(
+        MOMENTUM_OVERRIDE.with(|m| m.replace(Some(momentum))),
+        OVERRIDE_USES.with(|u| u.replace(0)),
+    );
+    let result = f();
+    (result, OVERRIDE_USES.with(Cell::get))
+}
+
+/// Which batch variance updates the running variance (normalisation always uses the biased
+/// one, `mean((x - mean)^2)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunningVariance {
+    /// The biased batch variance (divide by `n`), as Keras 3 and TensorFlow do.
+    #[default]
+    Biased,
+    /// The unbiased batch variance (divide by `n - 1`), as PyTorch and `candle_nn` do.
+    Unbiased,
+}
 
 /// Batch normalisation over the channel dim (dim 1), optionally fused with the ReLU that
 /// follows it, a drop-in for `candle_nn::BatchNorm` with affine parameters: the same
 /// parameter names (`weight`, `bias`, `running_mean`, `running_var`), initialisation and
-/// running-statistics update (`running = running * (1 - momentum) + batch * momentum`, the
-/// running variance from the unbiased batch variance; normalisation by the biased one).
+/// running-statistics update (`running = running * (1 - momentum) + batch * momentum`).
+/// The running variance follows Keras by default (the biased batch variance, see
+/// [`RunningVariance`]); `with_running_variance(RunningVariance::Unbiased)` gives candle's
+/// and PyTorch's convention.
 ///
 /// Training mode runs [`ops::batch_norm_train`] (batch statistics, closed-form backward);
 /// eval mode one pass of [`ops::batch_norm_eval`] from the running statistics. Training mode
@@ -30,6 +71,7 @@ pub struct BatchNorm2d {
     momentum: f64,
     relu: bool,
     name: String,
+    running_variance: RunningVariance,
 }
 
 /// Creates a [`BatchNorm2d`] over `num_features` channels with parameters under `vb`, with the
@@ -62,10 +104,23 @@ pub fn batch_norm2d(
         momentum: config.momentum,
         relu,
         name: vb.prefix(),
+        running_variance: RunningVariance::default(),
     })
 }
 
 impl BatchNorm2d {
+    /// Selects which batch variance updates the running variance (default
+    /// [`RunningVariance::Biased`], Keras').
+    pub fn with_running_variance(mut self, running_variance: RunningVariance) -> Self {
+        self.running_variance = running_variance;
+        self
+    }
+
+    /// Which batch variance updates the running variance.
+    pub fn running_variance_convention(&self) -> RunningVariance {
+        self.running_variance
+    }
+
     /// The scale `gamma`, `[C]`.
     pub fn weight(&self) -> &Tensor {
         &self.weight
@@ -81,7 +136,7 @@ impl BatchNorm2d {
         self.running_mean.as_tensor()
     }
 
-    /// The running (unbiased) variance, `[C]`.
+    /// The running variance, `[C]` (see [`RunningVariance`]).
     pub fn running_var(&self) -> &Tensor {
         self.running_var.as_tensor()
     }
@@ -122,10 +177,20 @@ impl ModuleT for BatchNorm2d {
             }
             let (gamma, beta) = (param(&self.weight), param(&self.bias));
             let r = ops::batch_norm_train(x, &gamma, &beta, self.eps, self.relu)?;
-            let (m, count) = (self.momentum, count as f64);
+            let m = match MOMENTUM_OVERRIDE.with(Cell::get) {
+                Some(m) => {
+                    OVERRIDE_USES.with(|u| u.set(u.get() + 1));
+                    m
+                }
+                None => self.momentum,
+            };
+            let count = count as f64;
             let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (r.mean * m)?)?;
-            let rv = ((self.running_var.as_tensor() * (1.0 - m))?
-                + (r.var * (m * count / (count - 1.0)))?)?;
+            let correction = match self.running_variance {
+                RunningVariance::Biased => 1.0,
+                RunningVariance::Unbiased => count / (count - 1.0),
+            };
+            let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (r.var * (m * correction))?)?;
             self.running_mean
                 .set(&rm.to_dtype(self.running_mean.dtype())?)?;
             self.running_var

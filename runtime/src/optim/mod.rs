@@ -26,7 +26,7 @@ mod rmsprop;
 mod sgd;
 
 pub use adam::{Adam, AdamConfig, AdamW, AdamWConfig};
-pub use rmsprop::{RmsProp, RmsPropConfig};
+pub use rmsprop::{EpsilonPlacement, RmsProp, RmsPropConfig};
 pub use sgd::{Sgd, SgdConfig};
 
 use candle_core::backprop::GradStore;

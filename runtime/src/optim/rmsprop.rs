@@ -5,16 +5,31 @@ use candle_core::backprop::GradStore;
 use candle_core::{Result, Var};
 use candle_nn::VarMap;
 
-/// Settings of [`RmsProp`]; `Default` is Keras' (`lr 1e-3`, `rho 0.9`, `eps 1e-7`,
-/// `momentum 0`, not centered).
+/// Where RMSprop adds `eps` to the denominator.
+///
+/// For tiny gradients the two differ a lot: with `s = g^2 * (1 - rho)` after one step and
+/// `g^2 << eps`, inside gives `g / sqrt(eps)`, outside `g / eps` per unit of rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EpsilonPlacement {
+    /// `g / sqrt(s + eps)`: Keras 3.
+    #[default]
+    InsideSqrt,
+    /// `g / (sqrt(s) + eps)`: TensorFlow 2.x's `tf.keras` (Keras 2) and PyTorch.
+    OutsideSqrt,
+}
+
+/// Settings of [`RmsProp`]; `Default` is Keras 3's (`lr 1e-3`, `rho 0.9`, `eps 1e-7` inside
+/// the square root, `momentum 0`, not centered).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RmsPropConfig {
     /// Learning rate.
     pub lr: f64,
     /// Decay of the squared-gradient average.
     pub rho: f64,
-    /// Added under the square root.
+    /// Added to the denominator, where [`RmsPropConfig::eps_placement`] says.
     pub eps: f64,
+    /// Whether `eps` goes inside the square root (Keras 3) or outside (TF 2.x, PyTorch).
+    pub eps_placement: EpsilonPlacement,
     /// Momentum on the increments (0 disables it).
     pub momentum: f64,
     /// Normalise by the gradient's estimated variance instead of its second moment.
@@ -29,6 +44,7 @@ impl Default for RmsPropConfig {
             lr: 1e-3,
             rho: 0.9,
             eps: 1e-7,
+            eps_placement: EpsilonPlacement::InsideSqrt,
             momentum: 0.0,
             centered: false,
             weight_decay: 0.0,
@@ -37,7 +53,8 @@ impl Default for RmsPropConfig {
 }
 
 /// RMSprop as in Keras: `s = rho s + (1 - rho) g^2`; centered also tracks
-/// `a = rho a + (1 - rho) g` and uses `s - a^2`; increment `lr g / sqrt(denominator + eps)`;
+/// `a = rho a + (1 - rho) g` and uses `s - a^2`; increment `lr g / sqrt(denominator + eps)`
+/// (or `lr g / (sqrt(denominator) + eps)` with [`EpsilonPlacement::OutsideSqrt`]);
 /// with momentum `b = momentum b + increment`, `w -= b`, else `w -= increment`.
 #[derive(Debug)]
 pub struct RmsProp {
@@ -84,10 +101,13 @@ impl TrainOptimizer for RmsProp {
             lr,
             rho,
             eps,
+            eps_placement,
             momentum,
             centered,
             weight_decay,
         } = self.config;
+        let inside = eps_placement == EpsilonPlacement::InsideSqrt;
+        let eps_inside = if inside { eps } else { 0.0 };
         for slot in self.slots.slots.iter_mut() {
             let Some(g) = grads.get(&slot.var) else {
                 continue;
@@ -100,13 +120,18 @@ impl TrainOptimizer for RmsProp {
             let s = ((buf(0, slot)? * rho)? + (g.sqr()? * (1.0 - rho))?)?.detach();
             let denominator = if centered {
                 let a = ((buf(1, slot)? * rho)? + (&g * (1.0 - rho))?)?.detach();
-                let d = ((&s - a.sqr()?)? + eps)?;
+                let d = ((&s - a.sqr()?)? + eps_inside)?;
                 slot.buffers[1] = Some(a);
                 d
             } else {
-                (&s + eps)?
+                (&s + eps_inside)?
             };
-            let increment = ((&g * lr)? / denominator.sqrt()?)?;
+            let root = if inside {
+                denominator.sqrt()?
+            } else {
+                (denominator.sqrt()? + eps)?
+            };
+            let increment = ((&g * lr)? / root)?;
             let w = decayed(slot.var.as_tensor(), lr, weight_decay)?;
             let new_w = if momentum > 0.0 {
                 let b = ((buf(2, slot)? * momentum)? + increment)?.detach();
@@ -172,7 +197,8 @@ mod tests {
     //                   den = vel[i] - avg[i] ** 2 + eps
     //               else:
     //                   den = vel[i] + eps
-    //               inc = lr * g / math.sqrt(den)
+    //               inc = lr * g / math.sqrt(den)   # outside: den without eps,
+    //                                               # lr * g / (math.sqrt(den) + eps)
     //               if mom > 0:
     //                   buf[i] = mom * buf[i] + inc
     //                   w[i] -= buf[i]
@@ -217,6 +243,29 @@ mod tests {
                 [0.9666666851851697, -1.96666666718107, 0.46666666872427964],
                 [0.9253617309188192, -1.9246448017438011, 0.4247828267900553],
                 [0.8840297176230102, -1.881414290489277, 0.3819095351481332],
+            ],
+        );
+    }
+
+    #[test]
+    fn epsilon_outside_the_square_root_matches_reference() {
+        let w = var();
+        let mut opt = RmsProp::new_named(
+            vec![("w".into(), w.clone())],
+            RmsPropConfig {
+                lr: 0.01,
+                eps: 0.1,
+                eps_placement: EpsilonPlacement::OutsideSqrt,
+                ..Default::default()
+            },
+        );
+        // rmsprop(0.01, 0.9, 0.1, 0.0, False, 3) with eps outside the root
+        assert_close(
+            &run(&mut opt, &w, 3),
+            &[
+                [0.9759746926647958, -1.9699604468618213, 0.471392697818522],
+                [0.9578421512658322, -1.9479736805587051, 0.45029146655714697],
+                [0.9424884565443572, -1.9295093964543493, 0.43252792119266015],
             ],
         );
     }

@@ -4,27 +4,35 @@
 //! display and the history plot.
 
 mod callbacks;
+mod ema;
 mod fit;
 mod guards;
 mod history;
 mod plot;
+mod precise_bn;
 mod progress;
 mod run_state;
+mod tta;
 
 #[allow(deprecated)]
 pub use callbacks::{
     Callback, CsvLogger, EarlyStopping, JsonLogger, LrScheduler, ModelCheckpoint,
     ReduceLrOnPlateau, TerminateOnNan, TrainContext,
 };
+pub use ema::WeightEma;
 pub use fit::{evaluate, predict, predict_batches, Evaluation, Trainer};
 pub use guards::DivergenceGuard;
 pub use history::{EpochLogs, History};
 pub use plot::plot_history;
+pub use precise_bn::{recompute_batch_norm_statistics, PreciseBn, PreciseBnReport};
 pub use progress::{epoch_line, Progress, Verbosity};
 pub use run_state::{
     load_checkpoint, load_state, save_checkpoint, ModelInfo, OptimizerMeta, TrainingState,
     OPTIMIZER_FILE, STATE_FILE, STATE_FORMAT,
 };
+pub use tta::{evaluate_tta, flip_averaged_probabilities, predict_tta};
 
+#[cfg(test)]
+mod testmodel;
 #[cfg(test)]
 mod tests;
