@@ -14,11 +14,12 @@
 //! `test accuracy: 0.xxxx`.
 
 use candle_core::{DType, Device, Result};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarMap;
 use clap::Parser;
 use convnet::checkpoint::load_checkpoint_weights;
 use convnet::data::{Augment, DataLoader, ImageFolder, SyntheticShapes};
 use convnet::error::Error;
+use convnet::init::seeded_var_builder;
 use convnet::loss::Loss;
 use convnet::optim::{RmsProp, RmsPropConfig};
 use convnet::prelude::*;
@@ -59,7 +60,8 @@ struct Args {
     /// Replace the run in `--out` (its `best/` checkpoint, history and plot).
     #[arg(long)]
     overwrite: bool,
-    /// Seed for shuffling, augmentation and the generated data.
+    /// Seed of the whole run: initialisation, dropout, shuffling, augmentation and the
+    /// generated data (the same seed gives the same history on the same machine).
     #[arg(long, default_value_t = 1337)]
     seed: u64,
     /// Print the model summary before training.
@@ -187,7 +189,9 @@ fn train<M: Network>(args: &Args, data: &Path, out: &Path) -> Result<()> {
     let (mut val_data, mut test_data) = (eval_loader(val_set), eval_loader(test_set));
 
     let varmap = VarMap::new();
-    let model = M::new(VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+    // `--seed` fixes the whole run: initialisation, dropout masks, shuffling, augmentation.
+    convnet::seed::set_global_seed(args.seed);
+    let model = M::new(seeded_var_builder(&varmap, args.seed, DType::F32, &device))?;
     let optimizer = RmsProp::from_varmap(
         &varmap,
         RmsPropConfig {
