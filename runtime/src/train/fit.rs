@@ -46,10 +46,20 @@ pub fn evaluate<M: ModuleT + ?Sized>(
     loss: Loss,
     data: &mut dyn Batches,
 ) -> Result<Evaluation> {
+    evaluate_logits(loss, data, |x| infer(model, x))
+}
+
+/// Loss and accuracy over epoch 0 of `data` of the logits `logits_of` gives for each batch's
+/// inputs (plain or test-time-augmented inference).
+pub(crate) fn evaluate_logits(
+    loss: Loss,
+    data: &mut dyn Batches,
+    mut logits_of: impl FnMut(&Tensor) -> Result<Tensor>,
+) -> Result<Evaluation> {
     let mut acc = MetricAccumulator::new();
     for batch in data.epoch(0) {
         let batch = batch?;
-        let logits = infer(model, &batch.inputs)?;
+        let logits = logits_of(&batch.inputs)?;
         let l = scalar(&loss.compute(&logits, &batch.targets)?)?;
         let correct = if loss.is_classification() {
             Some(correct_predictions(&logits, &batch.targets)?)

@@ -4,7 +4,6 @@
 use super::fit::Evaluation;
 use crate::data::Batches;
 use crate::loss::Loss;
-use crate::metrics::{correct_predictions, MetricAccumulator};
 use candle_core::{DType, Result, Tensor};
 use candle_nn::ModuleT;
 
@@ -95,26 +94,8 @@ pub fn evaluate_tta<M: ModuleT + ?Sized>(
     loss: Loss,
     data: &mut dyn Batches,
 ) -> Result<Evaluation> {
-    let mut acc = MetricAccumulator::new();
-    for batch in data.epoch(0) {
-        let batch = batch?;
-        let p = flip_averaged_probabilities(model, loss, &batch.inputs)?;
-        let logits = logits_of(loss, &p)?;
-        let l = loss
-            .compute(&logits, &batch.targets)?
-            .to_dtype(DType::F64)?
-            .to_scalar::<f64>()?;
-        let correct = if loss.is_classification() {
-            Some(correct_predictions(&logits, &batch.targets)?)
-        } else {
-            None
-        };
-        acc.update(l, logits.dim(0)?, correct);
-    }
-    Ok(Evaluation {
-        loss: acc.loss(),
-        accuracy: acc.accuracy(),
-        examples: acc.examples(),
+    super::fit::evaluate_logits(loss, data, |x| {
+        logits_of(loss, &flip_averaged_probabilities(model, loss, x)?)
     })
 }
 
