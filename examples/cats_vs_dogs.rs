@@ -17,14 +17,17 @@ use candle_core::{DType, Device, Result};
 use candle_nn::VarMap;
 use clap::Parser;
 use convnet::checkpoint::load_checkpoint_weights;
-use convnet::data::{Augment, DataLoader, ImageFolder, SyntheticShapes};
+use convnet::data::{Augment, Batches, DataLoader, Dataset, ImageFolder, SyntheticShapes};
 use convnet::error::Error;
 use convnet::init::seeded_var_builder;
 use convnet::loss::Loss;
 use convnet::optim::{RmsProp, RmsPropConfig};
 use convnet::prelude::*;
-use convnet::train::{plot_history, CsvLogger, ModelCheckpoint, ModelInfo, Trainer};
+use convnet::train::{
+    evaluate_tta, plot_history, CsvLogger, ModelCheckpoint, ModelInfo, PreciseBn, Trainer,
+};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 mod models;
@@ -64,6 +67,15 @@ struct Args {
     /// generated data (the same seed gives the same history on the same machine).
     #[arg(long, default_value_t = 1337)]
     seed: u64,
+    /// Before each validation, recompute the batch-norm moving statistics from this many
+    /// un-augmented training batches ("precise BN"; 0: off, the moving averages of training
+    /// are used as they are).
+    #[arg(long, default_value_t = 0)]
+    precise_bn: usize,
+    /// Score the test split with horizontal-flip test-time augmentation (each image's
+    /// probability averaged with its mirror's).
+    #[arg(long)]
+    tta: bool,
     /// Print the model summary before training.
     #[arg(long)]
     summary: bool,
@@ -177,7 +189,13 @@ fn train<M: Network>(args: &Args, data: &Path, out: &Path) -> Result<()> {
     // The book's augmentation: random flips, rotations of up to 10% of a turn, 20% zoom.
     let augment = Augment::new().flip_horizontal().rotation(0.1).zoom(0.2);
     let class_names = train_set.class_names().to_vec();
-    let mut train_data = DataLoader::new(train_set, args.batch_size)
+    let train_set: Arc<dyn Dataset> = Arc::new(train_set);
+    // Un-augmented batches of the same cached training images, for precise BN.
+    let clean_train = DataLoader::from_arc(train_set.clone(), args.batch_size)
+        .shuffle(true)
+        .seed(args.seed ^ 0x5EED)
+        .device(device.clone());
+    let mut train_data = DataLoader::from_arc(train_set, args.batch_size)
         .shuffle(true)
         .seed(args.seed)
         .augment(augment)
@@ -204,6 +222,11 @@ fn train<M: Network>(args: &Args, data: &Path, out: &Path) -> Result<()> {
         .with_model_info(ModelInfo::of::<M>(&class_names))
         .with_callback(ModelCheckpoint::best(&best, "val_loss"))
         .with_callback(CsvLogger::new(out.join("history.csv")));
+    if args.precise_bn > 0 {
+        let batches = train_data.num_batches();
+        let precise = PreciseBn::new(&model, clean_train, Some(args.precise_bn), batches);
+        trainer.add_callback(Box::new(precise));
+    }
     // A NaN or diverging loss (above 100x the first epoch's) fails `fit` before the step is
     // applied, and `main` then exits non-zero; the best checkpoint keeps its last good weights.
     let start = Instant::now();
@@ -212,7 +235,10 @@ fn train<M: Network>(args: &Args, data: &Path, out: &Path) -> Result<()> {
     plot_history(&history, out.join("history.png"), 1200, 450)?;
     // The best epoch's checkpoint of this run (the run folder held none before it).
     load_checkpoint_weights(&varmap, &best)?;
-    let test = trainer.evaluate(&mut test_data)?;
+    let test = match args.tta {
+        true => evaluate_tta(&model, Loss::BinaryCrossEntropy, &mut test_data)?,
+        false => trainer.evaluate(&mut test_data)?,
+    };
     println!(
         "trained {} epochs in {elapsed:.1}s; best checkpoint {}, history {}, plot {}",
         history.len(),
