@@ -9,6 +9,7 @@
 //! body        := "{" (stmt ","?)* "}"
 //! stmt        := "for" (IDENT | "(" IDENT,* ")") "in" expr body
 //!              | (IDENT ":")? IDENT ("(" arg,* ")")? body?
+//!              | (IDENT ":")? body          (a branch, inside concat/add/multiply)
 //! arg         := (IDENT "=")? (expr | layer | body)
 //! ```
 
@@ -79,6 +80,16 @@ pub enum Stmt {
     Layer(LayerCall),
     /// A compile-time loop.
     For(ForLoop),
+    /// `label: { ... }`: one branch of a `concat`, `add` or `multiply`.
+    Branch(Branch),
+}
+
+/// `label: { layers }` inside a merge.
+pub struct Branch {
+    /// User-chosen branch name.
+    pub label: Option<Ident>,
+    /// The branch's layers.
+    pub body: Body,
 }
 
 /// `label: kind(args) { body }`.
@@ -220,7 +231,7 @@ impl Parse for Body {
         while !content.is_empty() {
             let stmt: Stmt = content.parse()?;
             let ends_in_brace = match &stmt {
-                Stmt::For(_) => true,
+                Stmt::For(_) | Stmt::Branch(_) => true,
                 Stmt::Layer(l) => l.body.is_some(),
             };
             stmts.push(stmt);
@@ -261,6 +272,25 @@ impl Parse for Stmt {
                 iter,
                 body,
             }));
+        }
+        if input.peek(token::Brace) {
+            return Ok(Stmt::Branch(Branch {
+                label: None,
+                body: input.parse()?,
+            }));
+        }
+        if input.peek(Ident) && input.peek2(Token![:]) && !input.peek2(Token![::]) {
+            let fork = input.fork();
+            fork.parse::<Ident>()?;
+            fork.parse::<Token![:]>()?;
+            if fork.peek(token::Brace) {
+                let label: Ident = input.parse()?;
+                input.parse::<Token![:]>()?;
+                return Ok(Stmt::Branch(Branch {
+                    label: Some(label),
+                    body: input.parse()?,
+                }));
+            }
         }
         Ok(Stmt::Layer(input.parse()?))
     }
@@ -363,6 +393,29 @@ mod tests {
         };
         assert!(matches!(res.args[0].value, ArgValue::Layer(_)));
         assert!(res.body.is_some());
+    }
+
+    #[test]
+    fn parses_branches_with_and_without_labels() {
+        let d: Description = syn::parse2(quote! {
+            Net(3, 8, 8) {
+                mixed: concat { identity, { conv2d(4, 1) } wide: { conv2d(4, 3, padding = same) } },
+                relu,
+            }
+        })
+        .unwrap();
+        let Item::Model(m) = &d.items[0] else {
+            panic!("expected a model")
+        };
+        assert_eq!(m.body.stmts.len(), 2);
+        let Stmt::Layer(merge) = &m.body.stmts[0] else {
+            panic!()
+        };
+        let branches = &merge.body.as_ref().unwrap().stmts;
+        assert_eq!(branches.len(), 3);
+        assert!(matches!(&branches[0], Stmt::Layer(l) if l.kind == "identity"));
+        assert!(matches!(&branches[1], Stmt::Branch(b) if b.label.is_none() && b.body.stmts.len() == 1));
+        assert!(matches!(&branches[2], Stmt::Branch(b) if b.label.as_ref().unwrap() == "wide"));
     }
 
     #[test]

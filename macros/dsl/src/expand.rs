@@ -2,7 +2,7 @@
 //! parameterised layer, a constructor from a `VarBuilder`, `candle_nn::ModuleT`, consts with
 //! the compile-time facts, and a summary. All paths are absolute through `::convnet`.
 
-use crate::ir::{Activation, Model, Node, Op, Pad4, Project};
+use crate::ir::{Activation, Merge, Model, Node, Op, Pad4, Project};
 use crate::lower::{fmt_shape, path_text};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -318,6 +318,31 @@ impl Gen {
                 quote!(let x = #rt::layers::zero_pad2d(&x, #pad)?;)
             }
             Op::Block { body } => return self.seq(body, &path),
+            Op::Merge { merge, branches } => {
+                let names: Vec<Ident> = (0..branches.len())
+                    .map(|i| format_ident!("branch{}", i))
+                    .collect();
+                let code: Vec<TokenStream> =
+                    branches.iter().map(|b| self.node(b, &path)).collect();
+                let (first, rest) = (&names[0], &names[1..]);
+                let combine = match merge {
+                    Merge::Concat => quote!(#cc::Tensor::cat(&[#(&#names),*], 1)?),
+                    Merge::Add => quote!(#first #(.add(&#rest)?)*),
+                    Merge::Multiply => quote!(#first #(.broadcast_mul(&#rest)?)*),
+                };
+                self.row(&path, merge.keyword(), &info.output, quote!(0));
+                return quote! {
+                    let x = {
+                        let input = x;
+                        #(let #names = {
+                            let x = input.clone();
+                            #code
+                            x
+                        };)*
+                        #combine
+                    };
+                };
+            }
             Op::Residual { project, body } => {
                 let body = self.seq(body, &path);
                 let project = match project {

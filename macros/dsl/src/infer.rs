@@ -4,7 +4,7 @@
 //! layers are not checked against it: no cascade).
 
 use crate::error::Errors;
-use crate::ir::{Info, Model, Node, Op, Pad4, Padding, Project};
+use crate::ir::{Info, Merge, Model, Node, Op, Pad4, Padding, Project};
 use crate::lower::{fmt_shape, MAX_DIM};
 use proc_macro2::Span;
 use std::collections::BTreeMap;
@@ -576,6 +576,28 @@ fn layer(node: &mut Node, s: &[usize], scope: &str, errors: &Errors) -> Option<V
             info.nested = vec![model_path.clone()];
             Some(output.clone())
         }
+        Op::Merge { merge, branches } => {
+            let inner = path(scope, name);
+            let mut outs = Vec::with_capacity(branches.len());
+            for branch in branches.iter_mut() {
+                branch.info.input = s.to_vec();
+                let before = errors.len();
+                let out = layer(branch, s, &inner, errors);
+                if let Some(note) = &branch.context {
+                    errors.annotate_since(before, note);
+                }
+                if let Some(o) = &out {
+                    branch.info.output = o.clone();
+                }
+                add_cost(info, &branch.info);
+                outs.push(out);
+            }
+            if outs.iter().any(Option::is_none) {
+                return None;
+            }
+            let outs: Vec<Vec<usize>> = outs.into_iter().flatten().collect();
+            merged(*merge, &inner, branches, &outs, errors)
+        }
         Op::Residual { project, body } => {
             let inner = path(scope, name);
             let body_out = seq(body, Some(s.to_vec()), &inner, errors)?;
@@ -717,6 +739,88 @@ fn auto_projection(input: &[usize], output: &[usize]) -> Option<Result<Op, ()>> 
         groups: 1,
         bias: true,
     }))
+}
+
+/// The output of merge `me` (a path) given its branches' outputs, or errors on each branch
+/// that does not fit the ones before it.
+fn merged(
+    merge: Merge,
+    me: &str,
+    branches: &[Node],
+    outs: &[Vec<usize>],
+    errors: &Errors,
+) -> Option<Vec<usize>> {
+    let word = merge.keyword();
+    let (first, first_out) = (&branches[0].name, &outs[0]);
+    let mut acc = first_out.clone();
+    let mut ok = true;
+    for (branch, out) in branches.iter().zip(outs).skip(1) {
+        let b = &branch.name;
+        let problem = match merge {
+            // Rule: concatenated branches agree on every dim but channels (features).
+            Merge::Concat => {
+                if out.len() != acc.len() {
+                    Some(format!("branch `{b}` outputs {} but branch `{first}` outputs {}; concatenated branches must both be images (C, H, W) or both feature vectors", fmt_shape(out), fmt_shape(first_out)))
+                } else if out.get(1..) != acc.get(1..) {
+                    Some(format!(
+                        "branch `{b}` outputs {} but branch `{first}` outputs {}; concatenation along channels needs the same height and width, so make `{b}` keep {} (stride 1, `padding = same`) or resize the other branches",
+                        fmt_shape(out),
+                        fmt_shape(first_out),
+                        acc[1..].iter().map(usize::to_string).collect::<Vec<_>>().join(" x ")
+                    ))
+                } else {
+                    acc[0] = acc[0].saturating_add(out[0]);
+                    None
+                }
+            }
+            // Rule: added branches have equal shapes.
+            Merge::Add => (out != &acc).then(|| {
+                let fix = if out.len() == acc.len() && out.get(1..) == acc.get(1..) {
+                    format!("end `{b}` with `conv2d({}, 1)`", acc[0])
+                } else {
+                    format!("make `{b}` keep the spatial size (stride 1, `padding = same`)")
+                };
+                format!(
+                    "branch `{b}` outputs {} but branch `{first}` outputs {}; added branches need the same shape, so {fix}",
+                    fmt_shape(out),
+                    fmt_shape(first_out)
+                )
+            }),
+            // Rule: multiplied branches have equal channels, and H and W equal or 1.
+            Merge::Multiply => {
+                let earlier = if acc == *first_out {
+                    format!("branch `{first}` outputs {}", fmt_shape(first_out))
+                } else {
+                    format!("the branches before it combine to {}", fmt_shape(&acc))
+                };
+                if out.len() != acc.len() {
+                    Some(format!("branch `{b}` outputs {} but {earlier}; multiplied branches must both be images (C, H, W) or both feature vectors", fmt_shape(out)))
+                } else if out[0] != acc[0] {
+                    Some(format!(
+                        "branch `{b}` outputs {} but {earlier}; a gate multiplies channel by channel, so it needs {} channels: end `{b}` with `conv2d({}, 1)`",
+                        fmt_shape(out),
+                        acc[0],
+                        acc[0]
+                    ))
+                } else if out.iter().zip(&acc).skip(1).any(|(o, a)| o != a && *o != 1 && *a != 1) {
+                    Some(format!(
+                        "branch `{b}` outputs {} but {earlier}; height and width must be equal or 1 to broadcast, so pool the gate to 1 x 1 with `global_avg_pool2d(keepdims = true)`",
+                        fmt_shape(out)
+                    ))
+                } else {
+                    for (a, o) in acc.iter_mut().zip(out) {
+                        *a = (*a).max(*o);
+                    }
+                    None
+                }
+            }
+        };
+        if let Some(problem) = problem {
+            errors.push(branch.span, format!("{word} `{me}`: {problem}"));
+            ok = false;
+        }
+    }
+    ok.then_some(acc)
 }
 
 fn mismatch_hint(input: &[usize], out: &[usize]) -> String {

@@ -64,6 +64,28 @@ pub enum Project {
     Node(Box<Node>),
 }
 
+/// How a merge combines its branches' outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// Concatenation along channels (or features); other dims must agree.
+    Concat,
+    /// Element-wise sum; shapes must be equal.
+    Add,
+    /// Element-wise product, broadcasting H and W of size 1 (gates); channels must agree.
+    Multiply,
+}
+
+impl Merge {
+    /// The keyword that writes this merge.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Merge::Concat => "concat",
+            Merge::Add => "add",
+            Merge::Multiply => "multiply",
+        }
+    }
+}
+
 /// One lowered layer.
 pub enum Op {
     /// Dense or grouped 2-d convolution.
@@ -156,6 +178,9 @@ pub enum Op {
     AssertShape(Vec<usize>),
     /// `body(x) + project(x)`.
     Residual { project: Project, body: Vec<Node> },
+    /// Parallel branches that all see the input, combined by `merge`; each branch is an
+    /// `Op::Block` (empty for `identity`).
+    Merge { merge: Merge, branches: Vec<Node> },
     /// A named scope: an instance of a user block, or a projection sequence.
     Block { body: Vec<Node> },
     /// A model from another description (or earlier in this one) used as a layer.

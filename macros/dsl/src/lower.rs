@@ -3,10 +3,12 @@
 //! comment; errors are collected, and a bad layer becomes `Op::Poison` so it causes no
 //! follow-on errors.
 
-use crate::ast::{ArgValue, BlockDef, Body, ForLoop, LayerCall, ModelDef, ShapeSpec, Stmt};
+use crate::ast::{
+    ArgValue, BlockDef, Body, Branch, ForLoop, LayerCall, ModelDef, ShapeSpec, Stmt,
+};
 use crate::catalog::{self, LayerSpec};
 use crate::error::{did_you_mean, Errors};
-use crate::ir::{Activation, Info, Model, Node, Op, Pad4, Padding, Project};
+use crate::ir::{Activation, Info, Merge, Model, Node, Op, Pad4, Padding, Project};
 use crate::value::{as_f64, eval, iterate, thousands, Env, Value, MAX_ITERATIONS};
 use proc_macro2::Span;
 use std::cell::Cell;
@@ -163,6 +165,14 @@ impl<'a> Lowerer<'a> {
                     if let Some(p) = self.call(call, env) {
                         out.push(p);
                     }
+                }
+                // Rule: a braced branch only goes inside a merge.
+                Stmt::Branch(b) => {
+                    self.errors.push(
+                        b.body.span,
+                        "a `{ ... }` branch goes inside `concat { ... }`, `add { ... }` or `multiply { ... }`; in a chain, write the layers without braces",
+                    );
+                    out.push(poison(b.body.span, "branch"));
                 }
             }
         }
@@ -355,8 +365,14 @@ impl<'a> Lowerer<'a> {
             });
         }
         let args = Args::collect(spec, call, env, self.errors);
-        // Rule: only `residual` takes a `{ ... }` body.
-        if kind != "residual" {
+        let merge = match kind.as_str() {
+            "concat" => Some(Merge::Concat),
+            "add" => Some(Merge::Add),
+            "multiply" => Some(Merge::Multiply),
+            _ => None,
+        };
+        // Rule: only `residual` and the merges take a `{ ... }` body.
+        if kind != "residual" && merge.is_none() {
             if let Some(body) = &call.body {
                 self.errors
                     .push(body.span, format!("`{kind}` takes no `{{ ... }}` body"));
@@ -379,6 +395,18 @@ impl<'a> Lowerer<'a> {
                 });
             }
             "residual" => (self.residual(call, &args, env), spec.prefix),
+            "concat" | "add" | "multiply" => (
+                self.merge(call, merge.unwrap_or(Merge::Concat), env),
+                spec.prefix,
+            ),
+            // Rule: `identity` is a branch; in a chain it would do nothing.
+            "identity" => {
+                self.errors.push(
+                    call.kind.span(),
+                    "`identity` is a branch of `concat`, `add` or `multiply` (the input itself); in a chain it does nothing, so remove it",
+                );
+                (Op::Poison, spec.prefix)
+            }
             _ => (simple_op(&kind, &args), spec.prefix),
         };
         let op = if args.bad.get() { Op::Poison } else { op };
@@ -661,6 +689,84 @@ impl<'a> Lowerer<'a> {
         let mut spans = BTreeMap::new();
         spans.insert("shape", call.args_span);
         node(&call.kind, "assert_shape", spans, Op::AssertShape(dims))
+    }
+
+    /// Lowers `concat { ... }`, `add { ... }` or `multiply { ... }`: each statement of the
+    /// body is one branch (`{ layers }`, `label: { layers }`, `identity`, or a single layer),
+    /// named `branch{n}` unless labelled.
+    fn merge(&mut self, call: &LayerCall, merge: Merge, env: &Env) -> Op {
+        let word = merge.keyword();
+        // Rule: a merge has a body of branches.
+        let Some(body) = &call.body else {
+            self.errors.push(
+                call.kind.span(),
+                format!("`{word}` needs branches: {word} {{ {{ layers }}, {{ layers }} }} (a branch may be `identity`)"),
+            );
+            return Op::Poison;
+        };
+        let mut pending = Vec::new();
+        let mut bad = false;
+        for stmt in &body.stmts {
+            if self.halted {
+                return Op::Poison;
+            }
+            let branch = match stmt {
+                Stmt::Branch(Branch { label, body }) => {
+                    let inner = self.body(body, env);
+                    Pending {
+                        label: label.clone(),
+                        prefix: "branch".into(),
+                        node: node_at(body.span, "branch", BTreeMap::new(), Op::Block { body: inner }),
+                    }
+                }
+                Stmt::Layer(l) if l.kind == "identity" && l.args.is_empty() && l.body.is_none() => {
+                    self.nodes += 1;
+                    Pending {
+                        label: l.label.clone(),
+                        prefix: "branch".into(),
+                        node: node(&l.kind, "identity", BTreeMap::new(), Op::Block { body: Vec::new() }),
+                    }
+                }
+                Stmt::Layer(l) => {
+                    // A single layer is a branch of one layer; its label names the branch.
+                    let Some(mut p) = self.call(l, env) else {
+                        continue;
+                    };
+                    let label = p.label.take();
+                    let span = l.kind.span();
+                    Pending {
+                        label,
+                        prefix: "branch".into(),
+                        node: node_at(span, "branch", BTreeMap::new(), Op::Block { body: self.name(vec![p]) }),
+                    }
+                }
+                // Rule: branches are written one by one (a loop would repeat one label).
+                Stmt::For(f) => {
+                    self.errors.push(
+                        f.span,
+                        format!("`for` loops cannot make the branches of `{word}`; write each branch as `{{ layers }}`"),
+                    );
+                    bad = true;
+                    continue;
+                }
+            };
+            let mut branch = branch;
+            branch.node.context = self.context.clone();
+            pending.push(branch);
+        }
+        // Rule: a merge combines at least two branches.
+        if pending.len() < 2 && !bad {
+            self.errors.push(
+                body.span,
+                format!("`{word}` needs at least two branches, found {}; write `identity` for a branch that is the input itself", pending.len()),
+            );
+            bad = true;
+        }
+        let branches = self.name(pending);
+        if bad {
+            return Op::Poison;
+        }
+        Op::Merge { merge, branches }
     }
 
     fn residual(&mut self, call: &LayerCall, args: &Args, env: &Env) -> Op {

@@ -11,6 +11,21 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 fn seeds() -> Vec<TokenStream> {
     vec![
         quote! {
+            block se(c) { multiply { identity, { global_avg_pool2d(keepdims = true), conv2d(4, 1), relu, conv2d(c, 1), sigmoid } } }
+            pub Graph(3, 16, 16) -> (10) {
+                conv2d(16, 3, padding = same),
+                mixed: concat {
+                    { conv2d(8, 1) },
+                    wide: { conv2d(8, 1), conv2d(8, 3, padding = same) },
+                    { max_pool2d(3, stride = 1, padding = same), conv2d(8, 1) },
+                    identity,
+                }
+                se(40),
+                add { identity, conv2d(40, 3, padding = same) }
+                global_avg_pool2d, linear(10),
+            }
+        },
+        quote! {
             /// Mini-Xception.
             pub MiniXception(3, 180, 180) -> (1) {
                 rescale(1.0 / 255.0),
@@ -101,6 +116,10 @@ const IDENTS: &[&str] = &[
     "crop2d",
     "keepdims",
     "bilinear",
+    "concat",
+    "add",
+    "multiply",
+    "identity",
 ];
 
 fn random_literal(rng: &mut StdRng) -> TokenTree {

@@ -1,0 +1,147 @@
+//! The rules of the graph constructs (`concat`, `add`, `multiply` with `{ ... }` branches and
+//! `identity`): valid graphs expand without errors, and each mistake expands to one
+//! `compile_error!` naming the merge, the branch, both shapes and the fix.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+/// The messages of the `compile_error!`s in the expansion of `description`.
+fn errors(description: TokenStream) -> Vec<String> {
+    let out = convnet_dsl::expand(description).to_string();
+    out.split("compile_error !")
+        .skip(1)
+        .map(|rest| {
+            let start = rest.find('"').unwrap() + 1;
+            let end = rest[start..]
+                .find("\" ")
+                .map(|e| start + e)
+                .unwrap_or(rest.len());
+            rest[start..end].to_string()
+        })
+        .collect()
+}
+
+#[track_caller]
+fn one_error(description: TokenStream, expected: &[&str]) {
+    let errs = errors(description);
+    assert_eq!(errs.len(), 1, "expected one error, got {errs:?}");
+    for part in expected {
+        assert!(
+            errs[0].contains(part),
+            "`{}` does not contain `{part}`",
+            errs[0]
+        );
+    }
+}
+
+#[test]
+fn inception_densenet_and_gates_expand_without_errors() {
+    let errs = errors(quote! {
+        block dense(growth) { concat { identity, { batch_norm, relu, conv2d(growth, 3, padding = same) } } }
+        pub Graph(3, 16, 16) -> (24, 16, 16) {
+            mixed: concat {
+                conv2d(4, 1),
+                { conv2d(4, 1), conv2d(8, 3, padding = same) },
+                pool: { max_pool2d(3, stride = 1, padding = same), conv2d(4, 1) },
+            }
+            dense(4),
+            multiply { identity, { global_avg_pool2d(keepdims = true), conv2d(4, 1), relu, conv2d(20, 1), sigmoid } }
+            add { identity, { conv2d(20, 3, padding = same) }, conv2d(20, 1) }
+            concat { identity, { max_pool2d(2), conv2d(4, 1), upsample2d(2) } }
+        }
+    });
+    assert!(errs.is_empty(), "{errs:?}");
+}
+
+#[test]
+fn concat_branches_with_different_height_and_width_are_an_error() {
+    one_error(
+        quote! { pub N(3, 16, 16) { mixed: concat { { conv2d(4, 1) }, { conv2d(4, 3) } } } },
+        &[
+            "concat `mixed`",
+            "branch `branch2` outputs (4, 14, 14)",
+            "branch `branch1` outputs (4, 16, 16)",
+            "keep 16 x 16",
+            "padding = same",
+        ],
+    );
+}
+
+#[test]
+fn added_branches_with_different_channels_are_an_error() {
+    one_error(
+        quote! { pub N(8, 16, 16) { add { identity, { conv2d(4, 1) } } } },
+        &[
+            "add `add1`",
+            "branch `branch2` outputs (4, 16, 16)",
+            "branch `branch1` outputs (8, 16, 16)",
+            "end `branch2` with `conv2d(8, 1)`",
+        ],
+    );
+}
+
+#[test]
+fn a_gate_with_the_wrong_channel_count_is_an_error() {
+    one_error(
+        quote! { pub N(32, 8, 8) { multiply { identity, gate: { global_avg_pool2d(keepdims = true), conv2d(8, 1), sigmoid } } } },
+        &[
+            "multiply `multiply1`",
+            "branch `gate` outputs (8, 1, 1)",
+            "branch `branch1` outputs (32, 8, 8)",
+            "needs 32 channels",
+            "conv2d(32, 1)",
+        ],
+    );
+}
+
+#[test]
+fn a_gate_whose_spatial_size_neither_matches_nor_is_one_is_an_error() {
+    one_error(
+        quote! { pub N(4, 8, 8) { multiply { identity, { max_pool2d(2) } } } },
+        &["(4, 4, 4)", "(4, 8, 8)", "equal or 1", "keepdims = true"],
+    );
+}
+
+#[test]
+fn a_merge_needs_two_branches_and_a_body() {
+    one_error(
+        quote! { pub N(4, 8, 8) { concat { identity } } },
+        &["`concat` needs at least two branches, found 1"],
+    );
+    one_error(
+        quote! { pub N(4, 8, 8) { add } },
+        &["`add` needs branches"],
+    );
+}
+
+#[test]
+fn branches_and_identity_outside_a_merge_are_errors() {
+    one_error(
+        quote! { pub N(4, 8, 8) { { relu } } },
+        &["branch goes inside `concat"],
+    );
+    one_error(
+        quote! { pub N(4, 8, 8) { identity } },
+        &["`identity` is a branch"],
+    );
+}
+
+#[test]
+fn a_loop_over_branches_and_duplicate_branch_labels_are_errors() {
+    one_error(
+        quote! { pub N(4, 8, 8) { concat { identity, for i in 0..2 { relu } } } },
+        &["`for` loops cannot make the branches of `concat`"],
+    );
+    one_error(
+        quote! { pub N(4, 8, 8) { concat { a: { relu }, a: { relu } } } },
+        &["duplicate layer name `a`"],
+    );
+}
+
+#[test]
+fn an_error_inside_a_branch_names_its_path() {
+    one_error(
+        quote! { pub N(4, 8, 8) { mixed: concat { identity, wide: { conv2d(4, 9) } } } },
+        &["mixed.wide.conv1"],
+    );
+}
