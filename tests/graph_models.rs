@@ -173,7 +173,13 @@ fn squeeze_excitation_gate_matches_hand_written_candle() -> Result<()> {
     // Gate: 8*2+2 and 2*8+8; then the added 3x3 convolution 8*9*8+8.
     assert_eq!(Gated::TOTAL_PARAMS, 18 + 24 + 584);
     let rows: Vec<String> = Gated::summary().rows.into_iter().map(|r| r.name).collect();
-    for name in ["se.gate.conv1", "se.gate.conv2", "se", "add1.branch2.conv1", "add1"] {
+    for name in [
+        "se.gate.conv1",
+        "se.gate.conv2",
+        "se",
+        "add1.branch2.conv1",
+        "add1",
+    ] {
         assert!(rows.iter().any(|r| r == name), "{name} not in {rows:?}");
     }
     let (net, vm) = model(Gated::new)?;

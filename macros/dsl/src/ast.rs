@@ -414,7 +414,9 @@ mod tests {
         let branches = &merge.body.as_ref().unwrap().stmts;
         assert_eq!(branches.len(), 3);
         assert!(matches!(&branches[0], Stmt::Layer(l) if l.kind == "identity"));
-        assert!(matches!(&branches[1], Stmt::Branch(b) if b.label.is_none() && b.body.stmts.len() == 1));
+        assert!(
+            matches!(&branches[1], Stmt::Branch(b) if b.label.is_none() && b.body.stmts.len() == 1)
+        );
         assert!(matches!(&branches[2], Stmt::Branch(b) if b.label.as_ref().unwrap() == "wide"));
     }
 

@@ -322,8 +322,7 @@ impl Gen {
                 let names: Vec<Ident> = (0..branches.len())
                     .map(|i| format_ident!("branch{}", i))
                     .collect();
-                let code: Vec<TokenStream> =
-                    branches.iter().map(|b| self.node(b, &path)).collect();
+                let code: Vec<TokenStream> = branches.iter().map(|b| self.node(b, &path)).collect();
                 let (first, rest) = (&names[0], &names[1..]);
                 let combine = match merge {
                     Merge::Concat => quote!(#cc::Tensor::cat(&[#(&#names),*], 1)?),

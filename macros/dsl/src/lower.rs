@@ -3,9 +3,7 @@
 //! comment; errors are collected, and a bad layer becomes `Op::Poison` so it causes no
 //! follow-on errors.
 
-use crate::ast::{
-    ArgValue, BlockDef, Body, Branch, ForLoop, LayerCall, ModelDef, ShapeSpec, Stmt,
-};
+use crate::ast::{ArgValue, BlockDef, Body, Branch, ForLoop, LayerCall, ModelDef, ShapeSpec, Stmt};
 use crate::catalog::{self, LayerSpec};
 use crate::error::{did_you_mean, Errors};
 use crate::ir::{Activation, Info, Merge, Model, Node, Op, Pad4, Padding, Project};
@@ -716,7 +714,12 @@ impl<'a> Lowerer<'a> {
                     Pending {
                         label: label.clone(),
                         prefix: "branch".into(),
-                        node: node_at(body.span, "branch", BTreeMap::new(), Op::Block { body: inner }),
+                        node: node_at(
+                            body.span,
+                            "branch",
+                            BTreeMap::new(),
+                            Op::Block { body: inner },
+                        ),
                     }
                 }
                 Stmt::Layer(l) if l.kind == "identity" && l.args.is_empty() && l.body.is_none() => {
@@ -724,7 +727,12 @@ impl<'a> Lowerer<'a> {
                     Pending {
                         label: l.label.clone(),
                         prefix: "branch".into(),
-                        node: node(&l.kind, "identity", BTreeMap::new(), Op::Block { body: Vec::new() }),
+                        node: node(
+                            &l.kind,
+                            "identity",
+                            BTreeMap::new(),
+                            Op::Block { body: Vec::new() },
+                        ),
                     }
                 }
                 Stmt::Layer(l) => {
@@ -737,7 +745,14 @@ impl<'a> Lowerer<'a> {
                     Pending {
                         label,
                         prefix: "branch".into(),
-                        node: node_at(span, "branch", BTreeMap::new(), Op::Block { body: self.name(vec![p]) }),
+                        node: node_at(
+                            span,
+                            "branch",
+                            BTreeMap::new(),
+                            Op::Block {
+                                body: self.name(vec![p]),
+                            },
+                        ),
                     }
                 }
                 // Rule: branches are written one by one (a loop would repeat one label).

@@ -108,10 +108,7 @@ fn a_merge_needs_two_branches_and_a_body() {
         quote! { pub N(4, 8, 8) { concat { identity } } },
         &["`concat` needs at least two branches, found 1"],
     );
-    one_error(
-        quote! { pub N(4, 8, 8) { add } },
-        &["`add` needs branches"],
-    );
+    one_error(quote! { pub N(4, 8, 8) { add } }, &["`add` needs branches"]);
 }
 
 #[test]
