@@ -42,6 +42,23 @@ convnet! {
         }
         add { identity, conv2d(8, 3, padding = same) }
     }
+
+    /// A MobileNetV2 inverted residual whose widths follow its input's channel count.
+    block inverted(expand) {
+        residual {
+            conv2d(in_channels * expand, 1), relu6,
+            depthwise_conv2d(3, padding = same), relu6,
+            conv2d(in_channels / expand, 1),
+        }
+    }
+
+    /// Inverted residuals on 8 channels, then a head sized from the flattened features.
+    pub Inverted(8, 6, 6) -> (144) {
+        inverted(6),
+        conv2d(in_channels / 2, 3, stride = 2, padding = same),  // (4, 3, 3)
+        inverted(2),
+        flatten, linear(in_features * 4),
+    }
 }
 
 fn var(varmap: &VarMap, name: &str) -> Tensor {
@@ -166,6 +183,20 @@ fn densenet_layers_grow_channels_and_match_hand_written_candle() -> Result<()> {
     let d = max_abs_diff(&got, &want);
     assert!(d <= 1e-5, "max abs difference {d}");
     Ok(())
+}
+
+#[test]
+fn shape_names_size_layers_from_their_input() {
+    // 8 -> 48 (1x1), depthwise 3x3 on 48, 48 -> 8 (1x1).
+    let first = (8 * 48 + 48) + (48 * 9 + 48) + (48 * 8 + 8);
+    // 8 -> 4 (3x3, stride 2).
+    let reduce = 8 * 9 * 4 + 4;
+    // 4 -> 8, depthwise on 8, 8 -> 4.
+    let second = (4 * 8 + 8) + (8 * 9 + 8) + (8 * 4 + 4);
+    // 4 * 3 * 3 = 36 features -> 144 units.
+    let head = 36 * 144 + 144;
+    assert_eq!(Inverted::TOTAL_PARAMS, first + reduce + second + head);
+    assert_eq!(Inverted::OUTPUT_SHAPE, &[144]);
 }
 
 #[test]

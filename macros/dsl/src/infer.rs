@@ -104,6 +104,15 @@ fn fits(node: &Node, shape: &[usize], errors: &Errors) -> bool {
     false
 }
 
+/// The output shape of `node` on input `s`, without reporting errors or changing `node`:
+/// lowering uses it to bind the shape names (`in_channels`, ...) for the next layer.
+pub fn probe(node: &Node, s: &[usize]) -> Option<Vec<usize>> {
+    let mut copy = node.clone();
+    let out = layer(&mut copy, s, "", &Errors::default())?;
+    let values = out.iter().try_fold(1usize, |acc, d| acc.checked_mul(*d));
+    values.is_some_and(|v| v <= MAX_VALUES).then_some(out)
+}
+
 /// The hierarchical name of `name` inside `scope`: `block1.conv2` (also its parameter path).
 pub fn path(scope: &str, name: &str) -> String {
     if scope.is_empty() {

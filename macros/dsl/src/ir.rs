@@ -55,6 +55,7 @@ pub enum Activation {
 }
 
 /// What a residual block adds to its body's output.
+#[derive(Clone)]
 pub enum Project {
     /// The input itself.
     Identity,
@@ -87,6 +88,7 @@ impl Merge {
 }
 
 /// One lowered layer.
+#[derive(Clone)]
 pub enum Op {
     /// Dense or grouped 2-d convolution.
     Conv2d {
@@ -214,6 +216,7 @@ pub struct Info {
 }
 
 /// A lowered, named layer.
+#[derive(Clone)]
 pub struct Node {
     /// Name within its scope (`conv1`, `block2`, or the user's label).
     pub name: String,

@@ -6,8 +6,9 @@
 use crate::ast::{ArgValue, BlockDef, Body, Branch, ForLoop, LayerCall, ModelDef, ShapeSpec, Stmt};
 use crate::catalog::{self, LayerSpec};
 use crate::error::{did_you_mean, Errors};
+use crate::infer;
 use crate::ir::{Activation, Info, Merge, Model, Node, Op, Pad4, Padding, Project};
-use crate::value::{as_f64, eval, iterate, thousands, Env, Value, MAX_ITERATIONS};
+use crate::value::{as_f64, eval, iterate, thousands, Env, Value, MAX_ITERATIONS, UNKNOWN_SHAPE};
 use proc_macro2::Span;
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +42,8 @@ pub struct Lowerer<'a> {
     iteration: Vec<String>,
     /// Where those iterations are, as a note for errors (`None` outside loops).
     context: Option<Rc<str>>,
+    /// The input shape of the next layer (`None` after an error): binds `in_channels` etc.
+    shape: Option<Vec<usize>>,
 }
 
 struct Pending {
@@ -81,6 +84,7 @@ impl<'a> Lowerer<'a> {
             halted: false,
             iteration: Vec::new(),
             context: None,
+            shape: None,
         }
     }
 
@@ -105,6 +109,7 @@ impl<'a> Lowerer<'a> {
             .output
             .as_ref()
             .and_then(|o| self.shape(o, &env, "output").map(|s| (s, o.span)));
+        self.shape = input.clone();
         let body = self.body(&def.body, &env);
         Model {
             attrs: def.attrs.clone(),
@@ -146,9 +151,13 @@ impl<'a> Lowerer<'a> {
         Some(dims)
     }
 
+    /// Lowers a body that starts at the current shape; the shape is the body's input again
+    /// afterwards (the caller moves it past the whole composite layer).
     fn body(&mut self, body: &Body, env: &Env) -> Vec<Node> {
+        let entry = self.shape.clone();
         let mut pending = Vec::new();
         self.stmts(&body.stmts, env, &mut pending);
+        self.shape = entry;
         self.name(pending)
     }
 
@@ -160,7 +169,15 @@ impl<'a> Lowerer<'a> {
             match stmt {
                 Stmt::For(f) => self.for_loop(f, env, out),
                 Stmt::Layer(call) => {
-                    if let Some(p) = self.call(call, env) {
+                    let env = env.with_shape(self.shape.as_deref());
+                    let (before, known) = (self.errors.len(), self.shape.is_some());
+                    let lowered = self.call(call, &env);
+                    // A shape name after an earlier error is a follow-on error, not reported.
+                    if !known {
+                        self.errors.drop_since(before, UNKNOWN_SHAPE);
+                    }
+                    if let Some(p) = lowered {
+                        self.shape = self.shape.take().and_then(|s| infer::probe(&p.node, &s));
                         out.push(p);
                     }
                 }
@@ -171,6 +188,7 @@ impl<'a> Lowerer<'a> {
                         "a `{ ... }` branch goes inside `concat { ... }`, `add { ... }` or `multiply { ... }`; in a chain, write the layers without braces",
                     );
                     out.push(poison(b.body.span, "branch"));
+                    self.shape = None;
                 }
             }
         }
@@ -184,6 +202,7 @@ impl<'a> Lowerer<'a> {
             Err(e) => {
                 self.errors.push_error(e);
                 out.push(poison(f.span, "for"));
+                self.shape = None;
                 return;
             }
         };
@@ -230,6 +249,7 @@ impl<'a> Lowerer<'a> {
                         format!("the loop pattern binds {} names but the value `{v}` is not a tuple of that length", f.vars.len()),
                     );
                     out.push(poison(f.span, "for"));
+                    self.shape = None;
                     return;
                 }
             };

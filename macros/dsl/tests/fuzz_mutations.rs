@@ -20,8 +20,8 @@ fn seeds() -> Vec<TokenStream> {
                     { max_pool2d(3, stride = 1, padding = same), conv2d(8, 1) },
                     identity,
                 }
-                se(40),
-                add { identity, conv2d(40, 3, padding = same) }
+                se(in_channels),
+                add { identity, conv2d(in_channels, 3, padding = same) }
                 global_avg_pool2d, linear(10),
             }
         },
@@ -120,6 +120,9 @@ const IDENTS: &[&str] = &[
     "add",
     "multiply",
     "identity",
+    "in_channels",
+    "in_height",
+    "in_features",
 ];
 
 fn random_literal(rng: &mut StdRng) -> TokenTree {

@@ -1,6 +1,7 @@
 //! The rules of the graph constructs (`concat`, `add`, `multiply` with `{ ... }` branches and
-//! `identity`): valid graphs expand without errors, and each mistake expands to one
-//! `compile_error!` naming the merge, the branch, both shapes and the fix.
+//! `identity`) and of the shape names (`in_channels`, ...): valid graphs expand without
+//! errors, and each mistake expands to one `compile_error!` naming the merge, the branch,
+//! both shapes and the fix.
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -140,5 +141,64 @@ fn an_error_inside_a_branch_names_its_path() {
     one_error(
         quote! { pub N(4, 8, 8) { mixed: concat { identity, wide: { conv2d(4, 9) } } } },
         &["mixed.wide.conv1"],
+    );
+}
+
+#[test]
+fn shape_names_bind_the_current_input() {
+    let errs = errors(quote! {
+        block inverted(expand = 6) {
+            residual {
+                conv2d(in_channels * expand, 1), relu6,
+                depthwise_conv2d(3, padding = same),
+                conv2d(in_channels / expand, 1),
+            }
+        }
+        pub N(8, 6, 6) -> (576) {
+            inverted, inverted(4),
+            concat { identity, { conv2d(in_channels, 3, padding = same) } }
+            assert_shape(16, in_height, in_width),
+            flatten, linear(in_features),
+        }
+    });
+    // The declared output (576) is 16 * 6 * 6 only if `in_channels` doubled through the concat.
+    assert!(errs.is_empty(), "{errs:?}");
+    one_error(
+        quote! { pub N(8, 6, 6) { conv2d(in_channels + 1, 1), assert_shape(8, 6, 6) } },
+        &["the shape here is (9, 6, 6), not (8, 6, 6)"],
+    );
+}
+
+#[test]
+fn a_misspelt_shape_name_suggests_the_right_one() {
+    one_error(
+        quote! { pub N(8, 6, 6) { conv2d(in_channel * 2, 1) } },
+        &["unknown name `in_channel`", "in_channels"],
+    );
+}
+
+#[test]
+fn a_shape_name_of_the_wrong_kind_of_input_is_an_error() {
+    one_error(
+        quote! { pub N(8, 6, 6) { flatten, linear(in_height) } },
+        &[
+            "`in_height` has no value here",
+            "the input here is a feature vector",
+        ],
+    );
+    one_error(
+        quote! { pub N(8, 6, 6) { linear(in_features) } },
+        &[
+            "`in_features` has no value here",
+            "the input here is an image",
+        ],
+    );
+}
+
+#[test]
+fn a_shape_name_after_an_error_is_not_reported_again() {
+    one_error(
+        quote! { pub N(8, 6, 6) { conv2d(8, 9), conv2d(in_channels * 2, 1), relu } },
+        &["kernel"],
     );
 }
