@@ -43,6 +43,18 @@ convnet! {
         add { identity, conv2d(8, 3, padding = same) }
     }
 
+    /// A U-Net step: skips from the encoder concatenated after upsampling; the labelled batch
+    /// norm is saved before the relu that follows it.
+    pub TinyUNet(2, 8, 8) -> (4, 8, 8) {
+        enc: conv2d(4, 3, padding = same),
+        normed: batch_norm, relu,
+        max_pool2d(2),
+        conv2d(4, 3, padding = same),
+        upsample2d(2),
+        concat { identity, @enc, @normed }
+        conv2d(4, 1),
+    }
+
     /// A MobileNetV2 inverted residual whose widths follow its input's channel count.
     block inverted(expand) {
         residual {
@@ -222,6 +234,30 @@ fn squeeze_excitation_gate_matches_hand_written_candle() -> Result<()> {
     let gated = x.broadcast_mul(&gate)?;
     let want = (&gated + conv(&vm, "add1.branch2.conv1", &gated, 1)?)?;
     assert_eq!(got.dims(), &[3, 8, 6, 6]);
+    let d = max_abs_diff(&got, &want);
+    assert!(d <= 1e-5, "max abs difference {d}");
+    Ok(())
+}
+
+#[test]
+fn unet_skips_match_hand_written_candle() -> Result<()> {
+    // Encoder 2*9*4+4, batch norm 2*4 (+ 2*4 moving statistics), bottleneck 4*9*4+4, and the
+    // 1x1 convolution over 4 + 4 + 4 concatenated channels.
+    assert_eq!(TinyUNet::TOTAL_PARAMS, 76 + 8 + 8 + 148 + (12 * 4 + 4));
+    let (net, vm) = model(TinyUNet::new)?;
+    let x = Tensor::randn(0f32, 1f32, (2, 2, 8, 8), &Device::Cpu)?;
+    let got = net.forward_t(&x, false)?;
+    let enc = conv(&vm, "enc", &x, 1)?;
+    let shape = (1, 4, 1, 1);
+    let normed = enc
+        .broadcast_sub(&var(&vm, "normed.running_mean").reshape(shape)?)?
+        .broadcast_div(&(var(&vm, "normed.running_var").reshape(shape)? + 1e-3)?.sqrt()?)?
+        .broadcast_mul(&var(&vm, "normed.weight").reshape(shape)?)?
+        .broadcast_add(&var(&vm, "normed.bias").reshape(shape)?)?;
+    let down = normed.relu()?.max_pool2d(2)?;
+    let up = conv(&vm, "conv1", &down, 1)?.upsample_nearest2d(8, 8)?;
+    let want = conv(&vm, "conv2", &Tensor::cat(&[&up, &enc, &normed], 1)?, 0)?;
+    assert_eq!(got.dims(), &[2, 4, 8, 8]);
     let d = max_abs_diff(&got, &want);
     assert!(d <= 1e-5, "max abs difference {d}");
     Ok(())

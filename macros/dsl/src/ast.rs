@@ -10,6 +10,7 @@
 //! stmt        := "for" (IDENT | "(" IDENT,* ")") "in" expr body
 //!              | (IDENT ":")? IDENT ("(" arg,* ")")? body?
 //!              | (IDENT ":")? body          (a branch, inside concat/add/multiply)
+//!              | "@" IDENT                  (an earlier labelled activation, as a branch)
 //! arg         := (IDENT "=")? (expr | layer | body)
 //! ```
 
@@ -82,6 +83,8 @@ pub enum Stmt {
     For(ForLoop),
     /// `label: { ... }`: one branch of a `concat`, `add` or `multiply`.
     Branch(Branch),
+    /// `@label`: the output of an earlier labelled layer, as a branch.
+    Skip(Ident),
 }
 
 /// `label: { layers }` inside a merge.
@@ -233,6 +236,7 @@ impl Parse for Body {
             let ends_in_brace = match &stmt {
                 Stmt::For(_) | Stmt::Branch(_) => true,
                 Stmt::Layer(l) => l.body.is_some(),
+                Stmt::Skip(_) => false,
             };
             stmts.push(stmt);
             if content.is_empty() {
@@ -272,6 +276,10 @@ impl Parse for Stmt {
                 iter,
                 body,
             }));
+        }
+        if input.peek(Token![@]) {
+            input.parse::<Token![@]>()?;
+            return Ok(Stmt::Skip(input.parse()?));
         }
         if input.peek(token::Brace) {
             return Ok(Stmt::Branch(Branch {

@@ -585,6 +585,7 @@ fn layer(node: &mut Node, s: &[usize], scope: &str, errors: &Errors) -> Option<V
             info.nested = vec![model_path.clone()];
             Some(output.clone())
         }
+        Op::Skip { shape, .. } => Some(shape.clone()),
         Op::Merge { merge, branches } => {
             let inner = path(scope, name);
             let mut outs = Vec::with_capacity(branches.len());
@@ -640,6 +641,7 @@ fn layer(node: &mut Node, s: &[usize], scope: &str, errors: &Errors) -> Option<V
                             op: conv,
                             info: Info::default(),
                             context: None,
+                            save: None,
                         };
                         n.info.input = s.to_vec();
                         let out = layer(&mut n, s, &inner, errors);
@@ -760,22 +762,39 @@ fn merged(
     errors: &Errors,
 ) -> Option<Vec<usize>> {
     let word = merge.keyword();
-    let (first, first_out) = (&branches[0].name, &outs[0]);
+    // A skip branch is shown as written (`@down1`).
+    let shown = |n: &Node| match &n.op {
+        Op::Skip { .. } => n.kind.clone(),
+        _ => n.name.clone(),
+    };
+    let (first, first_out) = (&shown(&branches[0]), &outs[0]);
     let mut acc = first_out.clone();
     let mut ok = true;
     for (branch, out) in branches.iter().zip(outs).skip(1) {
-        let b = &branch.name;
+        let b = &shown(branch);
         let problem = match merge {
             // Rule: concatenated branches agree on every dim but channels (features).
             Merge::Concat => {
                 if out.len() != acc.len() {
                     Some(format!("branch `{b}` outputs {} but branch `{first}` outputs {}; concatenated branches must both be images (C, H, W) or both feature vectors", fmt_shape(out), fmt_shape(first_out)))
                 } else if out.get(1..) != acc.get(1..) {
+                    let size = |s: &[usize]| {
+                        s[1..].iter().map(usize::to_string).collect::<Vec<_>>().join(" x ")
+                    };
+                    let fix = match branch.op {
+                        Op::Skip { .. } => format!(
+                            "so make the branches before it output {} (e.g. with `upsample2d`) to match `{b}`",
+                            size(out)
+                        ),
+                        _ => format!(
+                            "so make `{b}` keep {} (stride 1, `padding = same`) or resize the other branches",
+                            size(&acc)
+                        ),
+                    };
                     Some(format!(
-                        "branch `{b}` outputs {} but branch `{first}` outputs {}; concatenation along channels needs the same height and width, so make `{b}` keep {} (stride 1, `padding = same`) or resize the other branches",
+                        "branch `{b}` outputs {} but branch `{first}` outputs {}; concatenation along channels needs the same height and width, {fix}",
                         fmt_shape(out),
                         fmt_shape(first_out),
-                        acc[1..].iter().map(usize::to_string).collect::<Vec<_>>().join(" x ")
                     ))
                 } else {
                     acc[0] = acc[0].saturating_add(out[0]);
@@ -785,7 +804,7 @@ fn merged(
             // Rule: added branches have equal shapes.
             Merge::Add => (out != &acc).then(|| {
                 let fix = if out.len() == acc.len() && out.get(1..) == acc.get(1..) {
-                    format!("end `{b}` with `conv2d({}, 1)`", acc[0])
+                    end_with(branch, b, acc[0], out[0])
                 } else {
                     format!("make `{b}` keep the spatial size (stride 1, `padding = same`)")
                 };
@@ -806,10 +825,10 @@ fn merged(
                     Some(format!("branch `{b}` outputs {} but {earlier}; multiplied branches must both be images (C, H, W) or both feature vectors", fmt_shape(out)))
                 } else if out[0] != acc[0] {
                     Some(format!(
-                        "branch `{b}` outputs {} but {earlier}; a gate multiplies channel by channel, so it needs {} channels: end `{b}` with `conv2d({}, 1)`",
+                        "branch `{b}` outputs {} but {earlier}; a gate multiplies channel by channel, so it needs {} channels: {}",
                         fmt_shape(out),
                         acc[0],
-                        acc[0]
+                        end_with(branch, b, acc[0], out[0])
                     ))
                 } else if out.iter().zip(&acc).skip(1).any(|(o, a)| o != a && *o != 1 && *a != 1) {
                     Some(format!(
@@ -830,6 +849,15 @@ fn merged(
         }
     }
     ok.then_some(acc)
+}
+
+/// How branch `shown` gets `want` channels: a 1x1 convolution at its end, or, for a skip
+/// (whose activation is fixed), the branches before it matching its `has` channels.
+fn end_with(branch: &Node, shown: &str, want: usize, has: usize) -> String {
+    match branch.op {
+        Op::Skip { .. } => format!("make the branches before it output {has} channels"),
+        _ => format!("end `{shown}` with `conv2d({want}, 1)`"),
+    }
 }
 
 fn mismatch_hint(input: &[usize], out: &[usize]) -> String {

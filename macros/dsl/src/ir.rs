@@ -183,6 +183,12 @@ pub enum Op {
     /// Parallel branches that all see the input, combined by `merge`; each branch is an
     /// `Op::Block` (empty for `identity`).
     Merge { merge: Merge, branches: Vec<Node> },
+    /// `@label`: the saved output (`save` id) of an earlier labelled layer, of this shape.
+    Skip {
+        label: String,
+        save: usize,
+        shape: Vec<usize>,
+    },
     /// A named scope: an instance of a user block, or a projection sequence.
     Block { body: Vec<Node> },
     /// A model from another description (or earlier in this one) used as a layer.
@@ -233,6 +239,8 @@ pub struct Node {
     /// The `for` loop iteration the layer was unrolled in, as a note for its errors
     /// ("in iteration `size = 64` of the `for` loop"); `None` outside loops.
     pub context: Option<std::rc::Rc<str>>,
+    /// For a labelled layer: the id its output is saved under when an `@label` uses it.
+    pub save: Option<usize>,
 }
 
 impl Node {
@@ -258,4 +266,6 @@ pub struct Model {
     pub output: Option<(Vec<usize>, Span)>,
     /// The layers, in order.
     pub body: Vec<Node>,
+    /// Save ids of the labelled layers that an `@label` uses.
+    pub saved: std::collections::BTreeSet<usize>,
 }

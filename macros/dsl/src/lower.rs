@@ -44,7 +44,18 @@ pub struct Lowerer<'a> {
     context: Option<Rc<str>>,
     /// The input shape of the next layer (`None` after an error): binds `in_channels` etc.
     shape: Option<Vec<usize>>,
+    /// Labels visible to `@label`, innermost body last: label -> (save id, output shape).
+    labels: Vec<BTreeMap<String, Labelled>>,
+    /// Labels of bodies that have ended (out of scope now).
+    closed: BTreeSet<String>,
+    /// Save ids handed out in the current model.
+    saves: usize,
+    /// Save ids that an `@label` uses.
+    saved: BTreeSet<usize>,
 }
+
+/// A labelled layer a skip may use: its save id and output shape (`None` after an error).
+type Labelled = (usize, Option<Vec<usize>>);
 
 struct Pending {
     label: Option<Ident>,
@@ -85,6 +96,10 @@ impl<'a> Lowerer<'a> {
             iteration: Vec::new(),
             context: None,
             shape: None,
+            labels: Vec::new(),
+            closed: BTreeSet::new(),
+            saves: 0,
+            saved: BTreeSet::new(),
         }
     }
 
@@ -110,6 +125,10 @@ impl<'a> Lowerer<'a> {
             .as_ref()
             .and_then(|o| self.shape(o, &env, "output").map(|s| (s, o.span)));
         self.shape = input.clone();
+        self.labels.clear();
+        self.closed.clear();
+        self.saves = 0;
+        self.saved.clear();
         let body = self.body(&def.body, &env);
         Model {
             attrs: def.attrs.clone(),
@@ -119,6 +138,7 @@ impl<'a> Lowerer<'a> {
             input_span: def.input.span,
             output,
             body,
+            saved: std::mem::take(&mut self.saved),
         }
     }
 
@@ -156,7 +176,11 @@ impl<'a> Lowerer<'a> {
     fn body(&mut self, body: &Body, env: &Env) -> Vec<Node> {
         let entry = self.shape.clone();
         let mut pending = Vec::new();
+        self.labels.push(BTreeMap::new());
         self.stmts(&body.stmts, env, &mut pending);
+        if let Some(scope) = self.labels.pop() {
+            self.closed.extend(scope.into_keys());
+        }
         self.shape = entry;
         self.name(pending)
     }
@@ -176,8 +200,15 @@ impl<'a> Lowerer<'a> {
                     if !known {
                         self.errors.drop_since(before, UNKNOWN_SHAPE);
                     }
-                    if let Some(p) = lowered {
+                    if let Some(mut p) = lowered {
                         self.shape = self.shape.take().and_then(|s| infer::probe(&p.node, &s));
+                        if let Some(label) = &p.label {
+                            self.saves += 1;
+                            p.node.save = Some(self.saves);
+                            if let Some(scope) = self.labels.last_mut() {
+                                scope.insert(label.to_string(), (self.saves, self.shape.clone()));
+                            }
+                        }
                         out.push(p);
                     }
                 }
@@ -188,6 +219,15 @@ impl<'a> Lowerer<'a> {
                         "a `{ ... }` branch goes inside `concat { ... }`, `add { ... }` or `multiply { ... }`; in a chain, write the layers without braces",
                     );
                     out.push(poison(b.body.span, "branch"));
+                    self.shape = None;
+                }
+                // Rule: a skip is a branch of a merge.
+                Stmt::Skip(label) => {
+                    self.errors.push(
+                        label.span(),
+                        format!("`@{label}` is a branch: merge it with the current activation, e.g. `concat {{ identity, @{label} }}` or `add {{ identity, @{label} }}`"),
+                    );
+                    out.push(poison(label.span(), "skip"));
                     self.shape = None;
                 }
             }
@@ -669,6 +709,7 @@ impl<'a> Lowerer<'a> {
             op,
             info: Info::default(),
             context: None,
+            save: None,
         }
     }
 
@@ -775,6 +816,20 @@ impl<'a> Lowerer<'a> {
                         ),
                     }
                 }
+                Stmt::Skip(label) => match self.skip(label) {
+                    Some(op) => {
+                        self.nodes += 1;
+                        Pending {
+                            label: None,
+                            prefix: "branch".into(),
+                            node: node_at(label.span(), &format!("@{label}"), BTreeMap::new(), op),
+                        }
+                    }
+                    None => {
+                        bad = true;
+                        continue;
+                    }
+                },
                 // Rule: branches are written one by one (a loop would repeat one label).
                 Stmt::For(f) => {
                     self.errors.push(
@@ -802,6 +857,59 @@ impl<'a> Lowerer<'a> {
             return Op::Poison;
         }
         Op::Merge { merge, branches }
+    }
+
+    /// The op of a skip branch `@label`, or `None` after reporting why there is none.
+    fn skip(&mut self, label: &Ident) -> Option<Op> {
+        let name = label.to_string();
+        let found = self
+            .labels
+            .iter()
+            .rev()
+            .find_map(|scope| scope.get(&name))
+            .cloned();
+        match found {
+            Some((save, Some(shape))) => {
+                self.saved.insert(save);
+                Some(Op::Skip {
+                    label: name,
+                    save,
+                    shape,
+                })
+            }
+            // Its shape is unknown after an earlier error: nothing more to report.
+            Some((_, None)) => Some(Op::Poison),
+            None => {
+                // Rule: a skip names an earlier labelled layer of this body or an enclosing one.
+                let visible: Vec<&str> = self
+                    .labels
+                    .iter()
+                    .flat_map(|scope| scope.keys().map(String::as_str))
+                    .collect();
+                let why = if self.closed.contains(&name) {
+                    format!("`{name}` labels a layer inside a block or branch that has ended, so its activation is out of scope here; label a layer of this body or an enclosing one")
+                } else {
+                    match did_you_mean(&name, visible.iter().copied()) {
+                        hint if hint.is_empty() => format!("no earlier layer is labelled `{name}`; label one with `{name}: layer` before this point"),
+                        hint => format!("no earlier layer is labelled `{name}`{hint}"),
+                    }
+                };
+                let shown = if visible.is_empty() {
+                    "none".to_string()
+                } else {
+                    visible
+                        .iter()
+                        .map(|v| format!("`@{v}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                self.errors.push(
+                    label.span(),
+                    format!("unknown skip `@{name}`: {why} (skips visible here: {shown})"),
+                );
+                None
+            }
+        }
     }
 
     fn residual(&mut self, call: &LayerCall, args: &Args, env: &Env) -> Op {
@@ -858,6 +966,7 @@ fn node_at(span: Span, kind: &str, arg_spans: BTreeMap<&'static str, Span>, op: 
         op,
         info: Info::default(),
         context: None,
+        save: None,
     }
 }
 

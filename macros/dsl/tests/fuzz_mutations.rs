@@ -22,6 +22,9 @@ fn seeds() -> Vec<TokenStream> {
                 }
                 se(in_channels),
                 add { identity, conv2d(in_channels, 3, padding = same) }
+                skip: max_pool2d(2),
+                conv2d(in_channels, 3, padding = same),
+                concat { identity, @skip }
                 global_avg_pool2d, linear(10),
             }
         },

@@ -202,3 +202,67 @@ fn a_shape_name_after_an_error_is_not_reported_again() {
         &["kernel"],
     );
 }
+
+#[test]
+fn skips_reach_earlier_labels_of_this_body_and_enclosing_ones() {
+    let errs = errors(quote! {
+        block down(c) { conv2d(c, 3, padding = same), relu }
+        pub UNet(3, 16, 16) -> (8, 16, 16) {
+            down1: down(8),
+            max_pool2d(2),
+            down2: down(16),
+            max_pool2d(2),
+            conv2d(16, 3, padding = same),
+            upsample2d(2),
+            concat { identity, @down2 }
+            residual { conv2d(16, 1), add { identity, @down2 }, conv2d(32, 1) }
+            upsample2d(2),
+            concat { identity, @down1 }
+            conv2d(8, 1),
+        }
+    });
+    assert!(errs.is_empty(), "{errs:?}");
+}
+
+#[test]
+fn a_skip_to_an_unknown_later_or_ended_label_is_an_error() {
+    one_error(
+        quote! { pub N(4, 8, 8) { down: relu, concat { identity, @dwn } } },
+        &["unknown skip `@dwn`", "did you mean `down`", "`@down`"],
+    );
+    one_error(
+        quote! { pub N(4, 8, 8) { concat { identity, @later }, later: relu } },
+        &[
+            "unknown skip `@later`",
+            "no earlier layer is labelled `later`",
+            "none",
+        ],
+    );
+    one_error(
+        quote! { pub N(4, 8, 8) { residual { inner: relu }, concat { identity, @inner } } },
+        &["`inner` labels a layer inside a block or branch that has ended"],
+    );
+    one_error(
+        quote! { pub N(4, 8, 8) { a: relu, @a } },
+        &["`@a` is a branch", "concat { identity, @a }"],
+    );
+}
+
+#[test]
+fn a_skip_that_does_not_fit_names_both_shapes() {
+    one_error(
+        quote! { pub N(4, 8, 8) { down1: conv2d(8, 1), max_pool2d(2), concat { identity, @down1 } } },
+        &[
+            "concat `concat1`",
+            "branch `@down1` outputs (8, 8, 8)",
+            "branch `branch1` outputs (8, 4, 4)",
+        ],
+    );
+    one_error(
+        quote! { pub N(4, 8, 8) { down1: conv2d(8, 1), conv2d(4, 1), add { identity, @down1 } } },
+        &[
+            "branch `@down1` outputs (8, 8, 8)",
+            "make the branches before it output 8 channels",
+        ],
+    );
+}
