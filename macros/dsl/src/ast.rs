@@ -11,6 +11,7 @@
 //!              | (IDENT ":")? IDENT ("(" arg,* ")")? body?
 //!              | (IDENT ":")? body          (a branch, inside concat/add/multiply)
 //!              | "@" IDENT                  (an earlier labelled activation, as a branch)
+//!              | "if" expr body ("else" (body | if-stmt))?
 //! arg         := (IDENT "=")? (expr | layer | body)
 //! ```
 
@@ -85,6 +86,18 @@ pub enum Stmt {
     Branch(Branch),
     /// `@label`: the output of an earlier labelled layer, as a branch.
     Skip(Ident),
+    /// A compile-time conditional.
+    If(IfStmt),
+}
+
+/// `if cond { ... } else { ... }`; `else if` nests another `IfStmt` as the else body.
+pub struct IfStmt {
+    /// The condition, evaluated at compile time.
+    pub cond: Expr,
+    /// Layers when the condition holds.
+    pub then: Body,
+    /// Layers otherwise (empty when there is no `else`).
+    pub otherwise: Vec<Stmt>,
 }
 
 /// `label: { layers }` inside a merge.
@@ -234,7 +247,7 @@ impl Parse for Body {
         while !content.is_empty() {
             let stmt: Stmt = content.parse()?;
             let ends_in_brace = match &stmt {
-                Stmt::For(_) | Stmt::Branch(_) => true,
+                Stmt::For(_) | Stmt::Branch(_) | Stmt::If(_) => true,
                 Stmt::Layer(l) => l.body.is_some(),
                 Stmt::Skip(_) => false,
             };
@@ -275,6 +288,26 @@ impl Parse for Stmt {
                 tuple,
                 iter,
                 body,
+            }));
+        }
+        if input.peek(Token![if]) {
+            input.parse::<Token![if]>()?;
+            let cond = Expr::parse_without_eager_brace(input)?;
+            let then: Body = input.parse()?;
+            let otherwise = if input.peek(Token![else]) {
+                input.parse::<Token![else]>()?;
+                if input.peek(Token![if]) {
+                    vec![input.parse::<Stmt>()?]
+                } else {
+                    input.parse::<Body>()?.stmts
+                }
+            } else {
+                Vec::new()
+            };
+            return Ok(Stmt::If(IfStmt {
+                cond,
+                then,
+                otherwise,
             }));
         }
         if input.peek(Token![@]) {

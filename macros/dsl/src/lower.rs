@@ -221,6 +221,31 @@ impl<'a> Lowerer<'a> {
                     out.push(poison(b.body.span, "branch"));
                     self.shape = None;
                 }
+                Stmt::If(cond) => match eval(&cond.cond, &env.with_shape(self.shape.as_deref())) {
+                    // The layers of the chosen body join this body, as a loop's do.
+                    Ok(Value::Bool(true)) => self.stmts(&cond.then.stmts, env, out),
+                    Ok(Value::Bool(false)) => self.stmts(&cond.otherwise, env, out),
+                    // Rule: a condition is `true` or `false`.
+                    Ok(v) => {
+                        self.errors.push(
+                            cond.cond.span(),
+                            format!(
+                                "an `if` condition is `true` or `false`, found `{v}`; compare it, e.g. `{} == {v}`",
+                                quote::ToTokens::to_token_stream(&cond.cond)
+                            ),
+                        );
+                        out.push(poison(cond.cond.span(), "if"));
+                        self.shape = None;
+                    }
+                    Err(e) => {
+                        // A shape name after an earlier error is a follow-on error.
+                        if self.shape.is_some() || !e.to_string().contains(UNKNOWN_SHAPE) {
+                            self.errors.push_error(e);
+                        }
+                        out.push(poison(cond.cond.span(), "if"));
+                        self.shape = None;
+                    }
+                },
                 // Rule: a skip is a branch of a merge.
                 Stmt::Skip(label) => {
                     self.errors.push(
@@ -830,6 +855,15 @@ impl<'a> Lowerer<'a> {
                         continue;
                     }
                 },
+                // Rule: branches are written one by one.
+                Stmt::If(cond) => {
+                    self.errors.push(
+                        cond.cond.span(),
+                        format!("`if` cannot choose the branches of `{word}`; put the `if` inside a branch's `{{ layers }}`"),
+                    );
+                    bad = true;
+                    continue;
+                }
                 // Rule: branches are written one by one (a loop would repeat one label).
                 Stmt::For(f) => {
                     self.errors.push(

@@ -132,6 +132,30 @@ pub fn eval(expr: &Expr, env: &Env) -> syn::Result<Value> {
             Value::Float(x) => Ok(Value::Float(-x)),
             v => Err(err(expr, format!("cannot negate `{v}`"))),
         },
+        Expr::Unary(u) if matches!(u.op, UnOp::Not(_)) => match eval(&u.expr, env)? {
+            Value::Bool(b) => Ok(Value::Bool(!b)),
+            v => Err(err(expr, format!("`!` needs `true` or `false`, found `{v}`"))),
+        },
+        Expr::Binary(b) if matches!(b.op, BinOp::And(_) | BinOp::Or(_)) => {
+            let truth = |e: &Expr| match eval(e, env)? {
+                Value::Bool(v) => Ok(v),
+                v => Err(err(e, format!("`&&` and `||` need `true` or `false`, found `{v}`"))),
+            };
+            let l = truth(&b.left)?;
+            Ok(Value::Bool(match b.op {
+                BinOp::And(_) => l && truth(&b.right)?,
+                _ => l || truth(&b.right)?,
+            }))
+        }
+        Expr::Binary(b)
+            if matches!(
+                b.op,
+                BinOp::Eq(_) | BinOp::Ne(_) | BinOp::Lt(_) | BinOp::Le(_) | BinOp::Gt(_) | BinOp::Ge(_)
+            ) =>
+        {
+            let (l, r) = (eval(&b.left, env)?, eval(&b.right, env)?);
+            compare(expr, &b.op, &l, &r).map(Value::Bool)
+        }
         Expr::Binary(b) => {
             let l = eval(&b.left, env)?;
             let r = eval(&b.right, env)?;
@@ -141,6 +165,34 @@ pub fn eval(expr: &Expr, env: &Env) -> syn::Result<Value> {
             expr,
             "unsupported expression: use numbers, `true`/`false`, keywords, loop variables, block parameters, tuples and + - * / %",
         )),
+    }
+}
+
+/// `l op r` for a comparison operator: numbers by value, words and booleans by equality.
+fn compare(expr: &Expr, op: &BinOp, l: &Value, r: &Value) -> syn::Result<bool> {
+    let ordering = match (l, r) {
+        (Value::Int(a), Value::Int(b)) => Some(a.cmp(b)),
+        _ => match (as_f64(l), as_f64(r)) {
+            (Some(x), Some(y)) => x.partial_cmp(&y),
+            _ => None,
+        },
+    };
+    if let Some(o) = ordering {
+        return Ok(match op {
+            BinOp::Eq(_) => o.is_eq(),
+            BinOp::Ne(_) => o.is_ne(),
+            BinOp::Lt(_) => o.is_lt(),
+            BinOp::Le(_) => o.is_le(),
+            BinOp::Gt(_) => o.is_gt(),
+            _ => o.is_ge(),
+        });
+    }
+    match (op, l, r) {
+        (BinOp::Eq(_), Value::Word(a), Value::Word(b)) => Ok(a == b),
+        (BinOp::Ne(_), Value::Word(a), Value::Word(b)) => Ok(a != b),
+        (BinOp::Eq(_), Value::Bool(a), Value::Bool(b)) => Ok(a == b),
+        (BinOp::Ne(_), Value::Bool(a), Value::Bool(b)) => Ok(a != b),
+        _ => Err(err(expr, format!("cannot compare `{l}` with `{r}` this way: numbers compare with == != < <= > >=, words and booleans with == and !="))),
     }
 }
 

@@ -266,3 +266,49 @@ fn a_skip_that_does_not_fit_names_both_shapes() {
         ],
     );
 }
+
+#[test]
+fn if_else_chooses_layers_from_parameters_and_shapes() {
+    let errs = errors(quote! {
+        block unit(c, stride = 1) {
+            if stride == 1 && c == in_channels { residual { conv2d(c, 3, padding = same) } }
+            else if stride > 1 { conv2d(c, 3, stride = stride, padding = same) }
+            else { conv2d(c, 1) }
+        }
+        pub N(8, 8, 8) -> (16, 4, 4) {
+            unit(8),
+            assert_shape(8, 8, 8),
+            unit(16),
+            assert_shape(16, 8, 8),
+            unit(16, stride = 2),
+            if in_height < 8 && !(in_width != 4) { relu } else { conv2d(3, 1) }
+        }
+    });
+    assert!(errs.is_empty(), "{errs:?}");
+}
+
+#[test]
+fn an_if_condition_that_is_not_a_boolean_is_an_error() {
+    one_error(
+        quote! { block b(stride) { if stride { relu } } pub N(8, 8, 8) { b(2) } },
+        &[
+            "an `if` condition is `true` or `false`, found `2`",
+            "stride == 2",
+        ],
+    );
+    one_error(
+        quote! { pub N(8, 8, 8) { if in_channels == same { relu } } },
+        &["cannot compare `8` with `same`"],
+    );
+    one_error(
+        quote! { pub N(8, 8, 8) { concat { identity, if true { relu } } } },
+        &["`if` cannot choose the branches of `concat`"],
+    );
+}
+
+#[test]
+fn the_branch_not_taken_is_not_checked() {
+    let errs =
+        errors(quote! { pub N(8, 8, 8) -> (8, 8, 8) { if false { conv2d(4, 99) } else { relu } } });
+    assert!(errs.is_empty(), "{errs:?}");
+}
