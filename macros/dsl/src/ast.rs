@@ -9,6 +9,9 @@
 //! body        := "{" (stmt ","?)* "}"
 //! stmt        := "for" (IDENT | "(" IDENT,* ")") "in" expr body
 //!              | (IDENT ":")? IDENT ("(" arg,* ")")? body?
+//!              | (IDENT ":")? body          (a branch, inside concat/add/multiply)
+//!              | "@" IDENT                  (an earlier labelled activation, as a branch)
+//!              | "if" expr body ("else" (body | if-stmt))?
 //! arg         := (IDENT "=")? (expr | layer | body)
 //! ```
 
@@ -79,6 +82,30 @@ pub enum Stmt {
     Layer(LayerCall),
     /// A compile-time loop.
     For(ForLoop),
+    /// `label: { ... }`: one branch of a `concat`, `add` or `multiply`.
+    Branch(Branch),
+    /// `@label`: the output of an earlier labelled layer, as a branch.
+    Skip(Ident),
+    /// A compile-time conditional.
+    If(IfStmt),
+}
+
+/// `if cond { ... } else { ... }`; `else if` nests another `IfStmt` as the else body.
+pub struct IfStmt {
+    /// The condition, evaluated at compile time.
+    pub cond: Expr,
+    /// Layers when the condition holds.
+    pub then: Body,
+    /// Layers otherwise (empty when there is no `else`).
+    pub otherwise: Vec<Stmt>,
+}
+
+/// `label: { layers }` inside a merge.
+pub struct Branch {
+    /// User-chosen branch name.
+    pub label: Option<Ident>,
+    /// The branch's layers.
+    pub body: Body,
 }
 
 /// `label: kind(args) { body }`.
@@ -220,8 +247,9 @@ impl Parse for Body {
         while !content.is_empty() {
             let stmt: Stmt = content.parse()?;
             let ends_in_brace = match &stmt {
-                Stmt::For(_) => true,
+                Stmt::For(_) | Stmt::Branch(_) | Stmt::If(_) => true,
                 Stmt::Layer(l) => l.body.is_some(),
+                Stmt::Skip(_) => false,
             };
             stmts.push(stmt);
             if content.is_empty() {
@@ -261,6 +289,49 @@ impl Parse for Stmt {
                 iter,
                 body,
             }));
+        }
+        if input.peek(Token![if]) {
+            input.parse::<Token![if]>()?;
+            let cond = Expr::parse_without_eager_brace(input)?;
+            let then: Body = input.parse()?;
+            let otherwise = if input.peek(Token![else]) {
+                input.parse::<Token![else]>()?;
+                if input.peek(Token![if]) {
+                    vec![input.parse::<Stmt>()?]
+                } else {
+                    input.parse::<Body>()?.stmts
+                }
+            } else {
+                Vec::new()
+            };
+            return Ok(Stmt::If(IfStmt {
+                cond,
+                then,
+                otherwise,
+            }));
+        }
+        if input.peek(Token![@]) {
+            input.parse::<Token![@]>()?;
+            return Ok(Stmt::Skip(input.parse()?));
+        }
+        if input.peek(token::Brace) {
+            return Ok(Stmt::Branch(Branch {
+                label: None,
+                body: input.parse()?,
+            }));
+        }
+        if input.peek(Ident) && input.peek2(Token![:]) && !input.peek2(Token![::]) {
+            let fork = input.fork();
+            fork.parse::<Ident>()?;
+            fork.parse::<Token![:]>()?;
+            if fork.peek(token::Brace) {
+                let label: Ident = input.parse()?;
+                input.parse::<Token![:]>()?;
+                return Ok(Stmt::Branch(Branch {
+                    label: Some(label),
+                    body: input.parse()?,
+                }));
+            }
         }
         Ok(Stmt::Layer(input.parse()?))
     }
@@ -363,6 +434,31 @@ mod tests {
         };
         assert!(matches!(res.args[0].value, ArgValue::Layer(_)));
         assert!(res.body.is_some());
+    }
+
+    #[test]
+    fn parses_branches_with_and_without_labels() {
+        let d: Description = syn::parse2(quote! {
+            Net(3, 8, 8) {
+                mixed: concat { identity, { conv2d(4, 1) } wide: { conv2d(4, 3, padding = same) } },
+                relu,
+            }
+        })
+        .unwrap();
+        let Item::Model(m) = &d.items[0] else {
+            panic!("expected a model")
+        };
+        assert_eq!(m.body.stmts.len(), 2);
+        let Stmt::Layer(merge) = &m.body.stmts[0] else {
+            panic!()
+        };
+        let branches = &merge.body.as_ref().unwrap().stmts;
+        assert_eq!(branches.len(), 3);
+        assert!(matches!(&branches[0], Stmt::Layer(l) if l.kind == "identity"));
+        assert!(
+            matches!(&branches[1], Stmt::Branch(b) if b.label.is_none() && b.body.stmts.len() == 1)
+        );
+        assert!(matches!(&branches[2], Stmt::Branch(b) if b.label.as_ref().unwrap() == "wide"));
     }
 
     #[test]

@@ -216,6 +216,17 @@ pub const LAYERS: &[LayerSpec] = &[
         prefix: "block",
         usage: "residual { ... }, residual(project = auto) { ... } or residual(project = conv2d(...) | { layers }) { ... }",
     },
+    merge("concat", "concat { { layers }, { layers }, identity, ... }: branches concatenated along channels"),
+    merge("add", "add { { layers }, { layers }, identity, ... }: branches summed element-wise"),
+    merge("multiply", "multiply { identity, { layers ending in C channels } }: branches multiplied element-wise, H and W of 1 broadcast (a gate)"),
+    LayerSpec {
+        name: "identity",
+        positional: &[],
+        required: 0,
+        named: &[],
+        prefix: "branch",
+        usage: "identity: a branch of concat/add/multiply that is the input itself",
+    },
     LayerSpec {
         name: "model",
         positional: &["model", "output"],
@@ -233,6 +244,17 @@ pub const LAYERS: &[LayerSpec] = &[
         usage: "assert_shape(C, H, W) or assert_shape(features)",
     },
 ];
+
+const fn merge(name: &'static str, usage: &'static str) -> LayerSpec {
+    LayerSpec {
+        name,
+        positional: &[],
+        required: 0,
+        named: &[],
+        prefix: name,
+        usage,
+    }
+}
 
 const fn simple(name: &'static str) -> LayerSpec {
     LayerSpec {

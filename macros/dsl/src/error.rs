@@ -64,6 +64,18 @@ impl Errors {
         self.errors.borrow().is_empty()
     }
 
+    /// Drops the errors recorded since index `since` whose message contains `marker` (the
+    /// follow-on errors of an earlier one).
+    pub fn drop_since(&self, since: usize, marker: &str) {
+        let mut errors = self.errors.borrow_mut();
+        let mut index = 0;
+        errors.retain(|e| {
+            index += 1;
+            index <= since || !e.message.contains(marker)
+        });
+        self.annotated.set(self.annotated.get().min(errors.len()));
+    }
+
     /// Adds `note` (such as "in iteration `i = 3` of the `for` loop") to the errors recorded
     /// since index `since` that have none yet. Inner scopes annotate first, so an error keeps
     /// the most precise note.

@@ -2,7 +2,7 @@
 //! parameterised layer, a constructor from a `VarBuilder`, `candle_nn::ModuleT`, consts with
 //! the compile-time facts, and a summary. All paths are absolute through `::convnet`.
 
-use crate::ir::{Activation, Model, Node, Op, Pad4, Project};
+use crate::ir::{Activation, Merge, Model, Node, Op, Pad4, Project};
 use crate::lower::{fmt_shape, path_text};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -26,6 +26,8 @@ struct Gen {
     checks: Vec<TokenStream>,
     /// Set while generating a `batch_norm` that the following `relu` is fused into.
     fuse_relu: bool,
+    /// Save ids of the labelled layers whose output an `@label` uses.
+    saved: std::collections::BTreeSet<usize>,
 }
 
 fn pad2d(p: &Pad4) -> TokenStream {
@@ -57,6 +59,11 @@ impl Gen {
         ident
     }
 
+    /// Whether an `@label` uses this layer's output.
+    fn is_saved(&self, node: &Node) -> bool {
+        node.save.is_some_and(|s| self.saved.contains(&s))
+    }
+
     fn row(&mut self, name: &str, kind: &str, output: &[usize], params: TokenStream) {
         let rt = rt();
         let output = dims(output);
@@ -77,6 +84,7 @@ impl Gen {
         let mut i = 0;
         while i < nodes.len() {
             let fuse = matches!(nodes[i].op, Op::BatchNorm { .. })
+                && !self.is_saved(&nodes[i])
                 && nodes
                     .get(i + 1)
                     .is_some_and(|n| matches!(n.op, Op::Activation(Activation::Relu)));
@@ -87,13 +95,18 @@ impl Gen {
             let stmt = self.node(&nodes[i], scope);
             stmts.push(quote!(let x = { let x = x; #stmt x };));
             self.fuse_relu = false;
-            if fuse {
+            let last = if fuse {
                 // Only the summary row: the relu runs inside the batch norm.
                 let _ = self.node(&nodes[i + 1], scope);
-                i += 2;
+                i + 1
             } else {
-                i += 1;
+                i
+            };
+            if let Some(save) = nodes[last].save.filter(|_| self.is_saved(&nodes[last])) {
+                let saved = format_ident!("saved_{}", save);
+                stmts.push(quote!(let #saved = x.clone();));
             }
+            i = last + 1;
         }
         quote!(#(#stmts)*)
     }
@@ -318,6 +331,34 @@ impl Gen {
                 quote!(let x = #rt::layers::zero_pad2d(&x, #pad)?;)
             }
             Op::Block { body } => return self.seq(body, &path),
+            Op::Skip { save, .. } => {
+                let saved = format_ident!("saved_{}", save);
+                return quote!(let x = #saved.clone(););
+            }
+            Op::Merge { merge, branches } => {
+                let names: Vec<Ident> = (0..branches.len())
+                    .map(|i| format_ident!("branch{}", i))
+                    .collect();
+                let code: Vec<TokenStream> = branches.iter().map(|b| self.node(b, &path)).collect();
+                let (first, rest) = (&names[0], &names[1..]);
+                let combine = match merge {
+                    Merge::Concat => quote!(#cc::Tensor::cat(&[#(&#names),*], 1)?),
+                    Merge::Add => quote!(#first #(.add(&#rest)?)*),
+                    Merge::Multiply => quote!(#first #(.broadcast_mul(&#rest)?)*),
+                };
+                self.row(&path, merge.keyword(), &info.output, quote!(0));
+                return quote! {
+                    let x = {
+                        let input = x;
+                        #(let #names = {
+                            let x = input.clone();
+                            #code
+                            x
+                        };)*
+                        #combine
+                    };
+                };
+            }
             Op::Residual { project, body } => {
                 let body = self.seq(body, &path);
                 let project = match project {
@@ -425,7 +466,10 @@ fn total(model: &Model, own: impl Fn(&Node) -> u128, konst: &str) -> TokenStream
 /// Generates a checked model.
 pub fn model(model: &Model, output: &[usize]) -> TokenStream {
     let (rt, cn, cc) = (rt(), cn(), cc());
-    let mut gen = Gen::default();
+    let mut gen = Gen {
+        saved: model.saved.clone(),
+        ..Gen::default()
+    };
     let forward = gen.seq(&model.body, "");
     let Model {
         attrs, vis, name, ..

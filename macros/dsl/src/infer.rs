@@ -4,7 +4,7 @@
 //! layers are not checked against it: no cascade).
 
 use crate::error::Errors;
-use crate::ir::{Info, Model, Node, Op, Pad4, Padding, Project};
+use crate::ir::{Info, Merge, Model, Node, Op, Pad4, Padding, Project};
 use crate::lower::{fmt_shape, MAX_DIM};
 use proc_macro2::Span;
 use std::collections::BTreeMap;
@@ -102,6 +102,15 @@ fn fits(node: &Node, shape: &[usize], errors: &Errors) -> bool {
         ),
     );
     false
+}
+
+/// The output shape of `node` on input `s`, without reporting errors or changing `node`:
+/// lowering uses it to bind the shape names (`in_channels`, ...) for the next layer.
+pub fn probe(node: &Node, s: &[usize]) -> Option<Vec<usize>> {
+    let mut copy = node.clone();
+    let out = layer(&mut copy, s, "", &Errors::default())?;
+    let values = out.iter().try_fold(1usize, |acc, d| acc.checked_mul(*d));
+    values.is_some_and(|v| v <= MAX_VALUES).then_some(out)
 }
 
 /// The hierarchical name of `name` inside `scope`: `block1.conv2` (also its parameter path).
@@ -576,6 +585,29 @@ fn layer(node: &mut Node, s: &[usize], scope: &str, errors: &Errors) -> Option<V
             info.nested = vec![model_path.clone()];
             Some(output.clone())
         }
+        Op::Skip { shape, .. } => Some(shape.clone()),
+        Op::Merge { merge, branches } => {
+            let inner = path(scope, name);
+            let mut outs = Vec::with_capacity(branches.len());
+            for branch in branches.iter_mut() {
+                branch.info.input = s.to_vec();
+                let before = errors.len();
+                let out = layer(branch, s, &inner, errors);
+                if let Some(note) = &branch.context {
+                    errors.annotate_since(before, note);
+                }
+                if let Some(o) = &out {
+                    branch.info.output = o.clone();
+                }
+                add_cost(info, &branch.info);
+                outs.push(out);
+            }
+            if outs.iter().any(Option::is_none) {
+                return None;
+            }
+            let outs: Vec<Vec<usize>> = outs.into_iter().flatten().collect();
+            merged(*merge, &inner, branches, &outs, errors)
+        }
         Op::Residual { project, body } => {
             let inner = path(scope, name);
             let body_out = seq(body, Some(s.to_vec()), &inner, errors)?;
@@ -609,6 +641,7 @@ fn layer(node: &mut Node, s: &[usize], scope: &str, errors: &Errors) -> Option<V
                             op: conv,
                             info: Info::default(),
                             context: None,
+                            save: None,
                         };
                         n.info.input = s.to_vec();
                         let out = layer(&mut n, s, &inner, errors);
@@ -717,6 +750,114 @@ fn auto_projection(input: &[usize], output: &[usize]) -> Option<Result<Op, ()>> 
         groups: 1,
         bias: true,
     }))
+}
+
+/// The output of merge `me` (a path) given its branches' outputs, or errors on each branch
+/// that does not fit the ones before it.
+fn merged(
+    merge: Merge,
+    me: &str,
+    branches: &[Node],
+    outs: &[Vec<usize>],
+    errors: &Errors,
+) -> Option<Vec<usize>> {
+    let word = merge.keyword();
+    // A skip branch is shown as written (`@down1`).
+    let shown = |n: &Node| match &n.op {
+        Op::Skip { .. } => n.kind.clone(),
+        _ => n.name.clone(),
+    };
+    let (first, first_out) = (&shown(&branches[0]), &outs[0]);
+    let mut acc = first_out.clone();
+    let mut ok = true;
+    for (branch, out) in branches.iter().zip(outs).skip(1) {
+        let b = &shown(branch);
+        let problem = match merge {
+            // Rule: concatenated branches agree on every dim but channels (features).
+            Merge::Concat => {
+                if out.len() != acc.len() {
+                    Some(format!("branch `{b}` outputs {} but branch `{first}` outputs {}; concatenated branches must both be images (C, H, W) or both feature vectors", fmt_shape(out), fmt_shape(first_out)))
+                } else if out.get(1..) != acc.get(1..) {
+                    let size = |s: &[usize]| {
+                        s[1..].iter().map(usize::to_string).collect::<Vec<_>>().join(" x ")
+                    };
+                    let fix = match branch.op {
+                        Op::Skip { .. } => format!(
+                            "so make the branches before it output {} (e.g. with `upsample2d`) to match `{b}`",
+                            size(out)
+                        ),
+                        _ => format!(
+                            "so make `{b}` keep {} (stride 1, `padding = same`) or resize the other branches",
+                            size(&acc)
+                        ),
+                    };
+                    Some(format!(
+                        "branch `{b}` outputs {} but branch `{first}` outputs {}; concatenation along channels needs the same height and width, {fix}",
+                        fmt_shape(out),
+                        fmt_shape(first_out),
+                    ))
+                } else {
+                    acc[0] = acc[0].saturating_add(out[0]);
+                    None
+                }
+            }
+            // Rule: added branches have equal shapes.
+            Merge::Add => (out != &acc).then(|| {
+                let fix = if out.len() == acc.len() && out.get(1..) == acc.get(1..) {
+                    end_with(branch, b, acc[0], out[0])
+                } else {
+                    format!("make `{b}` keep the spatial size (stride 1, `padding = same`)")
+                };
+                format!(
+                    "branch `{b}` outputs {} but branch `{first}` outputs {}; added branches need the same shape, so {fix}",
+                    fmt_shape(out),
+                    fmt_shape(first_out)
+                )
+            }),
+            // Rule: multiplied branches have equal channels, and H and W equal or 1.
+            Merge::Multiply => {
+                let earlier = if acc == *first_out {
+                    format!("branch `{first}` outputs {}", fmt_shape(first_out))
+                } else {
+                    format!("the branches before it combine to {}", fmt_shape(&acc))
+                };
+                if out.len() != acc.len() {
+                    Some(format!("branch `{b}` outputs {} but {earlier}; multiplied branches must both be images (C, H, W) or both feature vectors", fmt_shape(out)))
+                } else if out[0] != acc[0] {
+                    Some(format!(
+                        "branch `{b}` outputs {} but {earlier}; a gate multiplies channel by channel, so it needs {} channels: {}",
+                        fmt_shape(out),
+                        acc[0],
+                        end_with(branch, b, acc[0], out[0])
+                    ))
+                } else if out.iter().zip(&acc).skip(1).any(|(o, a)| o != a && *o != 1 && *a != 1) {
+                    Some(format!(
+                        "branch `{b}` outputs {} but {earlier}; height and width must be equal or 1 to broadcast, so pool the gate to 1 x 1 with `global_avg_pool2d(keepdims = true)`",
+                        fmt_shape(out)
+                    ))
+                } else {
+                    for (a, o) in acc.iter_mut().zip(out) {
+                        *a = (*a).max(*o);
+                    }
+                    None
+                }
+            }
+        };
+        if let Some(problem) = problem {
+            errors.push(branch.span, format!("{word} `{me}`: {problem}"));
+            ok = false;
+        }
+    }
+    ok.then_some(acc)
+}
+
+/// How branch `shown` gets `want` channels: a 1x1 convolution at its end, or, for a skip
+/// (whose activation is fixed), the branches before it matching its `has` channels.
+fn end_with(branch: &Node, shown: &str, want: usize, has: usize) -> String {
+    match branch.op {
+        Op::Skip { .. } => format!("make the branches before it output {has} channels"),
+        _ => format!("end `{shown}` with `conv2d({want}, 1)`"),
+    }
 }
 
 fn mismatch_hint(input: &[usize], out: &[usize]) -> String {

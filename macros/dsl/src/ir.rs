@@ -55,6 +55,7 @@ pub enum Activation {
 }
 
 /// What a residual block adds to its body's output.
+#[derive(Clone)]
 pub enum Project {
     /// The input itself.
     Identity,
@@ -64,7 +65,30 @@ pub enum Project {
     Node(Box<Node>),
 }
 
+/// How a merge combines its branches' outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// Concatenation along channels (or features); other dims must agree.
+    Concat,
+    /// Element-wise sum; shapes must be equal.
+    Add,
+    /// Element-wise product, broadcasting H and W of size 1 (gates); channels must agree.
+    Multiply,
+}
+
+impl Merge {
+    /// The keyword that writes this merge.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Merge::Concat => "concat",
+            Merge::Add => "add",
+            Merge::Multiply => "multiply",
+        }
+    }
+}
+
 /// One lowered layer.
+#[derive(Clone)]
 pub enum Op {
     /// Dense or grouped 2-d convolution.
     Conv2d {
@@ -156,6 +180,15 @@ pub enum Op {
     AssertShape(Vec<usize>),
     /// `body(x) + project(x)`.
     Residual { project: Project, body: Vec<Node> },
+    /// Parallel branches that all see the input, combined by `merge`; each branch is an
+    /// `Op::Block` (empty for `identity`).
+    Merge { merge: Merge, branches: Vec<Node> },
+    /// `@label`: the saved output (`save` id) of an earlier labelled layer, of this shape.
+    Skip {
+        label: String,
+        save: usize,
+        shape: Vec<usize>,
+    },
     /// A named scope: an instance of a user block, or a projection sequence.
     Block { body: Vec<Node> },
     /// A model from another description (or earlier in this one) used as a layer.
@@ -189,6 +222,7 @@ pub struct Info {
 }
 
 /// A lowered, named layer.
+#[derive(Clone)]
 pub struct Node {
     /// Name within its scope (`conv1`, `block2`, or the user's label).
     pub name: String,
@@ -205,6 +239,8 @@ pub struct Node {
     /// The `for` loop iteration the layer was unrolled in, as a note for its errors
     /// ("in iteration `size = 64` of the `for` loop"); `None` outside loops.
     pub context: Option<std::rc::Rc<str>>,
+    /// For a labelled layer: the id its output is saved under when an `@label` uses it.
+    pub save: Option<usize>,
 }
 
 impl Node {
@@ -230,4 +266,6 @@ pub struct Model {
     pub output: Option<(Vec<usize>, Span)>,
     /// The layers, in order.
     pub body: Vec<Node>,
+    /// Save ids of the labelled layers that an `@label` uses.
+    pub saved: std::collections::BTreeSet<usize>,
 }

@@ -3,11 +3,12 @@
 //! comment; errors are collected, and a bad layer becomes `Op::Poison` so it causes no
 //! follow-on errors.
 
-use crate::ast::{ArgValue, BlockDef, Body, ForLoop, LayerCall, ModelDef, ShapeSpec, Stmt};
+use crate::ast::{ArgValue, BlockDef, Body, Branch, ForLoop, LayerCall, ModelDef, ShapeSpec, Stmt};
 use crate::catalog::{self, LayerSpec};
 use crate::error::{did_you_mean, Errors};
-use crate::ir::{Activation, Info, Model, Node, Op, Pad4, Padding, Project};
-use crate::value::{as_f64, eval, iterate, thousands, Env, Value, MAX_ITERATIONS};
+use crate::infer;
+use crate::ir::{Activation, Info, Merge, Model, Node, Op, Pad4, Padding, Project};
+use crate::value::{as_f64, eval, iterate, thousands, Env, Value, MAX_ITERATIONS, UNKNOWN_SHAPE};
 use proc_macro2::Span;
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,7 +42,20 @@ pub struct Lowerer<'a> {
     iteration: Vec<String>,
     /// Where those iterations are, as a note for errors (`None` outside loops).
     context: Option<Rc<str>>,
+    /// The input shape of the next layer (`None` after an error): binds `in_channels` etc.
+    shape: Option<Vec<usize>>,
+    /// Labels visible to `@label`, innermost body last: label -> (save id, output shape).
+    labels: Vec<BTreeMap<String, Labelled>>,
+    /// Labels of bodies that have ended (out of scope now).
+    closed: BTreeSet<String>,
+    /// Save ids handed out in the current model.
+    saves: usize,
+    /// Save ids that an `@label` uses.
+    saved: BTreeSet<usize>,
 }
+
+/// A labelled layer a skip may use: its save id and output shape (`None` after an error).
+type Labelled = (usize, Option<Vec<usize>>);
 
 struct Pending {
     label: Option<Ident>,
@@ -81,6 +95,11 @@ impl<'a> Lowerer<'a> {
             halted: false,
             iteration: Vec::new(),
             context: None,
+            shape: None,
+            labels: Vec::new(),
+            closed: BTreeSet::new(),
+            saves: 0,
+            saved: BTreeSet::new(),
         }
     }
 
@@ -105,6 +124,11 @@ impl<'a> Lowerer<'a> {
             .output
             .as_ref()
             .and_then(|o| self.shape(o, &env, "output").map(|s| (s, o.span)));
+        self.shape = input.clone();
+        self.labels.clear();
+        self.closed.clear();
+        self.saves = 0;
+        self.saved.clear();
         let body = self.body(&def.body, &env);
         Model {
             attrs: def.attrs.clone(),
@@ -114,6 +138,7 @@ impl<'a> Lowerer<'a> {
             input_span: def.input.span,
             output,
             body,
+            saved: std::mem::take(&mut self.saved),
         }
     }
 
@@ -146,9 +171,17 @@ impl<'a> Lowerer<'a> {
         Some(dims)
     }
 
+    /// Lowers a body that starts at the current shape; the shape is the body's input again
+    /// afterwards (the caller moves it past the whole composite layer).
     fn body(&mut self, body: &Body, env: &Env) -> Vec<Node> {
+        let entry = self.shape.clone();
         let mut pending = Vec::new();
+        self.labels.push(BTreeMap::new());
         self.stmts(&body.stmts, env, &mut pending);
+        if let Some(scope) = self.labels.pop() {
+            self.closed.extend(scope.into_keys());
+        }
+        self.shape = entry;
         self.name(pending)
     }
 
@@ -160,9 +193,67 @@ impl<'a> Lowerer<'a> {
             match stmt {
                 Stmt::For(f) => self.for_loop(f, env, out),
                 Stmt::Layer(call) => {
-                    if let Some(p) = self.call(call, env) {
+                    let env = env.with_shape(self.shape.as_deref());
+                    let (before, known) = (self.errors.len(), self.shape.is_some());
+                    let lowered = self.call(call, &env);
+                    // A shape name after an earlier error is a follow-on error, not reported.
+                    if !known {
+                        self.errors.drop_since(before, UNKNOWN_SHAPE);
+                    }
+                    if let Some(mut p) = lowered {
+                        self.shape = self.shape.take().and_then(|s| infer::probe(&p.node, &s));
+                        if let Some(label) = &p.label {
+                            self.saves += 1;
+                            p.node.save = Some(self.saves);
+                            if let Some(scope) = self.labels.last_mut() {
+                                scope.insert(label.to_string(), (self.saves, self.shape.clone()));
+                            }
+                        }
                         out.push(p);
                     }
+                }
+                // Rule: a braced branch only goes inside a merge.
+                Stmt::Branch(b) => {
+                    self.errors.push(
+                        b.body.span,
+                        "a `{ ... }` branch goes inside `concat { ... }`, `add { ... }` or `multiply { ... }`; in a chain, write the layers without braces",
+                    );
+                    out.push(poison(b.body.span, "branch"));
+                    self.shape = None;
+                }
+                Stmt::If(cond) => match eval(&cond.cond, &env.with_shape(self.shape.as_deref())) {
+                    // The layers of the chosen body join this body, as a loop's do.
+                    Ok(Value::Bool(true)) => self.stmts(&cond.then.stmts, env, out),
+                    Ok(Value::Bool(false)) => self.stmts(&cond.otherwise, env, out),
+                    // Rule: a condition is `true` or `false`.
+                    Ok(v) => {
+                        self.errors.push(
+                            cond.cond.span(),
+                            format!(
+                                "an `if` condition is `true` or `false`, found `{v}`; compare it, e.g. `{} == {v}`",
+                                quote::ToTokens::to_token_stream(&cond.cond)
+                            ),
+                        );
+                        out.push(poison(cond.cond.span(), "if"));
+                        self.shape = None;
+                    }
+                    Err(e) => {
+                        // A shape name after an earlier error is a follow-on error.
+                        if self.shape.is_some() || !e.to_string().contains(UNKNOWN_SHAPE) {
+                            self.errors.push_error(e);
+                        }
+                        out.push(poison(cond.cond.span(), "if"));
+                        self.shape = None;
+                    }
+                },
+                // Rule: a skip is a branch of a merge.
+                Stmt::Skip(label) => {
+                    self.errors.push(
+                        label.span(),
+                        format!("`@{label}` is a branch: merge it with the current activation, e.g. `concat {{ identity, @{label} }}` or `add {{ identity, @{label} }}`"),
+                    );
+                    out.push(poison(label.span(), "skip"));
+                    self.shape = None;
                 }
             }
         }
@@ -176,6 +267,7 @@ impl<'a> Lowerer<'a> {
             Err(e) => {
                 self.errors.push_error(e);
                 out.push(poison(f.span, "for"));
+                self.shape = None;
                 return;
             }
         };
@@ -222,6 +314,7 @@ impl<'a> Lowerer<'a> {
                         format!("the loop pattern binds {} names but the value `{v}` is not a tuple of that length", f.vars.len()),
                     );
                     out.push(poison(f.span, "for"));
+                    self.shape = None;
                     return;
                 }
             };
@@ -355,8 +448,14 @@ impl<'a> Lowerer<'a> {
             });
         }
         let args = Args::collect(spec, call, env, self.errors);
-        // Rule: only `residual` takes a `{ ... }` body.
-        if kind != "residual" {
+        let merge = match kind.as_str() {
+            "concat" => Some(Merge::Concat),
+            "add" => Some(Merge::Add),
+            "multiply" => Some(Merge::Multiply),
+            _ => None,
+        };
+        // Rule: only `residual` and the merges take a `{ ... }` body.
+        if kind != "residual" && merge.is_none() {
             if let Some(body) = &call.body {
                 self.errors
                     .push(body.span, format!("`{kind}` takes no `{{ ... }}` body"));
@@ -379,6 +478,18 @@ impl<'a> Lowerer<'a> {
                 });
             }
             "residual" => (self.residual(call, &args, env), spec.prefix),
+            "concat" | "add" | "multiply" => (
+                self.merge(call, merge.unwrap_or(Merge::Concat), env),
+                spec.prefix,
+            ),
+            // Rule: `identity` is a branch; in a chain it would do nothing.
+            "identity" => {
+                self.errors.push(
+                    call.kind.span(),
+                    "`identity` is a branch of `concat`, `add` or `multiply` (the input itself); in a chain it does nothing, so remove it",
+                );
+                (Op::Poison, spec.prefix)
+            }
             _ => (simple_op(&kind, &args), spec.prefix),
         };
         let op = if args.bad.get() { Op::Poison } else { op };
@@ -623,6 +734,7 @@ impl<'a> Lowerer<'a> {
             op,
             info: Info::default(),
             context: None,
+            save: None,
         }
     }
 
@@ -661,6 +773,177 @@ impl<'a> Lowerer<'a> {
         let mut spans = BTreeMap::new();
         spans.insert("shape", call.args_span);
         node(&call.kind, "assert_shape", spans, Op::AssertShape(dims))
+    }
+
+    /// Lowers `concat { ... }`, `add { ... }` or `multiply { ... }`: each statement of the
+    /// body is one branch (`{ layers }`, `label: { layers }`, `identity`, or a single layer),
+    /// named `branch{n}` unless labelled.
+    fn merge(&mut self, call: &LayerCall, merge: Merge, env: &Env) -> Op {
+        let word = merge.keyword();
+        // Rule: a merge has a body of branches.
+        let Some(body) = &call.body else {
+            self.errors.push(
+                call.kind.span(),
+                format!("`{word}` needs branches: {word} {{ {{ layers }}, {{ layers }} }} (a branch may be `identity`)"),
+            );
+            return Op::Poison;
+        };
+        let mut pending = Vec::new();
+        let mut bad = false;
+        for stmt in &body.stmts {
+            if self.halted {
+                return Op::Poison;
+            }
+            let branch = match stmt {
+                Stmt::Branch(Branch { label, body }) => {
+                    let inner = self.body(body, env);
+                    Pending {
+                        label: label.clone(),
+                        prefix: "branch".into(),
+                        node: node_at(
+                            body.span,
+                            "branch",
+                            BTreeMap::new(),
+                            Op::Block { body: inner },
+                        ),
+                    }
+                }
+                Stmt::Layer(l) if l.kind == "identity" && l.args.is_empty() && l.body.is_none() => {
+                    self.nodes += 1;
+                    Pending {
+                        label: l.label.clone(),
+                        prefix: "branch".into(),
+                        node: node(
+                            &l.kind,
+                            "identity",
+                            BTreeMap::new(),
+                            Op::Block { body: Vec::new() },
+                        ),
+                    }
+                }
+                Stmt::Layer(l) => {
+                    // A single layer is a branch of one layer; its label names the branch.
+                    let Some(mut p) = self.call(l, env) else {
+                        continue;
+                    };
+                    let label = p.label.take();
+                    let span = l.kind.span();
+                    Pending {
+                        label,
+                        prefix: "branch".into(),
+                        node: node_at(
+                            span,
+                            "branch",
+                            BTreeMap::new(),
+                            Op::Block {
+                                body: self.name(vec![p]),
+                            },
+                        ),
+                    }
+                }
+                Stmt::Skip(label) => match self.skip(label) {
+                    Some(op) => {
+                        self.nodes += 1;
+                        Pending {
+                            label: None,
+                            prefix: "branch".into(),
+                            node: node_at(label.span(), &format!("@{label}"), BTreeMap::new(), op),
+                        }
+                    }
+                    None => {
+                        bad = true;
+                        continue;
+                    }
+                },
+                // Rule: branches are written one by one.
+                Stmt::If(cond) => {
+                    self.errors.push(
+                        cond.cond.span(),
+                        format!("`if` cannot choose the branches of `{word}`; put the `if` inside a branch's `{{ layers }}`"),
+                    );
+                    bad = true;
+                    continue;
+                }
+                // Rule: branches are written one by one (a loop would repeat one label).
+                Stmt::For(f) => {
+                    self.errors.push(
+                        f.span,
+                        format!("`for` loops cannot make the branches of `{word}`; write each branch as `{{ layers }}`"),
+                    );
+                    bad = true;
+                    continue;
+                }
+            };
+            let mut branch = branch;
+            branch.node.context = self.context.clone();
+            pending.push(branch);
+        }
+        // Rule: a merge combines at least two branches.
+        if pending.len() < 2 && !bad {
+            self.errors.push(
+                body.span,
+                format!("`{word}` needs at least two branches, found {}; write `identity` for a branch that is the input itself", pending.len()),
+            );
+            bad = true;
+        }
+        let branches = self.name(pending);
+        if bad {
+            return Op::Poison;
+        }
+        Op::Merge { merge, branches }
+    }
+
+    /// The op of a skip branch `@label`, or `None` after reporting why there is none.
+    fn skip(&mut self, label: &Ident) -> Option<Op> {
+        let name = label.to_string();
+        let found = self
+            .labels
+            .iter()
+            .rev()
+            .find_map(|scope| scope.get(&name))
+            .cloned();
+        match found {
+            Some((save, Some(shape))) => {
+                self.saved.insert(save);
+                Some(Op::Skip {
+                    label: name,
+                    save,
+                    shape,
+                })
+            }
+            // Its shape is unknown after an earlier error: nothing more to report.
+            Some((_, None)) => Some(Op::Poison),
+            None => {
+                // Rule: a skip names an earlier labelled layer of this body or an enclosing one.
+                let visible: Vec<&str> = self
+                    .labels
+                    .iter()
+                    .flat_map(|scope| scope.keys().map(String::as_str))
+                    .collect();
+                let why = if self.closed.contains(&name) {
+                    format!("`{name}` labels a layer inside a block or branch that has ended, so its activation is out of scope here; label a layer of this body or an enclosing one")
+                } else {
+                    match did_you_mean(&name, visible.iter().copied()) {
+                        hint if hint.is_empty() => format!("no earlier layer is labelled `{name}`; label one with `{name}: layer` before this point"),
+                        hint => format!("no earlier layer is labelled `{name}`{hint}"),
+                    }
+                };
+                let shown = if visible.is_empty() {
+                    "none".to_string()
+                } else {
+                    visible
+                        .iter()
+                        .map(|v| format!("`@{v}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                self.errors.push(
+                    label.span(),
+                    format!("unknown skip `@{name}`: {why} (skips visible here: {shown})"),
+                );
+                None
+            }
+        }
     }
 
     fn residual(&mut self, call: &LayerCall, args: &Args, env: &Env) -> Op {
@@ -717,6 +1000,7 @@ fn node_at(span: Span, kind: &str, arg_spans: BTreeMap<&'static str, Span>, op: 
         op,
         info: Info::default(),
         context: None,
+        save: None,
     }
 }
 

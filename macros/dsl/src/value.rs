@@ -49,6 +49,24 @@ pub struct Env {
 }
 
 impl Env {
+    /// A copy of this environment with the [`SHAPE_NAMES`] bound to `shape`'s dims (none
+    /// when the shape is unknown after an earlier error).
+    pub fn with_shape(&self, shape: Option<&[usize]>) -> Env {
+        let mut env = self.clone();
+        for name in SHAPE_NAMES {
+            env.vars.remove(name);
+        }
+        let names: &[&str] = match shape {
+            Some([_, _, _]) => &SHAPE_NAMES[..3],
+            Some([_]) => &SHAPE_NAMES[3..],
+            _ => &[],
+        };
+        for (name, dim) in names.iter().zip(shape.unwrap_or(&[])) {
+            env.vars.insert(name.to_string(), Value::Int(*dim as i64));
+        }
+        env
+    }
+
     /// A copy of this environment with `name` bound to `value`.
     pub fn with(&self, name: &str, value: Value) -> Env {
         let mut env = self.clone();
@@ -60,6 +78,14 @@ impl Env {
 fn err(expr: &Expr, message: impl fmt::Display) -> syn::Error {
     syn::Error::new(expr.span(), message)
 }
+
+/// Names bound to the current input's dims inside a body: images `(C, H, W)` bind the first
+/// three, feature vectors `(F)` the last.
+pub const SHAPE_NAMES: [&str; 4] = ["in_channels", "in_height", "in_width", "in_features"];
+
+/// Ends the message of a shape name used where the shape is unknown after an earlier error:
+/// lowering drops these follow-on errors.
+pub const UNKNOWN_SHAPE: &str = "the input here is unknown after an earlier error";
 
 /// Evaluates `expr` under `env`.
 pub fn eval(expr: &Expr, env: &Env) -> syn::Result<Value> {
@@ -79,8 +105,19 @@ pub fn eval(expr: &Expr, env: &Env) -> syn::Result<Value> {
                 Ok(v.clone())
             } else if WORDS.contains(&name.as_str()) {
                 Ok(Value::Word(name))
+            } else if SHAPE_NAMES.contains(&name.as_str()) {
+                Err(err(expr, format!("`{name}` has no value here: `in_channels`, `in_height` and `in_width` name the dims of an image input (C, H, W) and `in_features` those of a flat input (F), and {}", match (env.vars.contains_key("in_channels"), env.vars.contains_key("in_features")) {
+                    (true, _) => "the input here is an image: use `in_channels`, `in_height` or `in_width`",
+                    (_, true) => "the input here is a feature vector: use `in_features`",
+                    _ => UNKNOWN_SHAPE,
+                })))
             } else {
-                let known = env.vars.keys().map(String::as_str).chain(WORDS.iter().copied());
+                let known = env
+                    .vars
+                    .keys()
+                    .map(String::as_str)
+                    .chain(WORDS.iter().copied())
+                    .chain(SHAPE_NAMES);
                 Err(err(expr, format!("unknown name `{name}`{}", did_you_mean(&name, known))))
             }
         }
@@ -95,6 +132,30 @@ pub fn eval(expr: &Expr, env: &Env) -> syn::Result<Value> {
             Value::Float(x) => Ok(Value::Float(-x)),
             v => Err(err(expr, format!("cannot negate `{v}`"))),
         },
+        Expr::Unary(u) if matches!(u.op, UnOp::Not(_)) => match eval(&u.expr, env)? {
+            Value::Bool(b) => Ok(Value::Bool(!b)),
+            v => Err(err(expr, format!("`!` needs `true` or `false`, found `{v}`"))),
+        },
+        Expr::Binary(b) if matches!(b.op, BinOp::And(_) | BinOp::Or(_)) => {
+            let truth = |e: &Expr| match eval(e, env)? {
+                Value::Bool(v) => Ok(v),
+                v => Err(err(e, format!("`&&` and `||` need `true` or `false`, found `{v}`"))),
+            };
+            let l = truth(&b.left)?;
+            Ok(Value::Bool(match b.op {
+                BinOp::And(_) => l && truth(&b.right)?,
+                _ => l || truth(&b.right)?,
+            }))
+        }
+        Expr::Binary(b)
+            if matches!(
+                b.op,
+                BinOp::Eq(_) | BinOp::Ne(_) | BinOp::Lt(_) | BinOp::Le(_) | BinOp::Gt(_) | BinOp::Ge(_)
+            ) =>
+        {
+            let (l, r) = (eval(&b.left, env)?, eval(&b.right, env)?);
+            compare(expr, &b.op, &l, &r).map(Value::Bool)
+        }
         Expr::Binary(b) => {
             let l = eval(&b.left, env)?;
             let r = eval(&b.right, env)?;
@@ -104,6 +165,34 @@ pub fn eval(expr: &Expr, env: &Env) -> syn::Result<Value> {
             expr,
             "unsupported expression: use numbers, `true`/`false`, keywords, loop variables, block parameters, tuples and + - * / %",
         )),
+    }
+}
+
+/// `l op r` for a comparison operator: numbers by value, words and booleans by equality.
+fn compare(expr: &Expr, op: &BinOp, l: &Value, r: &Value) -> syn::Result<bool> {
+    let ordering = match (l, r) {
+        (Value::Int(a), Value::Int(b)) => Some(a.cmp(b)),
+        _ => match (as_f64(l), as_f64(r)) {
+            (Some(x), Some(y)) => x.partial_cmp(&y),
+            _ => None,
+        },
+    };
+    if let Some(o) = ordering {
+        return Ok(match op {
+            BinOp::Eq(_) => o.is_eq(),
+            BinOp::Ne(_) => o.is_ne(),
+            BinOp::Lt(_) => o.is_lt(),
+            BinOp::Le(_) => o.is_le(),
+            BinOp::Gt(_) => o.is_gt(),
+            _ => o.is_ge(),
+        });
+    }
+    match (op, l, r) {
+        (BinOp::Eq(_), Value::Word(a), Value::Word(b)) => Ok(a == b),
+        (BinOp::Ne(_), Value::Word(a), Value::Word(b)) => Ok(a != b),
+        (BinOp::Eq(_), Value::Bool(a), Value::Bool(b)) => Ok(a == b),
+        (BinOp::Ne(_), Value::Bool(a), Value::Bool(b)) => Ok(a != b),
+        _ => Err(err(expr, format!("cannot compare `{l}` with `{r}` this way: numbers compare with == != < <= > >=, words and booleans with == and !="))),
     }
 }
 

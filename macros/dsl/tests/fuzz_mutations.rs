@@ -11,6 +11,30 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 fn seeds() -> Vec<TokenStream> {
     vec![
         quote! {
+            block unit(c, stride = 1) {
+                if stride == 1 && c == in_channels { residual { conv2d(c, 3, padding = same) } }
+                else if stride > 1 { conv2d(c, 3, stride = stride, padding = same) }
+                else { conv2d(c, 1) }
+            }
+            block se(c) { multiply { identity, { global_avg_pool2d(keepdims = true), conv2d(4, 1), relu, conv2d(c, 1), sigmoid } } }
+            pub Graph(3, 16, 16) -> (10) {
+                conv2d(16, 3, padding = same),
+                mixed: concat {
+                    { conv2d(8, 1) },
+                    wide: { conv2d(8, 1), conv2d(8, 3, padding = same) },
+                    { max_pool2d(3, stride = 1, padding = same), conv2d(8, 1) },
+                    identity,
+                }
+                se(in_channels),
+                add { identity, conv2d(in_channels, 3, padding = same) }
+                unit(40), unit(40, stride = 2), unit(48),
+                skip: max_pool2d(2),
+                conv2d(in_channels, 3, padding = same),
+                concat { identity, @skip }
+                global_avg_pool2d, linear(10),
+            }
+        },
+        quote! {
             /// Mini-Xception.
             pub MiniXception(3, 180, 180) -> (1) {
                 rescale(1.0 / 255.0),
@@ -101,6 +125,15 @@ const IDENTS: &[&str] = &[
     "crop2d",
     "keepdims",
     "bilinear",
+    "concat",
+    "add",
+    "multiply",
+    "identity",
+    "in_channels",
+    "in_height",
+    "in_features",
+    "if",
+    "else",
 ];
 
 fn random_literal(rng: &mut StdRng) -> TokenTree {
