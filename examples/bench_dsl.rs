@@ -275,14 +275,14 @@ fn bench_size<M: Network>(size: usize, dropout: Option<f32>, o: &Options) -> Res
 }
 
 /// The mini-Xception description at 180x180, instantiated from the `mini_xception!` template
-/// in `src/zoo.rs` (its `convnet!` body with the macro's parameters filled in), so the timed
+/// in `src/zoo/mod.rs` (its `convnet!` body with the macro's parameters filled in), so the timed
 /// tokens are exactly what the zoo expands.
 fn mini_xception_description() -> String {
-    let zoo = include_str!("../src/zoo.rs");
+    let zoo = include_str!("../src/zoo/mod.rs");
     let marker = "$crate::convnet! {";
     let open = zoo
         .find(marker)
-        .expect("src/zoo.rs has the mini_xception! template")
+        .expect("src/zoo/mod.rs has the mini_xception! template")
         + marker.len();
     let mut depth = 1;
     for (i, ch) in zoo[open..].char_indices() {
@@ -303,7 +303,7 @@ fn mini_xception_description() -> String {
             _ => {}
         }
     }
-    panic!("the mini_xception! template is not closed in src/zoo.rs")
+    panic!("the mini_xception! template is not closed in src/zoo/mod.rs")
 }
 
 /// Token trees, counting inside groups.
