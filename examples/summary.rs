@@ -4,7 +4,10 @@
 //! residual_projection, residual_pooling).
 
 use convnet::model::Summary;
-use convnet::zoo::{MiniXception, ResNet18, ResNet50, ResidualPooling, ResidualProjection, Vgg16};
+use convnet::zoo::{
+    EfficientNetB0, MiniXception, MobileNetV3Large, ResNeXt50, ResNet18, ResNet50, ResidualPooling,
+    ResidualProjection, Vgg16,
+};
 
 fn main() {
     let name = std::env::args()
@@ -17,9 +20,12 @@ fn main() {
         "resnet50" => ResNet50::summary(),
         "residual_projection" => ResidualProjection::summary(),
         "residual_pooling" => ResidualPooling::summary(),
+        "efficientnet_b0" => EfficientNetB0::summary(),
+        "mobilenet_v3_large" => MobileNetV3Large::summary(),
+        "resnext50_32x4d" => ResNeXt50::summary(),
         other => {
             eprintln!(
-                "unknown model `{other}`; choose mini_xception, vgg16, resnet18, resnet50, residual_projection or residual_pooling"
+                "unknown model `{other}`; choose mini_xception, vgg16, resnet18, resnet50, residual_projection, residual_pooling, efficientnet_b0, mobilenet_v3_large or resnext50_32x4d"
             );
             std::process::exit(2);
         }

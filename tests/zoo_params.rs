@@ -38,3 +38,24 @@ fn flops_count_multiply_adds_twice() {
     let expected = 2 * (30 * 30 * 32 * 27 + 30 * 30 * 64 * 288 + 30 * 30 * 64 * 32);
     assert_eq!(ResidualProjection::FLOPS, expected as u64);
 }
+
+#[test]
+fn resnext50_matches_torchvision() {
+    assert_eq!(convnet::zoo::ResNeXt50::TRAINABLE_PARAMS, 25_028_904);
+    assert_eq!(convnet::zoo::ResNeXt50::INPUT_SHAPE, &[3, 224, 224]);
+    assert_eq!(convnet::zoo::ResNeXt50::OUTPUT_SHAPE, &[1000]);
+}
+
+#[test]
+fn efficientnet_b0_matches_torchvision() {
+    assert_eq!(convnet::zoo::EfficientNetB0::TRAINABLE_PARAMS, 5_288_548);
+    assert_eq!(convnet::zoo::EfficientNetB0::INPUT_SHAPE, &[3, 224, 224]);
+    assert_eq!(convnet::zoo::EfficientNetB0::OUTPUT_SHAPE, &[1000]);
+}
+
+#[test]
+fn mobilenet_v3_large_matches_torchvision() {
+    assert_eq!(convnet::zoo::MobileNetV3Large::TRAINABLE_PARAMS, 5_483_032);
+    assert_eq!(convnet::zoo::MobileNetV3Large::INPUT_SHAPE, &[3, 224, 224]);
+    assert_eq!(convnet::zoo::MobileNetV3Large::OUTPUT_SHAPE, &[1000]);
+}

@@ -150,3 +150,10 @@ convnet! {
         linear(1000),
     }
 }
+
+mod efficientnet;
+pub use efficientnet::EfficientNetB0;
+mod mobilenet_v3;
+pub use mobilenet_v3::MobileNetV3Large;
+mod resnext;
+pub use resnext::ResNeXt50;

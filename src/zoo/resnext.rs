@@ -1,0 +1,42 @@
+//! ResNeXt-50 32x4d in the DSL.
+
+use crate::convnet;
+
+convnet! {
+    /// ResNeXt bottleneck keeping the shape: grouped 3x3 (32 groups) of width `width`,
+    /// widened to `planes * 4` (identity shortcut).
+    block resnext_bottleneck(planes, width) {
+        residual {
+            conv2d(width, 1, bias = false), batch_norm, relu,
+            conv2d(width, 3, padding = 1, groups = 32, bias = false), batch_norm, relu,
+            conv2d(planes * 4, 1, bias = false), batch_norm,
+        }
+        relu,
+    }
+
+    /// First bottleneck of a stage: strided grouped 3x3 and a projected shortcut.
+    block resnext_bottleneck_down(planes, width, stride) {
+        residual(project = { conv2d(planes * 4, 1, stride = stride, bias = false), batch_norm }) {
+            conv2d(width, 1, bias = false), batch_norm, relu,
+            conv2d(width, 3, stride = stride, padding = 1, groups = 32, bias = false), batch_norm, relu,
+            conv2d(planes * 4, 1, bias = false), batch_norm,
+        }
+        relu,
+    }
+
+    /// ResNeXt-50 32x4d, torchvision's `resnext50_32x4d` (`torchvision/models/resnet.py`:
+    /// `ResNet(Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4)`), 224x224 input,
+    /// 1000 classes. Bottleneck width `planes * 4 / 64 * 32 = planes * 2`, stride on the
+    /// grouped 3x3 (v1.5). Deviations: batch norm uses this crate's defaults (eps 1e-3,
+    /// Keras-style momentum) instead of PyTorch's eps 1e-5 and momentum 0.1; counts are equal.
+    pub ResNeXt50(3, 224, 224) -> (1000) {
+        conv2d(64, 7, stride = 2, padding = 3, bias = false), batch_norm, relu,
+        max_pool2d(3, stride = 2, padding = 1),
+        for (planes, stride, blocks) in [(64, 1, 3), (128, 2, 4), (256, 2, 6), (512, 2, 3)] {
+            resnext_bottleneck_down(planes, planes * 2, stride),
+            for i in 2..=blocks { resnext_bottleneck(planes, planes * 2) }
+        }
+        global_avg_pool2d,
+        linear(1000),
+    }
+}
