@@ -17,6 +17,9 @@ fn main() {
         "resnet50" => ResNet50::summary(),
         "residual_projection" => ResidualProjection::summary(),
         "residual_pooling" => ResidualPooling::summary(),
+        "densenet121" => convnet::zoo::DenseNet121::summary(),
+        "googlenet" => convnet::zoo::GoogLeNet::summary(),
+        "unet" => convnet::zoo::UNet::summary(),
         other => {
             eprintln!(
                 "unknown model `{other}`; choose mini_xception, vgg16, resnet18, resnet50, residual_projection or residual_pooling"

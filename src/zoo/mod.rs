@@ -150,3 +150,12 @@ convnet! {
         linear(1000),
     }
 }
+
+mod densenet;
+pub use densenet::DenseNet121;
+
+mod googlenet;
+pub use googlenet::GoogLeNet;
+
+mod unet;
+pub use unet::UNet;
