@@ -59,3 +59,41 @@ fn mobilenet_v3_large_matches_torchvision() {
     assert_eq!(convnet::zoo::MobileNetV3Large::INPUT_SHAPE, &[3, 224, 224]);
     assert_eq!(convnet::zoo::MobileNetV3Large::OUTPUT_SHAPE, &[1000]);
 }
+
+#[test]
+fn densenet121_matches_torchvision() {
+    use convnet::zoo::DenseNet121;
+    assert_eq!(DenseNet121::TRAINABLE_PARAMS, 7_978_856);
+    assert_eq!(DenseNet121::INPUT_SHAPE, &[3, 224, 224]);
+    assert_eq!(DenseNet121::OUTPUT_SHAPE, &[1000]);
+}
+
+#[test]
+fn googlenet_matches_torchvision() {
+    use convnet::zoo::GoogLeNet;
+    assert_eq!(GoogLeNet::TRAINABLE_PARAMS, 6_624_904);
+    assert_eq!(GoogLeNet::INPUT_SHAPE, &[3, 224, 224]);
+    assert_eq!(GoogLeNet::OUTPUT_SHAPE, &[1000]);
+}
+
+#[test]
+fn unet_matches_milesial_formula() {
+    use convnet::zoo::UNet;
+    // DoubleConv(in, out): two bias-free 3x3 convs, each followed by a batch norm (2 x out trainable).
+    let double_conv = |i: usize, o: usize| (9 * i * o + 2 * o) + (9 * o * o + 2 * o);
+    // ConvTranspose2d(in, out, kernel 2, stride 2), with bias.
+    let up = |i: usize, o: usize| 4 * i * o + o;
+    let encoder = double_conv(3, 64)
+        + double_conv(64, 128)
+        + double_conv(128, 256)
+        + double_conv(256, 512)
+        + double_conv(512, 1024);
+    let decoder = (up(1024, 512) + double_conv(1024, 512))
+        + (up(512, 256) + double_conv(512, 256))
+        + (up(256, 128) + double_conv(256, 128))
+        + (up(128, 64) + double_conv(128, 64));
+    let head = 64 * 2 + 2;
+    assert_eq!(UNet::TRAINABLE_PARAMS, encoder + decoder + head);
+    assert_eq!(UNet::INPUT_SHAPE, &[3, 256, 256]);
+    assert_eq!(UNet::OUTPUT_SHAPE, &[2, 256, 256]);
+}

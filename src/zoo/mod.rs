@@ -1,6 +1,7 @@
 //! Reference models written in the DSL: the seed text's two residual examples,
-//! mini-Xception, VGG16, ResNet-18 and ResNet-50. Their parameter counts match Keras and
-//! torchvision (the tests pin them).
+//! mini-Xception, VGG16, ResNet-18 and ResNet-50 (here), ResNeXt-50 32x4d, DenseNet-121,
+//! GoogLeNet, EfficientNet-B0, MobileNetV3-Large and a U-Net (one file each). Their parameter
+//! counts match Keras and torchvision (the tests pin them).
 
 use crate::convnet;
 
@@ -151,9 +152,16 @@ convnet! {
     }
 }
 
+mod densenet;
 mod efficientnet;
-pub use efficientnet::EfficientNetB0;
+mod googlenet;
 mod mobilenet_v3;
-pub use mobilenet_v3::MobileNetV3Large;
 mod resnext;
+mod unet;
+
+pub use densenet::DenseNet121;
+pub use efficientnet::EfficientNetB0;
+pub use googlenet::GoogLeNet;
+pub use mobilenet_v3::MobileNetV3Large;
 pub use resnext::ResNeXt50;
+pub use unet::UNet;
