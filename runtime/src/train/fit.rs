@@ -85,14 +85,23 @@ pub fn predict<M: ModuleT + ?Sized>(
     inputs: &Tensor,
     batch_size: usize,
 ) -> Result<Tensor> {
+    map_chunks(inputs, batch_size, |x| infer(model, x))
+}
+
+/// `f` over `inputs` in chunks of `batch_size` examples, the outputs concatenated (plain or
+/// test-time-augmented prediction).
+pub(crate) fn map_chunks(
+    inputs: &Tensor,
+    batch_size: usize,
+    mut f: impl FnMut(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
     let n = inputs.dim(0)?;
     let batch_size = batch_size.max(1);
     let mut outs = Vec::with_capacity(n.div_ceil(batch_size));
     let mut start = 0;
     while start < n {
         let len = batch_size.min(n - start);
-        let x = inputs.narrow(0, start, len)?;
-        outs.push(infer(model, &x)?);
+        outs.push(f(&inputs.narrow(0, start, len)?)?);
         start += len;
     }
     if outs.is_empty() {

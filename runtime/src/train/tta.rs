@@ -64,23 +64,9 @@ pub fn predict_tta<M: ModuleT + ?Sized>(
     inputs: &Tensor,
     batch_size: usize,
 ) -> Result<Tensor> {
-    let n = inputs.dim(0)?;
-    let batch_size = batch_size.max(1);
-    let mut outs = Vec::with_capacity(n.div_ceil(batch_size));
-    let mut start = 0;
-    while start < n {
-        let len = batch_size.min(n - start);
-        outs.push(flip_averaged_probabilities(
-            model,
-            loss,
-            &inputs.narrow(0, start, len)?,
-        )?);
-        start += len;
-    }
-    if outs.is_empty() {
-        return Err(crate::error::Error::invalid("predict_tta inputs", "no examples").into());
-    }
-    Tensor::cat(&outs, 0)
+    super::fit::map_chunks(inputs, batch_size, |x| {
+        flip_averaged_probabilities(model, loss, x)
+    })
 }
 
 /// Like [`super::evaluate`], but on flip-averaged probabilities: the loss is computed from
