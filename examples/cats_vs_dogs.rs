@@ -14,26 +14,29 @@
 //! `test accuracy: 0.xxxx`.
 
 use candle_core::{DType, Device, Result};
-use candle_nn::VarMap;
+use candle_nn::{ModuleT, VarBuilder, VarMap};
 use clap::Parser;
 use convnet::checkpoint::load_checkpoint_weights;
-use convnet::data::{Augment, Batches, DataLoader, Dataset, ImageFolder, SyntheticShapes};
+use convnet::data::{Augment, DataLoader, Dataset, ImageFolder, SyntheticShapes};
 use convnet::error::Error;
 use convnet::init::seeded_var_builder;
 use convnet::loss::Loss;
 use convnet::optim::{RmsProp, RmsPropConfig};
 use convnet::prelude::*;
+use convnet::schedule::{Schedule, ScheduleUnit};
 use convnet::train::{
-    evaluate_tta, plot_history, CsvLogger, ModelCheckpoint, ModelInfo, PreciseBn, Trainer,
+    evaluate, evaluate_tta, plot_history, CsvLogger, ModelCheckpoint, ModelInfo, Trainer,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 mod models;
+mod recipe;
 mod tuning;
 
 use models::with_mini_xception;
+use recipe::{Stage, Stages};
 
 #[derive(Parser, Debug)]
 #[command(about = "Train mini-Xception on cats vs dogs (or built-in generated data)")]
@@ -42,17 +45,23 @@ struct Args {
     /// each). Without it, a generated two-class set is used.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Square input size: 64, 96, 128 or 180 (the model's shapes are checked at compile
-    /// time, so each size is compiled in).
-    #[arg(long, default_value_t = 64)]
-    image_size: usize,
-    /// Training epochs (at least 1).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    epochs: u64,
+    /// Progressive resizing: `SIZE:EPOCHS` stages trained in order on the same weights, the
+    /// last one's size scored. Sizes: 64, 96, 128 or 180 (the model's shapes are checked at
+    /// compile time, so each size is compiled in). Default: the recipe `96:30,128:20,180:8`
+    /// with `--data`, `64:10` on the generated data.
+    #[arg(long, conflicts_with_all = ["image_size", "epochs"])]
+    stages: Option<Stages>,
+    /// One stage at this square size (shorthand for `--stages SIZE:EPOCHS`).
+    #[arg(long)]
+    image_size: Option<usize>,
+    /// Epochs of the one stage of `--image-size` (at least 1; default 10).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    epochs: Option<u64>,
     /// Examples per batch.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
-    /// RMSprop learning rate (a finite number > 0).
+    /// Peak RMSprop learning rate (a finite number > 0): reached by a linear warm-up over the
+    /// first 2 epochs from a tenth of it, then cosine decay to 1% of it at the last step.
     #[arg(long, default_value_t = 1e-3, allow_hyphen_values = true, value_parser = positive_learning_rate)]
     lr: f64,
     /// Output folder for the checkpoint, history CSV and plot. A folder that already holds a
@@ -70,18 +79,41 @@ struct Args {
     /// Before each validation, recompute the batch-norm moving statistics from this many
     /// un-augmented training batches ("precise BN"; 0: off, the moving averages of training
     /// are used as they are).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 8)]
     precise_bn: usize,
-    /// Score the test split with horizontal-flip test-time augmentation (each image's
-    /// probability averaged with its mirror's).
+    /// Score the test split without horizontal-flip test-time augmentation (by default each
+    /// image's probability is averaged with its mirror's).
     #[arg(long)]
-    tta: bool,
+    no_tta: bool,
     /// Print the model summary before training.
     #[arg(long)]
     summary: bool,
     /// Training images per class for the generated data set.
     #[arg(long, default_value_t = 300)]
     synthetic_per_class: usize,
+}
+
+impl Args {
+    /// The stages to train: `--stages`, or the one stage of `--image-size`/`--epochs`, or the
+    /// default for the data (the recipe for real photos, a short run on generated data).
+    fn stages(&self) -> Stages {
+        if let Some(stages) = &self.stages {
+            return stages.clone();
+        }
+        let default: Stages = match self.data {
+            Some(_) => recipe::RECIPE,
+            None => recipe::GENERATED,
+        }
+        .parse()
+        .expect("the built-in stages parse");
+        match (self.image_size, self.epochs) {
+            (None, None) => default,
+            (size, epochs) => Stages(vec![Stage {
+                size: size.unwrap_or(default.last().size),
+                epochs: epochs.unwrap_or(10) as usize,
+            }]),
+        }
+    }
 }
 
 /// The run folder: `--out` (refused when it holds an earlier run's checkpoint, unless
@@ -134,8 +166,10 @@ fn positive_learning_rate(text: &str) -> std::result::Result<f64, String> {
 }
 
 fn main() -> Result<()> {
+    let started = Instant::now();
     tuning::apply();
     let args = Args::parse();
+    let stages = args.stages();
     let out = run_folder(&args)?;
     println!("run folder: {}", out.display());
     let data = match &args.data {
@@ -143,40 +177,58 @@ fn main() -> Result<()> {
         None => {
             let dir = out.join("synthetic-data");
             let n = args.synthetic_per_class;
+            let size = stages.last().size;
             println!("no --data given: generating circles vs squares ({n} training images per class) in {}", dir.display());
             SyntheticShapes::new()
-                .image_size(args.image_size, args.image_size)
+                .image_size(size, size)
                 .per_class(n, n / 4, n / 4)
                 .seed(args.seed)
                 .write(&dir)?;
             dir
         }
     };
-    with_mini_xception!(args.image_size, train(&args, &data, &out))
+    train(&args, &stages, &data, &out, started)
 }
 
-fn train<M: Network>(args: &Args, data: &Path, out: &Path) -> Result<()> {
-    let device = Device::Cpu;
-    let (h, w) = (M::INPUT_SHAPE[1], M::INPUT_SHAPE[2]);
-    if args.summary {
+/// The three splits at `size`x`size`, sharing the training split's class folders (checked).
+fn splits(data: &Path, size: usize) -> Result<[ImageFolder; 3]> {
+    ImageFolder::builder(data, size, size)
+        .cache(true)
+        .build_splits(["train", "validation", "test"])
+}
+
+/// Mini-Xception at one input size, over the shared `VarMap` of `vb`.
+fn stage_model<M: Network + 'static>(vb: VarBuilder) -> Result<Box<dyn ModuleT>> {
+    Ok(Box::new(M::new(vb)?))
+}
+
+/// The checkpoint's record of the model scored (the last stage's size), its summary, and
+/// whether its output fits the classes of the loss.
+fn describe<M: Network>(set: &ImageFolder, summary: bool) -> Result<ModelInfo> {
+    set.check_classes_fit(&LOSS, M::OUTPUT_SHAPE)?;
+    if summary {
         println!("{}", M::summary());
     }
-    // The three splits share the training split's class folders (checked), the classes fit
-    // the loss and the model's output, and every image decodes (into the cache) before the
-    // first epoch, so a bad test image fails now rather than after training.
-    let [train_set, val_set, test_set] = ImageFolder::builder(data, h, w)
-        .cache(true)
-        .build_splits(["train", "validation", "test"])?;
-    train_set.check_classes_fit(&Loss::BinaryCrossEntropy, M::OUTPUT_SHAPE)?;
-    println!(
-        "data: classes {:?}, resized to {h}x{w}",
-        train_set.class_names()
-    );
-    for (name, set) in [
-        ("train", &train_set),
-        ("validation", &val_set),
-        ("test", &test_set),
-    ] {
+    Ok(ModelInfo::of::<M>(set.class_names()))
+}
+
+/// Two classes, one logit.
+const LOSS: Loss = Loss::BinaryCrossEntropy;
+
+fn train(args: &Args, stages: &Stages, data: &Path, out: &Path, started: Instant) -> Result<()> {
+    let device = Device::Cpu;
+    let batch_size = args.batch_size;
+    println!("stages (SIZE:EPOCHS): {stages}");
+    // Every image of every split decodes (into the cache) before the first epoch, so a bad
+    // test image fails now rather than after training; the classes fit the loss and model.
+    let mut first = Some(splits(data, stages.0[0].size)?);
+    let [train_set, ..] = first.as_ref().expect("just set");
+    let info = with_mini_xception!(stages.last().size, describe(train_set, args.summary))?;
+    println!("data: classes {:?}", info.class_names);
+    for (name, set) in ["train", "validation", "test"]
+        .iter()
+        .zip(first.as_ref().expect("just set"))
+    {
         set.verify()?;
         let counts: Vec<String> = set
             .class_names()
@@ -186,30 +238,18 @@ fn train<M: Network>(args: &Args, data: &Path, out: &Path) -> Result<()> {
             .collect();
         println!("  {name}: {} images ({})", set.len(), counts.join(", "));
     }
-    // The book's augmentation: random flips, rotations of up to 10% of a turn, 20% zoom.
-    let augment = Augment::new().flip_horizontal().rotation(0.1).zoom(0.2);
-    let class_names = train_set.class_names().to_vec();
-    let train_set: Arc<dyn Dataset> = Arc::new(train_set);
-    // Un-augmented batches of the same cached training images, for precise BN.
-    let clean_train = DataLoader::from_arc(train_set.clone(), args.batch_size)
-        .shuffle(true)
-        .seed(args.seed ^ 0x5EED)
-        .device(device.clone());
-    let mut train_data = DataLoader::from_arc(train_set, args.batch_size)
-        .shuffle(true)
-        .seed(args.seed)
-        .augment(augment)
-        .training(true)
-        .device(device.clone())
-        .prefetch(2);
-    let eval_loader =
-        |set: ImageFolder| DataLoader::new(set, args.batch_size).device(device.clone());
-    let (mut val_data, mut test_data) = (eval_loader(val_set), eval_loader(test_set));
 
+    // One VarMap; a model per stage size over it (the description gives the same parameter
+    // names at every size). `--seed` fixes the whole run: initialisation, dropout masks,
+    // shuffling, augmentation.
     let varmap = VarMap::new();
-    // `--seed` fixes the whole run: initialisation, dropout masks, shuffling, augmentation.
     convnet::seed::set_global_seed(args.seed);
-    let model = M::new(seeded_var_builder(&varmap, args.seed, DType::F32, &device))?;
+    let vb = seeded_var_builder(&varmap, args.seed, DType::F32, &device);
+    let models = stages
+        .0
+        .iter()
+        .map(|stage| with_mini_xception!(stage.size, stage_model(vb.clone())))
+        .collect::<Result<Vec<_>>>()?;
     let optimizer = RmsProp::from_varmap(
         &varmap,
         RmsPropConfig {
@@ -217,34 +257,90 @@ fn train<M: Network>(args: &Args, data: &Path, out: &Path) -> Result<()> {
             ..Default::default()
         },
     );
+    let train_len = first.as_ref().expect("just set")[0].len();
+    let steps_per_epoch = train_len.div_ceil(batch_size);
+    let warmup = 2 * steps_per_epoch;
+    let schedule = Schedule::warmup_cosine(
+        args.lr / 10.0,
+        args.lr,
+        warmup,
+        stages.epochs() * steps_per_epoch,
+        0.01,
+    );
     let best = out.join("best");
-    let mut trainer = Trainer::new(&model, &varmap, Loss::BinaryCrossEntropy, optimizer)
-        .with_model_info(ModelInfo::of::<M>(&class_names))
-        .with_callback(ModelCheckpoint::best(&best, "val_loss"))
+    let mut trainer = Trainer::new(&*models[0], &varmap, LOSS, optimizer)
+        .with_model_info(info.clone())
+        .with_schedule(schedule, ScheduleUnit::Step)
         .with_callback(CsvLogger::new(out.join("history.csv")));
-    if args.precise_bn > 0 {
-        let batches = train_data.num_batches();
-        let precise = PreciseBn::new(&model, clean_train, Some(args.precise_bn), batches);
-        trainer.add_callback(Box::new(precise));
+    // The book's augmentation: random flips, rotations of up to 10% of a turn, 20% zoom.
+    let augment = Augment::new().flip_horizontal().rotation(0.1).zoom(0.2);
+    let mut epochs_done = 0;
+    let mut test_set = None;
+    for (i, (stage, model)) in stages.0.iter().zip(&models).enumerate() {
+        let [train_set, val_set, test] = match first.take() {
+            Some(sets) => sets,
+            None => splits(data, stage.size)?,
+        };
+        let last_stage = i + 1 == stages.0.len();
+        println!(
+            "stage {}: {} epochs at {}x{}",
+            i + 1,
+            stage.epochs,
+            stage.size,
+            stage.size
+        );
+        let train_set: Arc<dyn Dataset> = Arc::new(train_set);
+        let mut train_data = DataLoader::from_arc(train_set.clone(), batch_size)
+            .shuffle(true)
+            .seed(args.seed)
+            .augment(augment.clone())
+            .training(true)
+            .device(device.clone())
+            .prefetch(2);
+        let mut val_data = DataLoader::new(val_set, batch_size).device(device.clone());
+        trainer = trainer.with_model(&**model);
+        if args.precise_bn > 0 {
+            // Un-augmented batches of the same cached training images.
+            let clean = DataLoader::from_arc(train_set, batch_size)
+                .shuffle(true)
+                .seed(args.seed ^ 0x5EED)
+                .device(device.clone());
+            trainer = trainer.with_precise_bn(clean, Some(args.precise_bn));
+        }
+        if last_stage {
+            // Checkpoints compete at the size they are scored at (a validation loss at 96x96
+            // does not compare with one at 180x180).
+            trainer.add_callback(Box::new(ModelCheckpoint::best(&best, "val_loss")));
+            test_set = Some(test);
+        }
+        // A NaN or diverging loss (above 100x the first epoch's) fails `fit` before the step
+        // is applied, and `main` then exits non-zero; the best checkpoint keeps its last good
+        // weights.
+        epochs_done += stage.epochs;
+        trainer.fit(&mut train_data, Some(&mut val_data), epochs_done)?;
     }
-    // A NaN or diverging loss (above 100x the first epoch's) fails `fit` before the step is
-    // applied, and `main` then exits non-zero; the best checkpoint keeps its last good weights.
-    let start = Instant::now();
-    let history = trainer.fit(&mut train_data, Some(&mut val_data), args.epochs as usize)?;
-    let elapsed = start.elapsed().as_secs_f64();
+    let history = trainer.history().clone();
+    let trained = started.elapsed().as_secs_f64();
     plot_history(&history, out.join("history.png"), 1200, 450)?;
     // The best epoch's checkpoint of this run (the run folder held none before it).
+    let model = models.last().expect("at least one stage");
     load_checkpoint_weights(&varmap, &best)?;
-    let test = match args.tta {
-        true => evaluate_tta(&model, Loss::BinaryCrossEntropy, &mut test_data)?,
-        false => trainer.evaluate(&mut test_data)?,
+    let mut test_data =
+        DataLoader::new(test_set.expect("the last stage sets it"), batch_size).device(device);
+    let test = match args.no_tta {
+        false => evaluate_tta(&**model, LOSS, &mut test_data)?,
+        true => evaluate(&**model, LOSS, &mut test_data)?,
     };
     println!(
-        "trained {} epochs in {elapsed:.1}s; best checkpoint {}, history {}, plot {}",
+        "trained {} epochs; best checkpoint {}, history {}, plot {}",
         history.len(),
         best.display(),
         out.join("history.csv").display(),
         out.join("history.png").display()
+    );
+    println!(
+        "wall time: {trained:.1}s to the end of training, {:.1}s in all (data, training, test)",
+        started.elapsed().as_secs_f64()
     );
     println!("test loss: {:.4}", test.loss);
     println!("test accuracy: {:.4}", test.accuracy.unwrap_or(f64::NAN));

@@ -3,6 +3,7 @@
 use super::callbacks::{Callback, LrScheduler, TrainContext};
 use super::guards::{ensure_finite, DivergenceGuard};
 use super::history::{EpochLogs, History};
+use super::precise_bn::recompute_batch_norm_statistics;
 use super::progress::{Progress, Verbosity};
 use super::run_state;
 use crate::data::Batches;
@@ -179,6 +180,13 @@ pub struct Trainer<'a, M: ModuleT + ?Sized> {
     model_info: Option<super::ModelInfo>,
     divergence: Option<DivergenceGuard>,
     first_batch_loss: Option<f64>,
+    precise_bn: Option<PreciseBnData<'a>>,
+}
+
+/// Where [`Trainer::with_precise_bn`] draws its batches from.
+struct PreciseBnData<'a> {
+    data: Box<dyn Batches + 'a>,
+    max_batches: Option<usize>,
 }
 
 impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
@@ -203,6 +211,7 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
             divergence: Some(DivergenceGuard::default()),
             first_batch_loss: None,
             model_info: None,
+            precise_bn: None,
         }
     }
 
@@ -252,7 +261,26 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
             model_info: self.model_info,
             divergence: self.divergence,
             first_batch_loss: self.first_batch_loss,
+            precise_bn: self.precise_bn,
         }
+    }
+
+    /// "Precise BN" as part of every epoch: after the epoch's last training batch and before
+    /// validation (so validation, callbacks and checkpoints see them), the batch-norm moving
+    /// statistics are replaced by population statistics over the first `max_batches` batches
+    /// (all when `None`) of `data`, with the current model
+    /// ([`super::recompute_batch_norm_statistics`]). Pass un-augmented training data at the
+    /// model's input size. Replaces an earlier setting, so after
+    /// [`Trainer::with_model`] to another input size, pass data of the new size.
+    ///
+    /// # Shapes
+    /// Batches as the model takes them.
+    pub fn with_precise_bn(mut self, data: impl Batches + 'a, max_batches: Option<usize>) -> Self {
+        self.precise_bn = Some(PreciseBnData {
+            data: Box::new(data),
+            max_batches,
+        });
+        self
     }
 
     /// Records what the model is (name, shapes, class names) in every checkpoint this
@@ -476,6 +504,14 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
                     format!("yielded no examples in epoch {}", epoch + 1),
                 )
                 .into());
+            }
+            if let Some(p) = &mut self.precise_bn {
+                recompute_batch_norm_statistics(
+                    self.model,
+                    self.varmap,
+                    p.data.as_mut(),
+                    p.max_batches,
+                )?;
             }
             let val = match &mut validation {
                 Some(v) => Some(evaluate(self.model, self.loss, &mut **v)?),
