@@ -182,7 +182,9 @@ fn accumulate<M: ModuleT + ?Sized>(
 /// training ends if batches ran since the last recomputation.
 ///
 /// `fit` does not tell callbacks an epoch's batch count, so it is given here: pass the
-/// training source's `num_batches()`.
+/// training source's `num_batches()`. [`crate::train::Trainer::with_precise_bn`] does the
+/// same as a trainer setting, needs no batch count, and follows
+/// [`crate::train::Trainer::with_model`] (progressive resizing).
 pub struct PreciseBn<'a, M: ModuleT + ?Sized> {
     model: &'a M,
     data: Box<dyn Batches + 'a>,
@@ -410,36 +412,50 @@ mod tests {
         assert!(err.contains("no batch-norm statistics"), "{err}");
     }
 
+    /// Both forms, the callback and `Trainer::with_precise_bn`, recompute after the last
+    /// training batch and before validation.
     #[test]
-    fn callback_recomputes_before_validation() {
-        let (varmap, model) = BnNet::new(7, 0.001);
-        let (x, y) = images(64, 8, 3.0, 2.0);
-        let mut train = batches(&x, &y, 16);
-        let per_epoch = train.num_batches();
-        let mut val = batches(&x, &y, 64);
-        let opt = Sgd::from_varmap(
-            &varmap,
-            SgdConfig {
-                lr: 0.01,
-                ..Default::default()
-            },
-        );
-        let precise = PreciseBn::new(&model, batches(&x, &y, 64), None, per_epoch);
-        let mut trainer = Trainer::new(&model, &varmap, Loss::BinaryCrossEntropy, opt)
-            .with_verbosity(Verbosity::Silent)
-            .with_callback(precise);
-        let h = trainer.fit(&mut train, Some(&mut val), 2).unwrap();
-        // Validation ran on the recomputed statistics: the same as evaluating now, in eval
-        // mode, equal to the training-mode output on the whole set.
-        let reference = train_mode(&model, &x);
-        assert!(max_diff(&eval(&model, &x), &reference) < 1e-4);
-        let logits = eval(&model, &x);
-        let val_loss = Loss::BinaryCrossEntropy.compute(&logits, &y).unwrap();
-        let val_loss = val_loss.to_scalar::<f32>().unwrap() as f64;
-        assert!(
-            (h.val_loss()[1] - val_loss).abs() < 1e-6,
-            "{:?} vs {val_loss}",
-            h.val_loss()
-        );
+    fn callback_and_trainer_setting_recompute_before_validation() {
+        for setting in [false, true] {
+            let (varmap, model) = BnNet::new(7, 0.001);
+            let (x, y) = images(64, 8, 3.0, 2.0);
+            let mut train = batches(&x, &y, 16);
+            let per_epoch = train.num_batches();
+            let mut val = batches(&x, &y, 64);
+            let opt = Sgd::from_varmap(
+                &varmap,
+                SgdConfig {
+                    lr: 0.01,
+                    ..Default::default()
+                },
+            );
+            let trainer = Trainer::new(&model, &varmap, Loss::BinaryCrossEntropy, opt)
+                .with_verbosity(Verbosity::Silent);
+            let mut trainer = match setting {
+                true => trainer.with_precise_bn(batches(&x, &y, 64), None),
+                false => trainer.with_callback(PreciseBn::new(
+                    &model,
+                    batches(&x, &y, 64),
+                    None,
+                    per_epoch,
+                )),
+            };
+            let h = trainer.fit(&mut train, Some(&mut val), 2).unwrap();
+            // Validation ran on the recomputed statistics: the same as evaluating now, in eval
+            // mode, equal to the training-mode output on the whole set.
+            let reference = train_mode(&model, &x);
+            assert!(
+                max_diff(&eval(&model, &x), &reference) < 1e-4,
+                "setting: {setting}"
+            );
+            let logits = eval(&model, &x);
+            let val_loss = Loss::BinaryCrossEntropy.compute(&logits, &y).unwrap();
+            let val_loss = val_loss.to_scalar::<f32>().unwrap() as f64;
+            assert!(
+                (h.val_loss()[1] - val_loss).abs() < 1e-6,
+                "setting {setting}: {:?} vs {val_loss}",
+                h.val_loss()
+            );
+        }
     }
 }
