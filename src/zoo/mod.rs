@@ -94,26 +94,27 @@ convnet! {
     /// ResNet basic block keeping the shape (identity shortcut).
     block basic(filters) {
         residual {
-            conv2d(filters, 3, padding = 1, bias = false), batch_norm, relu,
-            conv2d(filters, 3, padding = 1, bias = false), batch_norm,
+            conv2d(filters, 3, padding = 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
+            conv2d(filters, 3, padding = 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
         }
         relu,
     }
 
     block basic_down(filters) {
-        residual(project = { conv2d(filters, 1, stride = 2, bias = false), batch_norm }) {
-            conv2d(filters, 3, stride = 2, padding = 1, bias = false), batch_norm, relu,
-            conv2d(filters, 3, padding = 1, bias = false), batch_norm,
+        residual(project = { conv2d(filters, 1, stride = 2, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased) }) {
+            conv2d(filters, 3, stride = 2, padding = 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
+            conv2d(filters, 3, padding = 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
         }
         relu,
     }
 
     block stem() {
-        conv2d(64, 7, stride = 2, padding = 3, bias = false), batch_norm, relu,
+        conv2d(64, 7, stride = 2, padding = 3, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
         max_pool2d(3, stride = 2, padding = 1),
     }
 
-    /// ResNet-18 (torchvision layout), 224x224 input, 1000 classes.
+    /// ResNet-18 (torchvision layout and batch norm: eps 1e-5, momentum 0.1, unbiased running
+    /// variance), 224x224 input, 1000 classes.
     pub ResNet18(3, 224, 224) -> (1000) {
         stem(),
         basic(64), basic(64),
@@ -124,23 +125,24 @@ convnet! {
 
     block bottleneck(width) {
         residual {
-            conv2d(width, 1, bias = false), batch_norm, relu,
-            conv2d(width, 3, padding = 1, bias = false), batch_norm, relu,
-            conv2d(width * 4, 1, bias = false), batch_norm,
+            conv2d(width, 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
+            conv2d(width, 3, padding = 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
+            conv2d(width * 4, 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
         }
         relu,
     }
 
     block bottleneck_down(width, stride) {
-        residual(project = { conv2d(width * 4, 1, stride = stride, bias = false), batch_norm }) {
-            conv2d(width, 1, bias = false), batch_norm, relu,
-            conv2d(width, 3, stride = stride, padding = 1, bias = false), batch_norm, relu,
-            conv2d(width * 4, 1, bias = false), batch_norm,
+        residual(project = { conv2d(width * 4, 1, stride = stride, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased) }) {
+            conv2d(width, 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
+            conv2d(width, 3, stride = stride, padding = 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
+            conv2d(width * 4, 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
         }
         relu,
     }
 
-    /// ResNet-50 (torchvision v1.5 layout: stride on the 3x3 convolution), 224x224 input.
+    /// ResNet-50 (torchvision v1.5 layout: stride on the 3x3 convolution; torchvision's batch
+    /// norm), 224x224 input.
     pub ResNet50(3, 224, 224) -> (1000) {
         stem(),
         for (width, stride, blocks) in [(64, 1, 3), (128, 2, 4), (256, 2, 6), (512, 2, 3)] {

@@ -1,4 +1,5 @@
-//! ResNeXt-50 32x4d in the DSL.
+//! ResNeXt-50 32x4d in the DSL, with torchvision's batch norm (eps 1e-5, momentum 0.1, unbiased
+//! running variance).
 
 use crate::convnet;
 
@@ -7,19 +8,19 @@ convnet! {
     /// widened to `planes * 4` (identity shortcut).
     block resnext_bottleneck(planes, width) {
         residual {
-            conv2d(width, 1, bias = false), batch_norm, relu,
-            conv2d(width, 3, padding = 1, groups = 32, bias = false), batch_norm, relu,
-            conv2d(planes * 4, 1, bias = false), batch_norm,
+            conv2d(width, 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
+            conv2d(width, 3, padding = 1, groups = 32, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
+            conv2d(planes * 4, 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
         }
         relu,
     }
 
     /// First bottleneck of a stage: strided grouped 3x3 and a projected shortcut.
     block resnext_bottleneck_down(planes, width, stride) {
-        residual(project = { conv2d(planes * 4, 1, stride = stride, bias = false), batch_norm }) {
-            conv2d(width, 1, bias = false), batch_norm, relu,
-            conv2d(width, 3, stride = stride, padding = 1, groups = 32, bias = false), batch_norm, relu,
-            conv2d(planes * 4, 1, bias = false), batch_norm,
+        residual(project = { conv2d(planes * 4, 1, stride = stride, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased) }) {
+            conv2d(width, 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
+            conv2d(width, 3, stride = stride, padding = 1, groups = 32, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
+            conv2d(planes * 4, 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
         }
         relu,
     }
@@ -30,7 +31,7 @@ convnet! {
     /// grouped 3x3 (v1.5). Deviations: batch norm uses this crate's defaults (eps 1e-3,
     /// Keras-style momentum) instead of PyTorch's eps 1e-5 and momentum 0.1; counts are equal.
     pub ResNeXt50(3, 224, 224) -> (1000) {
-        conv2d(64, 7, stride = 2, padding = 3, bias = false), batch_norm, relu,
+        conv2d(64, 7, stride = 2, padding = 3, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
         max_pool2d(3, stride = 2, padding = 1),
         for (planes, stride, blocks) in [(64, 1, 3), (128, 2, 4), (256, 2, 6), (512, 2, 3)] {
             resnext_bottleneck_down(planes, planes * 2, stride),
