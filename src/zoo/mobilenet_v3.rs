@@ -1,4 +1,5 @@
-//! MobileNetV3-Large in the DSL.
+//! MobileNetV3-Large in the DSL, with torchvision's batch norm (eps 1e-3, momentum 0.01, unbiased
+//! running variance).
 
 use crate::convnet;
 
@@ -24,12 +25,12 @@ convnet! {
     /// 1x1 projection to `out`.
     block mobilenet_v3_layers(kernel, expanded, out, squeeze, hs, stride) {
         if expanded != in_channels {
-            conv2d(expanded, 1, bias = false), batch_norm, mobilenet_v3_act(hs),
+            conv2d(expanded, 1, bias = false), batch_norm(eps = 1e-3, momentum = 0.01, variance = unbiased), mobilenet_v3_act(hs),
         }
         depthwise_conv2d(kernel, stride = stride, padding = kernel / 2, bias = false),
-        batch_norm, mobilenet_v3_act(hs),
+        batch_norm(eps = 1e-3, momentum = 0.01, variance = unbiased), mobilenet_v3_act(hs),
         if squeeze > 0 { mobilenet_v3_se(squeeze, expanded) }
-        conv2d(out, 1, bias = false), batch_norm,
+        conv2d(out, 1, bias = false), batch_norm(eps = 1e-3, momentum = 0.01, variance = unbiased),
     }
 
     /// Inverted residual: residual when the stride is 1 and the channels are kept.
@@ -47,7 +48,7 @@ convnet! {
     /// `make_divisible(expanded // 4, 8)` written out (0: no SE). Deviations: batch norm uses
     /// this crate's conventions instead of PyTorch's eps 1e-3 / momentum 0.01; counts are equal.
     pub MobileNetV3Large(3, 224, 224) -> (1000) {
-        conv2d(16, 3, stride = 2, padding = 1, bias = false), batch_norm, hard_swish,
+        conv2d(16, 3, stride = 2, padding = 1, bias = false), batch_norm(eps = 1e-3, momentum = 0.01, variance = unbiased), hard_swish,
         for (kernel, expanded, out, squeeze, hs, stride) in [
             (3, 16, 16, 0, false, 1),
             (3, 64, 24, 0, false, 2),
@@ -67,7 +68,7 @@ convnet! {
         ] {
             mobilenet_v3_block(kernel, expanded, out, squeeze, hs, stride),
         }
-        conv2d(960, 1, bias = false), batch_norm, hard_swish,
+        conv2d(960, 1, bias = false), batch_norm(eps = 1e-3, momentum = 0.01, variance = unbiased), hard_swish,
         global_avg_pool2d,
         linear(1280), hard_swish, dropout(0.2),
         linear(1000),
