@@ -357,11 +357,7 @@ mod tests {
                 .unwrap()
                 .to_vec3::<u32>()
                 .unwrap(),
-            PREDICTED.map(|m| m
-                .to_vec()
-                .into_iter()
-                .map(|r| r.to_vec())
-                .collect::<Vec<_>>())
+            PREDICTED.map(|m| m.map(|r| r.to_vec()).to_vec())
         );
         // Hand count: image 0 right at (0,0), (0,1), (1,1); image 1 at (0,0), (1,0).
         let targets = Tensor::new(&TARGETS, &d).unwrap();
