@@ -195,10 +195,10 @@ fn class_count_must_fit_the_loss_and_the_model_output() {
     assert!(err.to_string().contains("1 output"), "{err}");
 
     three
-        .check_classes_fit(&Loss::CategoricalCrossEntropy, &[3])
+        .check_classes_fit(&Loss::SparseCategoricalCrossEntropy, &[3])
         .unwrap();
     let err = three
-        .check_classes_fit(&Loss::CategoricalCrossEntropy, &[2])
+        .check_classes_fit(&Loss::SparseCategoricalCrossEntropy, &[2])
         .unwrap_err();
     assert!(
         err.to_string().contains("one model output per class (3)"),
@@ -209,8 +209,16 @@ fn class_count_must_fit_the_loss_and_the_model_output() {
         .build()
         .unwrap();
     assert!(one_hot
-        .check_classes_fit(&Loss::CategoricalCrossEntropy, &[3])
+        .check_classes_fit(&Loss::SparseCategoricalCrossEntropy, &[3])
         .is_err());
+    // One-hot labels go with the one-hot loss, class indices do not.
+    one_hot
+        .check_classes_fit(&Loss::CategoricalCrossEntropy, &[3])
+        .unwrap();
+    let err = three
+        .check_classes_fit(&Loss::CategoricalCrossEntropy, &[3])
+        .unwrap_err();
+    assert!(err.to_string().contains("not Int"), "{err}");
     one_hot
         .check_classes_fit(&Loss::MeanSquaredError, &[3])
         .unwrap();

@@ -7,8 +7,8 @@ use candle_core::{Result, Tensor};
 pub struct Batch {
     /// Model inputs, e.g. images `[N, C, H, W]` as `f32`.
     pub inputs: Tensor,
-    /// Targets: class indices `[N]` as `u32` for classification, or `f32` values for
-    /// regression (`[N, K]`).
+    /// Targets: class indices `[N]` as `u32` for classification, masks of class indices
+    /// `[N, H, W]` as `u32` for segmentation, or `f32` values for regression (`[N, K]`).
     pub targets: Tensor,
 }
 

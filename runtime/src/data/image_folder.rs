@@ -484,8 +484,10 @@ impl ImageFolder {
     /// `outputs` (e.g. `M::OUTPUT_SHAPE`):
     /// - [`Loss::BinaryCrossEntropy`]: exactly 2 classes, one output, labels as
     ///   [`LabelMode::Int`] or [`LabelMode::Binary`];
+    /// - [`Loss::SparseCategoricalCrossEntropy`]: at least 2 classes, one output per class,
+    ///   labels as [`LabelMode::Int`];
     /// - [`Loss::CategoricalCrossEntropy`]: at least 2 classes, one output per class, labels
-    ///   as [`LabelMode::Int`];
+    ///   as [`LabelMode::Categorical`] (one-hot);
     /// - [`Loss::MeanSquaredError`]: one output per class with [`LabelMode::Categorical`],
     ///   one output otherwise.
     ///
@@ -504,14 +506,25 @@ impl ImageFolder {
             Loss::BinaryCrossEntropy if mode == LabelMode::Categorical => Some(
                 "binary cross-entropy takes Int or Binary labels, not Categorical (one-hot)".into(),
             ),
-            Loss::CategoricalCrossEntropy if classes < 2 => Some(format!(
-                "categorical cross-entropy needs at least 2 classes, found {classes}"
+            Loss::SparseCategoricalCrossEntropy | Loss::CategoricalCrossEntropy
+                if classes < 2 =>
+            {
+                Some(format!(
+                    "categorical cross-entropy needs at least 2 classes, found {classes}"
+                ))
+            }
+            Loss::SparseCategoricalCrossEntropy | Loss::CategoricalCrossEntropy
+                if out != classes =>
+            {
+                Some(format!(
+                    "categorical cross-entropy needs one model output per class ({classes}), the model has {outputs:?}"
+                ))
+            }
+            Loss::SparseCategoricalCrossEntropy if mode != LabelMode::Int => Some(format!(
+                "sparse categorical cross-entropy takes Int labels (class indices), not {mode:?}"
             )),
-            Loss::CategoricalCrossEntropy if out != classes => Some(format!(
-                "categorical cross-entropy needs one model output per class ({classes}), the model has {outputs:?}"
-            )),
-            Loss::CategoricalCrossEntropy if mode != LabelMode::Int => Some(format!(
-                "categorical cross-entropy takes Int labels (class indices), not {mode:?}"
+            Loss::CategoricalCrossEntropy if mode != LabelMode::Categorical => Some(format!(
+                "categorical cross-entropy takes Categorical labels (one-hot), not {mode:?}; use sparse categorical cross-entropy for Int labels"
             )),
             Loss::MeanSquaredError if mode == LabelMode::Categorical && out != classes => {
                 Some(format!(

@@ -10,6 +10,7 @@
 //!   consumes.
 //! - [`Augment`]: random flip, rotation, zoom, translation, crop; rescale and normalize.
 //! - [`SyntheticShapes`]: a generated two-class image folder for runs without data.
+//! - [`SyntheticSegmentation`]: generated images of shapes with per-pixel masks, in memory.
 //!
 //! ```no_run
 //! use convnet_runtime::data::{Augment, Batches, DataLoader, ImageFolder, Subset};
@@ -38,6 +39,7 @@ mod batch;
 mod decode;
 mod image_folder;
 mod loader;
+mod segmentation;
 mod synthetic;
 mod tensor;
 
@@ -48,5 +50,6 @@ pub use image_folder::{
     has_image_extension, ImageFolder, ImageFolderBuilder, LabelMode, Subset, IMAGE_EXTENSIONS,
 };
 pub use loader::{DataLoader, Dataset};
+pub use segmentation::SyntheticSegmentation;
 pub use synthetic::{SyntheticShapes, SPLITS};
 pub use tensor::TensorDataset;

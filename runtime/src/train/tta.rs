@@ -31,7 +31,9 @@ pub fn flip_averaged_probabilities<M: ModuleT + ?Sized>(
             Loss::BinaryCrossEntropy | Loss::BinaryCrossEntropySmoothed { .. } => {
                 candle_nn::ops::sigmoid(&out)
             }
-            Loss::CategoricalCrossEntropy => candle_nn::ops::softmax(&out, 1),
+            Loss::SparseCategoricalCrossEntropy | Loss::CategoricalCrossEntropy => {
+                candle_nn::ops::softmax(&out, 1)
+            }
             Loss::MeanSquaredError => Ok(out),
         }
     };
@@ -49,7 +51,9 @@ fn logits_of(loss: Loss, p: &Tensor) -> Result<Tensor> {
             let p = p.clamp(EPS, 1.0 - EPS)?;
             p.log()? - p.affine(-1.0, 1.0)?.log()?
         }
-        Loss::CategoricalCrossEntropy => p.clamp(EPS, 1.0)?.log(),
+        Loss::SparseCategoricalCrossEntropy | Loss::CategoricalCrossEntropy => {
+            p.clamp(EPS, 1.0)?.log()
+        }
         Loss::MeanSquaredError => Ok(p.clone()),
     }
 }
