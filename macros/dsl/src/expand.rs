@@ -2,8 +2,7 @@
 //! parameterised layer, a constructor from a `VarBuilder`, `candle_nn::ModuleT`, consts with
 //! the compile-time facts, and a summary. All paths are absolute through `::convnet`.
 
-use crate::ir::{Activation, Merge, Model, Node, Op, Pad4, Project};
-use crate::lower::{fmt_shape, path_text};
+use crate::ir::{fmt_shape, path_text, Activation, Merge, Model, Node, Op, Pad4, Project};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::{Ident, Path};
@@ -113,7 +112,7 @@ impl Gen {
 
     fn node(&mut self, node: &Node, scope: &str) -> TokenStream {
         let (rt, cn, cc) = (rt(), cn(), cc());
-        let path = crate::infer::path(scope, &node.name);
+        let path = crate::ir::path(scope, &node.name);
         let info = &node.info;
         let in_c = info.input.first().copied().unwrap_or(0);
         let params = info.params;
