@@ -7,7 +7,7 @@ use crate::error::did_you_mean;
 use crate::ir::{Node, Op};
 use crate::value::{eval, iterate, thousands, Env, Value, MAX_ITERATIONS};
 use proc_macro2::Span;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use syn::spanned::Spanned;
 use syn::Ident;
@@ -114,6 +114,9 @@ impl Lowerer<'_> {
         let mut ok = true;
         // After a misspelt parameter name, a parameter without a value is not reported too.
         let mut misnamed = false;
+        // Parameters whose argument failed to evaluate (reported): they are given, so not
+        // reported missing too (after an earlier error, a shape name fails this way).
+        let mut unevaluated: BTreeSet<String> = BTreeSet::new();
         let mut positional = 0;
         for arg in &call.args {
             let pname = match &arg.name {
@@ -168,6 +171,7 @@ impl Lowerer<'_> {
                 }
                 Err(e) => {
                     self.errors.push_error(e);
+                    unevaluated.insert(pname);
                     ok = false;
                 }
             }
@@ -175,9 +179,13 @@ impl Lowerer<'_> {
         let mut block_env = Env::default();
         for (p, default) in &block.params {
             let pname = p.to_string();
+            if unevaluated.contains(&pname) {
+                continue;
+            }
             let value = match (bound.remove(&pname), default) {
                 (Some(v), _) => v,
-                (None, Some(d)) => match eval(d, &block_env) {
+                // A default sees the earlier parameters and the block's input shape names.
+                (None, Some(d)) => match eval(d, &block_env.with_shape(self.shape.as_deref())) {
                     Ok(v) => v,
                     Err(e) => {
                         self.errors.push_error(e);
