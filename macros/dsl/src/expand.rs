@@ -1,6 +1,7 @@
 //! Code generation: a checked model becomes a struct with one typed candle field per
 //! parameterised layer, a constructor from a `VarBuilder`, `candle_nn::ModuleT`, consts with
-//! the compile-time facts, and a summary. All paths are absolute through `::convnet`.
+//! the compile-time facts, and a summary. All paths are absolute through `::convnet`, and
+//! layers come from the runtime's `layers` tier (never its `ops` kernels).
 
 use crate::ir::{fmt_shape, path_text, Activation, Merge, Model, Node, Op, Pad4, Project};
 use proc_macro2::TokenStream;
@@ -32,7 +33,7 @@ struct Gen {
 fn pad2d(p: &Pad4) -> TokenStream {
     let rt = rt();
     let (t, b, l, r) = (p.top, p.bottom, p.left, p.right);
-    quote!(#rt::ops::Pad2d { top: #t, bottom: #b, left: #l, right: #r })
+    quote!(#rt::layers::Pad2d { top: #t, bottom: #b, left: #l, right: #r })
 }
 
 fn dims(s: &[usize]) -> TokenStream {
@@ -224,12 +225,12 @@ impl Gen {
                 ..
             } => {
                 let pad = pad2d(&info.pad);
-                let op = if *max {
-                    quote!(max_pool2d)
+                let layer = if *max {
+                    quote!(MaxPool2d)
                 } else {
-                    quote!(avg_pool2d)
+                    quote!(AvgPool2d)
                 };
-                quote!(let x = #rt::ops::#op(&x, &#rt::ops::Window2d::new((#kh, #kw), (#sh, #sw), #pad))?;)
+                quote!(let x = #cc::Module::forward(&#rt::layers::#layer { window: #rt::layers::Window2d::new((#kh, #kw), (#sh, #sw), #pad) }, &x)?;)
             }
             Op::GlobalPool { max, keepdims } => {
                 let op = if *max {
