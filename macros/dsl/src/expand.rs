@@ -49,7 +49,7 @@ fn conv_config(
 ) -> TokenStream {
     let rt = rt();
     let pad = pad2d(pad);
-    quote!(#rt::layers::Conv2dConfig { stride: #stride, dilation: #dilation, padding: #pad, groups: #groups, bias: #bias })
+    quote!(#rt::layers::Conv2dOptions { stride: #stride, dilation: #dilation, padding: #pad, groups: #groups, bias: #bias })
 }
 
 impl Gen {
@@ -191,7 +191,7 @@ impl Gen {
                 let f = self.field(
                     &path,
                     quote!(#cn::Linear),
-                    quote!(#rt::layers::linear(#in_c, #units, #bias, vb.pp(#path))?),
+                    quote!(#rt::layers::dense(#in_c, #units, #bias, vb.pp(#path))?),
                 );
                 module(&f)
             }
@@ -300,7 +300,7 @@ impl Gen {
                 let f = self.field(
                     &path,
                     quote!(#rt::layers::ConvTranspose2d),
-                    quote!(#rt::layers::conv_transpose2d(#in_c, #filters, (#kh, #kw), #rt::layers::ConvTranspose2dConfig { stride: #stride, padding: #padding, output_padding: #output_padding, dilation: #dilation, bias: #bias }, vb.pp(#path))?),
+                    quote!(#rt::layers::conv_transpose2d(#in_c, #filters, (#kh, #kw), #rt::layers::ConvTranspose2dOptions { stride: #stride, padding: #padding, output_padding: #output_padding, dilation: #dilation, bias: #bias }, vb.pp(#path))?),
                 );
                 module(&f)
             }

@@ -37,7 +37,8 @@ pub struct Lowerer<'a> {
     stack: Vec<String>,
     /// Layers of the current model so far (capped at [`MAX_NODES`]).
     nodes: usize,
-    /// Loop iterations of the current model so far (capped at [`MAX_ITERATIONS`]).
+    /// Loop iterations of the current model so far (capped at
+    /// [`MAX_ITERATIONS`](crate::value::MAX_ITERATIONS)).
     iterations: usize,
     /// Set when a cap is hit: lowering of the current model stops at once.
     halted: bool,
