@@ -367,7 +367,16 @@ fn largest_zoo_models() -> [(&'static str, String); 2] {
     ]
 }
 
-/// Times the expansion of `text` (a `convnet!` body) and prints one line.
+/// CPU time this thread has run, from Linux's `/proc/thread-self/schedstat` (`None`
+/// elsewhere): unlike wall time, it does not grow when other processes load the machine.
+fn thread_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// Times the expansion of `text` (a `convnet!` body) and prints one line: the median wall
+/// time and, where the OS reports it, the mean CPU time.
 fn bench_expand(name: &str, text: &str, iters: usize) {
     let tokens: proc_macro2::TokenStream = text.parse().expect("the description tokenizes");
     let out = convnet_dsl::expand(tokens.clone());
@@ -386,8 +395,15 @@ fn bench_expand(name: &str, text: &str, iters: usize) {
         Ok(())
     })
     .expect("tokenizing cannot fail");
+    let cpu = thread_cpu_time().and_then(|start| {
+        for _ in 0..iters {
+            std::hint::black_box(convnet_dsl::expand(std::hint::black_box(tokens.clone())));
+        }
+        Some((thread_cpu_time()? - start) / iters as u32)
+    });
+    let cpu = cpu.map_or(String::new(), |c| format!(", CPU time {:.3} ms", ms(c)));
     println!(
-        "macro expansion {name}: {:.3} ms (median of {iters}; {} input tokens -> {} output \
+        "macro expansion {name}: {:.3} ms{cpu} (median of {iters}; {} input tokens -> {} output \
          chars; tokenizing the text alone {:.3} ms)",
         ms(expand),
         count_tokens(tokens),
