@@ -1,9 +1,15 @@
 //! Benchmark: the generated mini-Xception against the same network hand-written in plain
-//! candle (`tests/common/hand_xception.rs`) on the same weights, plus the macro's expansion
-//! time.
+//! candle (`tests/common/hand_xception.rs`) on the same weights, plus the macro's cost: its
+//! expansion time on mini-Xception and on the largest zoo models (ResNeXt-50 32x4d,
+//! DenseNet-121), and optionally the `cargo check` time of a file holding each zoo model.
 //!
 //! `cargo run --release --example bench_dsl -- [--iters N] [--warmup N] [--budget-s S]
-//! [--expand-iters N] [--sizes 180,64]`; `BENCH_ITERS` sets the default of `--iters` (3).
+//! [--expand-iters N] [--sizes 180,64|none] [--cargo-check N]`; `BENCH_ITERS` sets the
+//! default of `--iters` (3). `--cargo-check N` (0, off, by default) writes a one-file crate
+//! holding the model under `$CARGO_TARGET_DIR/bench_dsl_check` (depending on this
+//! workspace's `convnet`), runs `cargo check --release` there once untimed (it checks the
+//! dependencies), then times N re-checks after rewriting the file: the macro's expansion
+//! plus rustc's checking of the generated code, the cost a user's edit pays.
 //! Each figure is the median of up to N timed iterations after `--warmup` (1) untimed ones;
 //! the generated and hand-written models are timed alternately, and timing stops early once a
 //! measurement has taken `--budget-s` (10) seconds, so the default run fits a few minutes on
@@ -44,6 +50,7 @@ struct Options {
     expand_iters: usize,
     budget: Duration,
     sizes: Vec<usize>,
+    cargo_checks: usize,
 }
 
 fn parse_options() -> Options {
@@ -56,6 +63,7 @@ fn parse_options() -> Options {
         expand_iters: 200,
         budget: Duration::from_secs(10),
         sizes: vec![180, 64],
+        cargo_checks: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -72,6 +80,8 @@ fn parse_options() -> Options {
             "--warmup" => o.warmup = number(),
             "--expand-iters" => o.expand_iters = number().max(1),
             "--budget-s" => o.budget = Duration::from_secs(number() as u64),
+            "--cargo-check" => o.cargo_checks = number(),
+            "--sizes" if value == "none" => o.sizes.clear(),
             "--sizes" => {
                 o.sizes = value
                     .split(',')
@@ -89,7 +99,7 @@ fn parse_options() -> Options {
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "{msg}\nusage: bench_dsl [--iters N] [--warmup N] [--budget-s S] [--expand-iters N] [--sizes 180,64]"
+        "{msg}\nusage: bench_dsl [--iters N] [--warmup N] [--budget-s S] [--expand-iters N] [--sizes 180,64|none] [--cargo-check N]"
     );
     std::process::exit(2)
 }
@@ -317,13 +327,62 @@ fn count_tokens(tokens: proc_macro2::TokenStream) -> usize {
         .sum()
 }
 
-fn bench_expand(iters: usize) {
-    let text = mini_xception_description();
+/// The body of the (single) `convnet! { ... }` of a zoo source file.
+fn zoo_description(file: &str, source: &str) -> String {
+    let marker = "convnet! {";
+    let open = source
+        .find(marker)
+        .unwrap_or_else(|| panic!("{file} has a `convnet! {{`"))
+        + marker.len();
+    let mut depth = 1;
+    for (i, ch) in source[open..].char_indices() {
+        match ch {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return source[open..open + i].to_string();
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("the `convnet!` of {file} is not closed")
+}
+
+/// The largest zoo models: (name, `convnet!` body).
+fn largest_zoo_models() -> [(&'static str, String); 2] {
+    [
+        (
+            "ResNeXt-50 32x4d",
+            zoo_description("src/zoo/resnext.rs", include_str!("../src/zoo/resnext.rs")),
+        ),
+        (
+            "DenseNet-121",
+            zoo_description(
+                "src/zoo/densenet.rs",
+                include_str!("../src/zoo/densenet.rs"),
+            ),
+        ),
+    ]
+}
+
+/// CPU time this thread has run, from Linux's `/proc/thread-self/schedstat` (`None`
+/// elsewhere): unlike wall time, it does not grow when other processes load the machine.
+fn thread_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// Times the expansion of `text` (a `convnet!` body) and prints one line: the median wall
+/// time and, where the OS reports it, the mean CPU time.
+fn bench_expand(name: &str, text: &str, iters: usize) {
     let tokens: proc_macro2::TokenStream = text.parse().expect("the description tokenizes");
     let out = convnet_dsl::expand(tokens.clone());
     let out_text = out.to_string();
     if out_text.contains("compile_error") {
-        println!("WARNING: expanding MiniXception produced compile errors: {out_text}");
+        println!("WARNING: expanding {name} produced compile errors: {out_text}");
     }
     let expand = time_it(iters.min(10), iters, || {
         std::hint::black_box(convnet_dsl::expand(std::hint::black_box(tokens.clone())));
@@ -336,14 +395,87 @@ fn bench_expand(iters: usize) {
         Ok(())
     })
     .expect("tokenizing cannot fail");
+    let cpu = thread_cpu_time().and_then(|start| {
+        for _ in 0..iters {
+            std::hint::black_box(convnet_dsl::expand(std::hint::black_box(tokens.clone())));
+        }
+        Some((thread_cpu_time()? - start) / iters as u32)
+    });
+    let cpu = cpu.map_or(String::new(), |c| format!(", CPU time {:.3} ms", ms(c)));
     println!(
-        "macro expansion MiniXception: {:.3} ms (median of {iters}; {} input tokens -> {} output \
+        "macro expansion {name}: {:.3} ms{cpu} (median of {iters}; {} input tokens -> {} output \
          chars; tokenizing the text alone {:.3} ms)",
         ms(expand),
         count_tokens(tokens),
         out_text.len(),
         ms(parse)
     );
+}
+
+/// Runs `cargo check --release` in `dir`; its wall time, or why it failed.
+fn cargo_check(dir: &std::path::Path) -> std::result::Result<Duration, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let start = Instant::now();
+    let out = std::process::Command::new(cargo)
+        .args(["check", "--release", "--quiet"])
+        .current_dir(dir)
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(start.elapsed())
+}
+
+/// Times `cargo check --release` of a one-file crate holding each of `models` (a warm-up
+/// check first, untimed), `checks` times each, and prints one line per model.
+fn bench_cargo_check(models: &[(&'static str, String)], checks: usize) -> std::io::Result<()> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{root}/target"));
+    let dir = std::path::Path::new(&target).join("bench_dsl_check");
+    std::fs::create_dir_all(dir.join("src"))?;
+    // Its own workspace, with this workspace's patched candle-core (as `convnet` is built).
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"bench_dsl_check\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n\
+             [dependencies]\nconvnet = {{ path = {root:?} }}\n\n[workspace]\n\n\
+             [patch.crates-io]\ncandle-core = {{ path = \"{root}/vendor/candle-core\" }}\n"
+        ),
+    )?;
+    // This workspace's lock file: the same dependency versions, and nothing to resolve online.
+    std::fs::copy(format!("{root}/Cargo.lock"), dir.join("Cargo.lock"))?;
+    let lib = dir.join("src/lib.rs");
+    for (name, body) in models {
+        let file = |n: usize| {
+            format!("//! {name} (edit {n}).\n\nuse convnet::convnet;\n\nconvnet! {{{body}}}\n")
+        };
+        std::fs::write(&lib, file(0))?;
+        if let Err(e) = cargo_check(&dir) {
+            println!("cargo check {name}: failed: {e}");
+            continue;
+        }
+        let mut samples = Vec::with_capacity(checks);
+        for n in 1..=checks {
+            std::fs::write(&lib, file(n))?;
+            match cargo_check(&dir) {
+                Ok(t) => samples.push(t),
+                Err(e) => {
+                    println!("cargo check {name}: failed: {e}");
+                    break;
+                }
+            }
+        }
+        if !samples.is_empty() {
+            let n = samples.len();
+            println!(
+                "cargo check --release of a file holding {name}: {:.2} s (median of {n} re-checks \
+                 after an edit, dependencies already checked)",
+                median(samples).as_secs_f64()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn main() {
@@ -355,7 +487,16 @@ fn main() {
         o.iters,
         o.warmup
     );
-    bench_expand(o.expand_iters);
+    bench_expand("MiniXception", &mini_xception_description(), o.expand_iters);
+    let zoo = largest_zoo_models();
+    for (name, text) in &zoo {
+        bench_expand(name, text, o.expand_iters);
+    }
+    if o.cargo_checks > 0 {
+        if let Err(e) = bench_cargo_check(&zoo, o.cargo_checks) {
+            println!("cargo check benchmark failed: {e}");
+        }
+    }
     for &size in &o.sizes {
         let result = match size {
             180 => bench_size::<MiniXception>(180, Some(0.5), &o),

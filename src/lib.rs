@@ -39,12 +39,14 @@ pub use convnet_runtime::{
 };
 
 /// Everything a model file needs: the macro, the model trait, and the candle types the
-/// generated code's API uses.
+/// generated code's API uses. Not candle's one-parameter `Result`, which would shadow
+/// `std`'s `Result<T, E>` in code that glob-imports the prelude: write
+/// `candle_core::Result<T>` (or import it) for the models' `new` and `forward_t`.
 pub mod prelude {
     pub use crate::convnet;
     pub use crate::grad_mode::no_grad;
     pub use crate::model::{Network, Summary};
-    pub use candle_core::{DType, Device, Module, Result, Tensor};
+    pub use candle_core::{DType, Device, Module, Tensor};
     pub use candle_nn::{ModuleT, VarBuilder, VarMap};
 }
 

@@ -7,7 +7,7 @@ mod layers_common;
 use candle_core::{DType, Device, Module, Var};
 use candle_nn::{VarBuilder, VarMap};
 use common::{assert_close, values};
-use convnet_runtime::layers::{conv_transpose2d, ConvTranspose2dConfig};
+use convnet_runtime::layers::{conv_transpose2d, ConvTranspose2dOptions};
 use layers_common::{check_gradients, random, weighted_sum};
 
 /// `y[n, o, i*s + k*d - p, j*s + l*d - p] += x[n, c, i, j] * w[c, o, k, l]`, plus bias.
@@ -17,7 +17,7 @@ fn naive(
     wt: &[f64],
     (out, kh, kw): (usize, usize, usize),
     bias: &[f64],
-    cfg: &ConvTranspose2dConfig,
+    cfg: &ConvTranspose2dOptions,
 ) -> (Vec<f64>, usize, usize) {
     let oh =
         (h - 1) * cfg.stride + cfg.dilation * (kh - 1) + cfg.output_padding + 1 - 2 * cfg.padding;
@@ -64,7 +64,7 @@ fn matches_naive_scatter_and_pytorch_output_size() {
         ((2, 1, 2, 3), (2, 4, 4), 3, 1, 2, 1),
     ];
     for (xd, (out, kh, kw), stride, padding, output_padding, dilation) in cases {
-        let cfg = ConvTranspose2dConfig {
+        let cfg = ConvTranspose2dOptions {
             stride,
             padding,
             output_padding,
@@ -115,7 +115,7 @@ fn matches_naive_scatter_and_pytorch_output_size() {
 
 #[test]
 fn rejects_output_padding_not_below_stride() {
-    let cfg = ConvTranspose2dConfig {
+    let cfg = ConvTranspose2dOptions {
         stride: 2,
         output_padding: 2,
         ..Default::default()

@@ -8,7 +8,7 @@ mod common;
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use common::{assert_close, tensor, values, Rng};
-use convnet_runtime::layers::{conv2d, Conv2dConfig};
+use convnet_runtime::layers::{conv2d, Conv2dOptions};
 use convnet_runtime::ops::{self, composite, Pad2d, Window2d};
 
 /// `(y, dy/dx, dy/dw)` of `f` under `loss = sum(y * r)` for a fixed random `r`, and the output dims.
@@ -208,11 +208,11 @@ fn conv2d_layers_match_candle_conv2d_plus_bias() {
     // (in, out, kernel, stride, padding): 1x1 strided, dense 3x3 padded.
     for (ci, co, k, stride, padding) in [(3, 4, 1, 2, 0), (3, 5, 3, 1, 1), (2, 3, 3, 2, 1)] {
         let vm = VarMap::new();
-        let cfg = Conv2dConfig {
+        let cfg = Conv2dOptions {
             stride,
             padding: Pad2d::uniform(padding),
             bias: true,
-            ..Conv2dConfig::default()
+            ..Conv2dOptions::default()
         };
         let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
         let layer = conv2d(ci, co, (k, k), cfg, vb).unwrap();

@@ -7,7 +7,7 @@ convnet! {
     }
 }
 
-fn main() -> Result<()> {
+fn main() -> candle_core::Result<()> {
     let varmap = VarMap::new();
     let model = Net::new(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
     let x = Tensor::zeros((1, 3, 32, 32), DType::F32, &Device::Cpu)?;

@@ -1,9 +1,9 @@
 //! Code generation: a checked model becomes a struct with one typed candle field per
 //! parameterised layer, a constructor from a `VarBuilder`, `candle_nn::ModuleT`, consts with
-//! the compile-time facts, and a summary. All paths are absolute through `::convnet`.
+//! the compile-time facts, and a summary. All paths are absolute through `::convnet`, and
+//! layers come from the runtime's `layers` tier (never its `ops` kernels).
 
-use crate::ir::{Activation, Merge, Model, Node, Op, Pad4, Project};
-use crate::lower::{fmt_shape, path_text};
+use crate::ir::{fmt_shape, path_text, Activation, Merge, Model, Node, Op, Pad4, Project};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::{Ident, Path};
@@ -33,7 +33,7 @@ struct Gen {
 fn pad2d(p: &Pad4) -> TokenStream {
     let rt = rt();
     let (t, b, l, r) = (p.top, p.bottom, p.left, p.right);
-    quote!(#rt::ops::Pad2d { top: #t, bottom: #b, left: #l, right: #r })
+    quote!(#rt::layers::Pad2d { top: #t, bottom: #b, left: #l, right: #r })
 }
 
 fn dims(s: &[usize]) -> TokenStream {
@@ -49,7 +49,7 @@ fn conv_config(
 ) -> TokenStream {
     let rt = rt();
     let pad = pad2d(pad);
-    quote!(#rt::layers::Conv2dConfig { stride: #stride, dilation: #dilation, padding: #pad, groups: #groups, bias: #bias })
+    quote!(#rt::layers::Conv2dOptions { stride: #stride, dilation: #dilation, padding: #pad, groups: #groups, bias: #bias })
 }
 
 impl Gen {
@@ -113,7 +113,7 @@ impl Gen {
 
     fn node(&mut self, node: &Node, scope: &str) -> TokenStream {
         let (rt, cn, cc) = (rt(), cn(), cc());
-        let path = crate::infer::path(scope, &node.name);
+        let path = crate::ir::path(scope, &node.name);
         let info = &node.info;
         let in_c = info.input.first().copied().unwrap_or(0);
         let params = info.params;
@@ -191,7 +191,7 @@ impl Gen {
                 let f = self.field(
                     &path,
                     quote!(#cn::Linear),
-                    quote!(#rt::layers::linear(#in_c, #units, #bias, vb.pp(#path))?),
+                    quote!(#rt::layers::dense(#in_c, #units, #bias, vb.pp(#path))?),
                 );
                 module(&f)
             }
@@ -225,12 +225,12 @@ impl Gen {
                 ..
             } => {
                 let pad = pad2d(&info.pad);
-                let op = if *max {
-                    quote!(max_pool2d)
+                let layer = if *max {
+                    quote!(MaxPool2d)
                 } else {
-                    quote!(avg_pool2d)
+                    quote!(AvgPool2d)
                 };
-                quote!(let x = #rt::ops::#op(&x, &#rt::ops::Window2d::new((#kh, #kw), (#sh, #sw), #pad))?;)
+                quote!(let x = #cc::Module::forward(&#rt::layers::#layer { window: #rt::layers::Window2d::new((#kh, #kw), (#sh, #sw), #pad) }, &x)?;)
             }
             Op::GlobalPool { max, keepdims } => {
                 let op = if *max {
@@ -300,7 +300,7 @@ impl Gen {
                 let f = self.field(
                     &path,
                     quote!(#rt::layers::ConvTranspose2d),
-                    quote!(#rt::layers::conv_transpose2d(#in_c, #filters, (#kh, #kw), #rt::layers::ConvTranspose2dConfig { stride: #stride, padding: #padding, output_padding: #output_padding, dilation: #dilation, bias: #bias }, vb.pp(#path))?),
+                    quote!(#rt::layers::conv_transpose2d(#in_c, #filters, (#kh, #kw), #rt::layers::ConvTranspose2dOptions { stride: #stride, padding: #padding, output_padding: #output_padding, dilation: #dilation, bias: #bias }, vb.pp(#path))?),
                 );
                 module(&f)
             }

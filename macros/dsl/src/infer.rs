@@ -4,8 +4,7 @@
 //! layers are not checked against it: no cascade).
 
 use crate::error::Errors;
-use crate::ir::{Info, Merge, Model, Node, Op, Pad4, Padding, Project};
-use crate::lower::{fmt_shape, MAX_DIM};
+use crate::ir::{fmt_shape, path, Info, Merge, Model, Node, Op, Pad4, Padding, Project, MAX_DIM};
 use proc_macro2::Span;
 use std::collections::BTreeMap;
 
@@ -111,15 +110,6 @@ pub fn probe(node: &Node, s: &[usize]) -> Option<Vec<usize>> {
     let out = layer(&mut copy, s, "", &Errors::default())?;
     let values = out.iter().try_fold(1usize, |acc, d| acc.checked_mul(*d));
     values.is_some_and(|v| v <= MAX_VALUES).then_some(out)
-}
-
-/// The hierarchical name of `name` inside `scope`: `block1.conv2` (also its parameter path).
-pub fn path(scope: &str, name: &str) -> String {
-    if scope.is_empty() {
-        name.to_string()
-    } else {
-        format!("{scope}.{name}")
-    }
 }
 
 /// Where a layer's errors go and how they name it: `conv2d` (`block1.conv2`).

@@ -1,5 +1,7 @@
 //! The lowered description: loops unrolled, blocks inlined, arguments evaluated and typed,
-//! every layer named. Shape inference (`infer`) fills in each node's [`Info`].
+//! every layer named. Shape inference (`infer`) fills in each node's [`Info`]. Also the limits
+//! and the naming and formatting helpers that lowering, inference and code generation share,
+//! so `infer` and `expand` depend on this module only, not on each other or on `lower`.
 
 use proc_macro2::Span;
 use std::collections::BTreeMap;
@@ -268,4 +270,70 @@ pub struct Model {
     pub body: Vec<Node>,
     /// Save ids of the labelled layers that an `@label` uses.
     pub saved: std::collections::BTreeSet<usize>,
+}
+
+/// Largest channel/feature count or spatial size accepted (keeps every count in range).
+pub const MAX_DIM: i64 = 1 << 20;
+/// Largest kernel, stride or dilation accepted.
+pub const MAX_WINDOW: i64 = 1 << 12;
+/// Most layers one model may unroll to (guards against runaway loops and blocks).
+pub const MAX_NODES: usize = 100_000;
+
+/// The hierarchical name of `name` inside `scope`: `block1.conv2` (also its parameter path).
+pub fn path(scope: &str, name: &str) -> String {
+    if scope.is_empty() {
+        name.to_string()
+    } else {
+        format!("{scope}.{name}")
+    }
+}
+
+/// `MiniXception` -> `mini_xception`.
+pub fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    let chars: Vec<char> = name.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        if c.is_uppercase() {
+            let prev_lower =
+                i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            if i > 0 && (prev_lower || (next_lower && chars[i - 1].is_uppercase())) {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(*c);
+        }
+    }
+    out
+}
+
+/// `crate::nets::Stem` as written, without spaces.
+pub fn path_text(path: &syn::Path) -> String {
+    let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let lead = if path.leading_colon.is_some() {
+        "::"
+    } else {
+        ""
+    };
+    format!("{lead}{}", segments.join("::"))
+}
+
+/// `(64, 8, 8)`.
+pub fn fmt_shape(s: &[usize]) -> String {
+    let dims: Vec<String> = s.iter().map(|d| d.to_string()).collect();
+    format!("({})", dims.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snake_cases_model_names() {
+        assert_eq!(snake_case("MiniXception"), "mini_xception");
+        assert_eq!(snake_case("VGG16"), "vgg16");
+        assert_eq!(snake_case("ResNet18"), "res_net18");
+        assert_eq!(snake_case("Stem"), "stem");
+    }
 }

@@ -203,6 +203,71 @@ fn a_shape_name_after_an_error_is_not_reported_again() {
     );
 }
 
+/// A shape name is a block call's positional argument like any value: MBConv written with
+/// `in_channels` instead of a `block_in` parameter, through `if`, `residual`, a merge and
+/// loops.
+#[test]
+fn shape_names_are_positional_block_arguments() {
+    let errs = errors(quote! {
+        block se(squeeze, channels) {
+            multiply { identity, { global_avg_pool2d(keepdims = true), conv2d(squeeze, 1), silu, conv2d(channels, 1), sigmoid } }
+        }
+        block mbconv_layers(expand, stride, block_in, out) {
+            if expand != 1 { conv2d(block_in * expand, 1), silu }
+            depthwise_conv2d(3, stride = stride, padding = 1), silu,
+            se(in_channels / 4, in_channels),
+            conv2d(out, 1),
+        }
+        block mbconv(expand, stride, out) {
+            if stride == 1 && in_channels == out {
+                residual { mbconv_layers(expand, stride, in_channels, out) }
+            } else {
+                mbconv_layers(expand, stride, in_channels, out)
+            }
+        }
+        pub N(16, 8, 8) -> (24, 4, 4) {
+            for (expand, stride, out, layers) in [(1, 1, 16, 1), (6, 2, 24, 2)] {
+                mbconv(expand, stride, out),
+                for i in 2..=layers { mbconv(expand, 1, out) }
+            }
+            mbconv_layers(6, 1, in_channels, in_channels),
+        }
+    });
+    assert!(errs.is_empty(), "{errs:?}");
+}
+
+/// A block parameter's default may name the block's input too.
+#[test]
+fn shape_names_in_block_parameter_defaults_name_the_block_input() {
+    one_error(
+        quote! {
+            block widen(out = in_channels * 2) { conv2d(out, 1) }
+            pub N(8, 6, 6) { widen, widen(4), assert_shape(5, 6, 6) }
+        },
+        &["the shape here is (4, 6, 6), not (5, 6, 6)"],
+    );
+    one_error(
+        quote! {
+            block widen(out = in_channels * 2) { conv2d(out, 1) }
+            pub N(8, 6, 6) { widen, widen, assert_shape(5, 6, 6) }
+        },
+        &["the shape here is (32, 6, 6), not (5, 6, 6)"],
+    );
+}
+
+/// After an earlier error the input's shape is unknown: a block call whose argument names
+/// it reports nothing more (neither the shape name nor the parameter left without a value).
+#[test]
+fn a_shape_name_in_a_block_call_after_an_error_is_not_reported_again() {
+    one_error(
+        quote! {
+            block widen(block_in, out) { conv2d(block_in * 2, 1), conv2d(out, 1) }
+            pub N(8, 6, 6) { conv2d(8, 9), widen(in_channels, 8), relu }
+        },
+        &["kernel"],
+    );
+}
+
 #[test]
 fn skips_reach_earlier_labels_of_this_body_and_enclosing_ones() {
     let errs = errors(quote! {

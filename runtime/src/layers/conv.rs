@@ -5,9 +5,10 @@ use crate::ops::{self, Pad2d, Window2d};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
 
-/// Hyper-parameters of a 2-d convolution beyond its channel counts and kernel.
+/// Hyper-parameters of a 2-d convolution beyond its channel counts and kernel (not
+/// `candle_nn::Conv2dConfig`: the padding is per side, and the bias is chosen here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Conv2dConfig {
+pub struct Conv2dOptions {
     /// Step between windows (same vertically and horizontally).
     pub stride: usize,
     /// Spacing between kernel taps.
@@ -20,9 +21,9 @@ pub struct Conv2dConfig {
     pub bias: bool,
 }
 
-impl Default for Conv2dConfig {
+impl Default for Conv2dOptions {
     fn default() -> Self {
-        Conv2dConfig {
+        Conv2dOptions {
             stride: 1,
             dilation: 1,
             padding: Pad2d::ZERO,
@@ -32,7 +33,7 @@ impl Default for Conv2dConfig {
     }
 }
 
-impl Conv2dConfig {
+impl Conv2dOptions {
     fn window(&self, kernel: (usize, usize)) -> Window2d {
         Window2d {
             kernel,
@@ -68,7 +69,7 @@ const BIAS_INIT: Init = Init::Const(0.0);
 pub struct Conv2d {
     weight: Tensor,
     bias: Option<Tensor>,
-    config: Conv2dConfig,
+    config: Conv2dOptions,
 }
 
 /// Creates a [`Conv2d`] with parameters under `vb`.
@@ -76,7 +77,7 @@ pub fn conv2d(
     in_channels: usize,
     out_channels: usize,
     kernel: (usize, usize),
-    config: Conv2dConfig,
+    config: Conv2dOptions,
     vb: VarBuilder,
 ) -> Result<Conv2d> {
     if config.groups == 0 || in_channels % config.groups != 0 || out_channels % config.groups != 0 {
@@ -120,7 +121,7 @@ impl Conv2d {
     }
 
     /// The layer's hyper-parameters.
-    pub fn config(&self) -> &Conv2dConfig {
+    pub fn config(&self) -> &Conv2dOptions {
         &self.config
     }
 }
@@ -175,7 +176,7 @@ pub fn depthwise_conv2d(
     in_channels: usize,
     multiplier: usize,
     kernel: (usize, usize),
-    config: Conv2dConfig,
+    config: Conv2dOptions,
     vb: VarBuilder,
 ) -> Result<DepthwiseConv2d> {
     let out = in_channels * multiplier;
@@ -238,14 +239,14 @@ pub fn separable_conv2d(
     out_channels: usize,
     multiplier: usize,
     kernel: (usize, usize),
-    config: Conv2dConfig,
+    config: Conv2dOptions,
     vb: VarBuilder,
 ) -> Result<SeparableConv2d> {
     let depthwise = depthwise_conv2d(
         in_channels,
         multiplier,
         kernel,
-        Conv2dConfig {
+        Conv2dOptions {
             bias: false,
             ..config
         },
@@ -255,9 +256,9 @@ pub fn separable_conv2d(
         in_channels * multiplier,
         out_channels,
         (1, 1),
-        Conv2dConfig {
+        Conv2dOptions {
             bias: config.bias,
-            ..Conv2dConfig::default()
+            ..Conv2dOptions::default()
         },
         vb.pp("pointwise"),
     )?;
@@ -274,11 +275,12 @@ impl Module for SeparableConv2d {
 }
 
 /// A fully connected layer (`candle_nn::Linear`, parameters `weight` `[out, in]` and `bias`
-/// `[out]`) initialised like Keras' `Dense`: Glorot-uniform weights, zero bias.
+/// `[out]`) initialised like Keras' `Dense`: Glorot-uniform weights, zero bias. (Not
+/// `candle_nn::linear`, which initialises differently and always has a bias.)
 ///
 /// # Shapes
 /// `[N, in]` -> `[N, out]`.
-pub fn linear(
+pub fn dense(
     in_features: usize,
     out_features: usize,
     bias: bool,
@@ -318,7 +320,7 @@ mod tests {
     fn weights_are_glorot_uniform_and_biases_zero() -> Result<()> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let conv = conv2d(64, 128, (3, 3), Conv2dConfig::default(), vb.pp("c"))?;
+        let conv = conv2d(64, 128, (3, 3), Conv2dOptions::default(), vb.pp("c"))?;
         let bound = (6.0f32 / (64.0 * 9.0 + 128.0 * 9.0)).sqrt();
         let m = max_abs(conv.weight());
         assert!(
@@ -326,14 +328,14 @@ mod tests {
             "max |w| {m} vs bound {bound}"
         );
         assert_eq!(max_abs(conv.bias().unwrap()), 0.0);
-        let dw = depthwise_conv2d(256, 1, (3, 3), Conv2dConfig::default(), vb.pp("d"))?;
+        let dw = depthwise_conv2d(256, 1, (3, 3), Conv2dOptions::default(), vb.pp("d"))?;
         let bound = (6.0f32 / (9.0 * 256.0 + 9.0)).sqrt();
         let m = max_abs(dw.weight());
         assert!(
             m <= bound && m > 0.8 * bound,
             "max |w| {m} vs bound {bound}"
         );
-        let fc = linear(512, 10, true, vb.pp("l"))?;
+        let fc = dense(512, 10, true, vb.pp("l"))?;
         let bound = (6.0f32 / 522.0).sqrt();
         let m = max_abs(fc.weight());
         assert!(

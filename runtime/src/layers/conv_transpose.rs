@@ -6,9 +6,10 @@ use crate::grad_mode::param;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-/// Hyper-parameters of a [`ConvTranspose2d`], as in PyTorch (the same along both axes).
+/// Hyper-parameters of a [`ConvTranspose2d`], as in PyTorch (the same along both axes; unlike
+/// `candle_nn::ConvTranspose2dConfig`, the bias is chosen here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConvTranspose2dConfig {
+pub struct ConvTranspose2dOptions {
     /// Spacing of the input pixels in the output.
     pub stride: usize,
     /// Rows/columns removed from each side of the full output (`dilation * (k - 1) - padding`
@@ -22,9 +23,9 @@ pub struct ConvTranspose2dConfig {
     pub bias: bool,
 }
 
-impl Default for ConvTranspose2dConfig {
+impl Default for ConvTranspose2dOptions {
     fn default() -> Self {
-        ConvTranspose2dConfig {
+        ConvTranspose2dOptions {
             stride: 1,
             padding: 0,
             output_padding: 0,
@@ -34,7 +35,7 @@ impl Default for ConvTranspose2dConfig {
     }
 }
 
-impl ConvTranspose2dConfig {
+impl ConvTranspose2dOptions {
     /// Output size along an axis of `input` pixels with a kernel of `kernel` taps:
     /// `(input - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1`,
     /// or `None` when that is below 1.
@@ -62,7 +63,7 @@ impl ConvTranspose2dConfig {
 pub struct ConvTranspose2d {
     weight: Tensor,
     bias: Option<Tensor>,
-    config: ConvTranspose2dConfig,
+    config: ConvTranspose2dOptions,
 }
 
 /// Creates a [`ConvTranspose2d`] with parameters under `vb`.
@@ -70,7 +71,7 @@ pub fn conv_transpose2d(
     in_channels: usize,
     out_channels: usize,
     kernel: (usize, usize),
-    config: ConvTranspose2dConfig,
+    config: ConvTranspose2dOptions,
     vb: VarBuilder,
 ) -> Result<ConvTranspose2d> {
     let c = &config;
@@ -111,7 +112,7 @@ impl ConvTranspose2d {
     }
 
     /// The layer's hyper-parameters.
-    pub fn config(&self) -> &ConvTranspose2dConfig {
+    pub fn config(&self) -> &ConvTranspose2dOptions {
         &self.config
     }
 }

@@ -21,10 +21,10 @@ mod upsample;
 pub use crate::ops::{Pad2d, Window2d};
 pub use activation::{hard_sigmoid, hard_swish, relu6};
 pub use conv::{
-    conv2d, depthwise_conv2d, glorot_uniform, linear, separable_conv2d, Conv2d, Conv2dConfig,
+    conv2d, dense, depthwise_conv2d, glorot_uniform, separable_conv2d, Conv2d, Conv2dOptions,
     DepthwiseConv2d, SeparableConv2d,
 };
-pub use conv_transpose::{conv_transpose2d, ConvTranspose2d, ConvTranspose2dConfig};
+pub use conv_transpose::{conv_transpose2d, ConvTranspose2d, ConvTranspose2dOptions};
 pub use drop_path::{drop_path, DropPath};
 pub use dropout::Dropout;
 pub use group_norm::{group_norm, GroupNorm};

@@ -70,7 +70,7 @@ fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
 ///
 /// # Errors
 /// When a tensor is not on the CPU, not `f32`/`f64`, dtypes differ or shapes do not fit.
-pub fn batch_norm_train_cpu(
+pub(crate) fn batch_norm_train_cpu(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
@@ -101,7 +101,7 @@ pub fn batch_norm_train_cpu(
 ///
 /// # Errors
 /// As [`batch_norm_train_cpu`].
-pub fn channel_affine_cpu(
+pub(crate) fn channel_affine_cpu(
     x: &Tensor,
     scale: &Tensor,
     shift: &Tensor,
@@ -120,7 +120,7 @@ pub fn channel_affine_cpu(
 ///
 /// # Errors
 /// As [`batch_norm_train_cpu`].
-pub fn batch_norm_eval_cpu(
+pub(crate) fn batch_norm_eval_cpu(
     x: &Tensor,
     mean: &Tensor,
     std: &Tensor,

@@ -29,7 +29,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 /// # Errors
 /// When the tensors are not `f32`/`f64` on the CPU, their dtypes differ, or the shapes and
 /// window do not fit.
-pub fn conv2d_cpu(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<Tensor> {
+pub(crate) fn conv2d_cpu(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<Tensor> {
     Geom::new(x.dims(), weight.dims(), win)?;
     x.contiguous()?
         .apply_op2(&weight.contiguous()?, Conv2dFwd { win: *win })

@@ -29,14 +29,17 @@
 //! `bench_kernels` example measures glibc, glibc with `GLIBC_TUNABLES` and mimalloc, and
 //! mimalloc as the global allocator removes nearly all of those page faults.
 
-pub mod batch_norm;
+mod batch_norm;
 pub mod composite;
 mod cpu;
-pub mod dense;
+mod dense;
 pub mod depthwise;
 mod gemm;
-pub mod pointwise;
+mod pointwise;
 pub mod pool;
+// The reference kernels (one op per tap) that the fast kernels are tested against; public
+// only for the crate's integration tests.
+#[doc(hidden)]
 pub mod taps;
 
 use candle_core::{DType, Result, Tensor};

@@ -23,7 +23,11 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 /// # Errors
 /// When the tensors are not `f32`/`f64` on the CPU, their dtypes differ, or the shapes or
 /// stride do not fit.
-pub fn pointwise_conv2d_cpu(x: &Tensor, weight: &Tensor, stride: (usize, usize)) -> Result<Tensor> {
+pub(crate) fn pointwise_conv2d_cpu(
+    x: &Tensor,
+    weight: &Tensor,
+    stride: (usize, usize),
+) -> Result<Tensor> {
     Geom::new(x.dims(), weight.dims(), stride)?;
     x.contiguous()?
         .apply_op2(&weight.contiguous()?, PointwiseFwd { stride })

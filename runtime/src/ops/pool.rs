@@ -30,6 +30,8 @@ const NONE: u32 = u32::MAX;
 /// # Errors
 /// When `x` is not on the CPU or not `f32`/`f64`, the window does not fit, or a plane has
 /// more than `u32::MAX - 1` elements.
+/// (Public only for this crate's integration tests: call the dispatching op in `ops`.)
+#[doc(hidden)]
 pub fn max_pool2d_cpu(x: &Tensor, win: &Window2d) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     Plane::new(win, h, w)?;
@@ -53,6 +55,8 @@ pub fn max_pool2d_cpu(x: &Tensor, win: &Window2d) -> Result<Tensor> {
 ///
 /// # Errors
 /// When `x` is not on the CPU or not `f32`/`f64`, or the window does not fit.
+/// (Public only for this crate's integration tests: call the dispatching op in `ops`.)
+#[doc(hidden)]
 pub fn avg_pool2d_cpu(x: &Tensor, win: &Window2d) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     Plane::new(win, h, w)?;

@@ -3,7 +3,7 @@
 
 use crate::init::seeded_var_builder;
 use crate::layers::{
-    batch_norm2d, conv2d, global_avg_pool2d, linear, BatchNorm2d, Conv2d, Conv2dConfig,
+    batch_norm2d, conv2d, dense, global_avg_pool2d, BatchNorm2d, Conv2d, Conv2dOptions,
 };
 use crate::ops::Pad2d;
 use crate::testutil::{MemBatches, Rng};
@@ -28,7 +28,7 @@ impl BnNet {
     pub fn new(seed: u64, momentum: f64) -> (VarMap, BnNet) {
         let varmap = VarMap::new();
         let vb = seeded_var_builder(&varmap, seed, DType::F32, &Device::Cpu);
-        let same = Conv2dConfig {
+        let same = Conv2dOptions {
             padding: Pad2d {
                 top: 1,
                 bottom: 1,
@@ -48,7 +48,7 @@ impl BnNet {
             bn1: batch_norm2d(4, bn, true, vb.pp("bn1")).unwrap(),
             conv2: conv2d(4, 4, (3, 3), same, vb.pp("conv2")).unwrap(),
             bn2: batch_norm2d(4, bn, false, vb.pp("bn2")).unwrap(),
-            head: linear(4, 1, true, vb.pp("head")).unwrap(),
+            head: dense(4, 1, true, vb.pp("head")).unwrap(),
         };
         (varmap, model)
     }

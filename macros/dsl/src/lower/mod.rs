@@ -1,0 +1,451 @@
+//! Lowering: unrolls `for` loops, inlines blocks, evaluates and types every argument against
+//! the layer catalogue, and names every layer. Each rule that rejects input says why in a
+//! comment; errors are collected, and a bad layer becomes `Op::Poison` so it causes no
+//! follow-on errors.
+//!
+//! This module walks bodies and names layers; `scope` unrolls loops, inlines blocks and
+//! resolves `@label` skips; `args` reads a call's arguments against its catalog entry;
+//! `layers` builds the plain layers and `composite` the ones holding other layers.
+
+use crate::ast::{BlockDef, Body, LayerCall, ModelDef, ShapeSpec, Stmt};
+use crate::catalog::{self, Kind};
+use crate::error::{did_you_mean, Errors};
+use crate::infer;
+use crate::ir::{snake_case, Info, Merge, Model, Node, Op, MAX_DIM, MAX_NODES};
+use crate::value::{eval, thousands, Env, Value, UNKNOWN_SHAPE};
+use proc_macro2::Span;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+use syn::spanned::Spanned;
+use syn::Ident;
+
+mod args;
+mod composite;
+mod layers;
+mod scope;
+
+use args::Args;
+
+/// Lowers the models of one description.
+pub struct Lowerer<'a> {
+    errors: &'a Errors,
+    blocks: BTreeMap<String, &'a BlockDef>,
+    /// Models declared earlier in this description: name -> (input, output) shapes.
+    models: BTreeMap<String, (Vec<usize>, Vec<usize>)>,
+    /// Models of this description that had errors: uses of them are not checked again.
+    failed: BTreeSet<String>,
+    stack: Vec<String>,
+    /// Layers of the current model so far (capped at [`MAX_NODES`]).
+    nodes: usize,
+    /// Loop iterations of the current model so far (capped at
+    /// [`MAX_ITERATIONS`](crate::value::MAX_ITERATIONS)).
+    iterations: usize,
+    /// Set when a cap is hit: lowering of the current model stops at once.
+    halted: bool,
+    /// Bindings of the `for` loop iterations being unrolled, outermost first (`size = 64`).
+    iteration: Vec<String>,
+    /// Where those iterations are, as a note for errors (`None` outside loops).
+    context: Option<Rc<str>>,
+    /// The input shape of the next layer (`None` after an error): binds `in_channels` etc.
+    shape: Option<Vec<usize>>,
+    /// Labels visible to `@label`, innermost body last: label -> (save id, output shape).
+    labels: Vec<BTreeMap<String, Labelled>>,
+    /// Labels of bodies that have ended (out of scope now).
+    closed: BTreeSet<String>,
+    /// Save ids handed out in the current model.
+    saves: usize,
+    /// Save ids that an `@label` uses.
+    saved: BTreeSet<usize>,
+}
+
+/// A labelled layer a skip may use: its save id and output shape (`None` after an error).
+type Labelled = (usize, Option<Vec<usize>>);
+
+struct Pending {
+    label: Option<Ident>,
+    prefix: String,
+    node: Node,
+}
+
+impl<'a> Lowerer<'a> {
+    /// A lowerer that knows `blocks`.
+    pub fn new(errors: &'a Errors, blocks: &'a [&'a BlockDef]) -> Self {
+        let mut map = BTreeMap::new();
+        for b in blocks {
+            // Rule: a block name is defined once and does not shadow a built-in layer.
+            if catalog::lookup(&b.name.to_string()).is_some() {
+                errors.push(
+                    b.name.span(),
+                    format!(
+                        "block `{}` would shadow the built-in layer of that name; rename it",
+                        b.name
+                    ),
+                );
+            } else if map.insert(b.name.to_string(), *b).is_some() {
+                errors.push(
+                    b.name.span(),
+                    format!("block `{}` is defined twice", b.name),
+                );
+            }
+        }
+        Lowerer {
+            errors,
+            blocks: map,
+            models: BTreeMap::new(),
+            failed: BTreeSet::new(),
+            stack: Vec::new(),
+            nodes: 0,
+            iterations: 0,
+            halted: false,
+            iteration: Vec::new(),
+            context: None,
+            shape: None,
+            labels: Vec::new(),
+            closed: BTreeSet::new(),
+            saves: 0,
+            saved: BTreeSet::new(),
+        }
+    }
+
+    /// Makes an earlier model of this description usable as a layer.
+    pub fn register_model(&mut self, name: &Ident, input: Vec<usize>, output: Vec<usize>) {
+        self.models.insert(name.to_string(), (input, output));
+    }
+
+    /// Marks an earlier model of this description as failed (already reported).
+    pub fn register_failed(&mut self, name: &Ident) {
+        self.failed.insert(name.to_string());
+    }
+
+    /// Lowers one model definition.
+    pub fn lower_model(&mut self, def: &ModelDef) -> Model {
+        self.nodes = 0;
+        self.iterations = 0;
+        self.halted = false;
+        let env = Env::default();
+        let input = self.shape(&def.input, &env, "input");
+        let output = def
+            .output
+            .as_ref()
+            .and_then(|o| self.shape(o, &env, "output").map(|s| (s, o.span)));
+        self.shape = input.clone();
+        self.labels.clear();
+        self.closed.clear();
+        self.saves = 0;
+        self.saved.clear();
+        let body = self.body(&def.body, &env);
+        Model {
+            attrs: def.attrs.clone(),
+            vis: def.vis.clone(),
+            name: def.name.clone(),
+            input,
+            input_span: def.input.span,
+            output,
+            body,
+            saved: std::mem::take(&mut self.saved),
+        }
+    }
+
+    fn shape(&self, spec: &ShapeSpec, env: &Env, what: &str) -> Option<Vec<usize>> {
+        // Rule: a shape is (C, H, W) for images or (F) for feature vectors, each dim >= 1.
+        if spec.dims.len() != 1 && spec.dims.len() != 3 {
+            self.errors.push(
+                spec.span,
+                format!("the {what} shape must be (channels, height, width) or (features), without the batch dim; found {} dims", spec.dims.len()),
+            );
+            return None;
+        }
+        let mut dims = Vec::new();
+        for d in &spec.dims {
+            match eval(d, env) {
+                Ok(Value::Int(n)) if (1..=MAX_DIM).contains(&n) => dims.push(n as usize),
+                Ok(v) => {
+                    self.errors.push(
+                        d.span(),
+                        format!("{what} dims must be integers from 1 to {MAX_DIM}, found `{v}`"),
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    self.errors.push_error(e);
+                    return None;
+                }
+            }
+        }
+        Some(dims)
+    }
+
+    /// Lowers a body that starts at the current shape; the shape is the body's input again
+    /// afterwards (the caller moves it past the whole composite layer).
+    fn body(&mut self, body: &Body, env: &Env) -> Vec<Node> {
+        let entry = self.shape.clone();
+        let mut pending = Vec::new();
+        self.labels.push(BTreeMap::new());
+        self.stmts(&body.stmts, env, &mut pending);
+        if let Some(scope) = self.labels.pop() {
+            self.closed.extend(scope.into_keys());
+        }
+        self.shape = entry;
+        self.name(pending)
+    }
+
+    fn stmts(&mut self, stmts: &[Stmt], env: &Env, out: &mut Vec<Pending>) {
+        for stmt in stmts {
+            if self.halted {
+                return;
+            }
+            match stmt {
+                Stmt::For(f) => self.for_loop(f, env, out),
+                Stmt::Layer(call) => {
+                    let env = env.with_shape(self.shape.as_deref());
+                    let (before, known) = (self.errors.len(), self.shape.is_some());
+                    let lowered = self.call(call, &env);
+                    // A shape name after an earlier error is a follow-on error, not reported.
+                    if !known {
+                        self.errors.drop_since(before, UNKNOWN_SHAPE);
+                    }
+                    if let Some(mut p) = lowered {
+                        self.shape = self.shape.take().and_then(|s| infer::probe(&p.node, &s));
+                        if let Some(label) = &p.label {
+                            self.saves += 1;
+                            p.node.save = Some(self.saves);
+                            if let Some(scope) = self.labels.last_mut() {
+                                scope.insert(label.to_string(), (self.saves, self.shape.clone()));
+                            }
+                        }
+                        out.push(p);
+                    }
+                }
+                // Rule: a braced branch only goes inside a merge.
+                Stmt::Branch(b) => {
+                    self.errors.push(
+                        b.body.span,
+                        "a `{ ... }` branch goes inside `concat { ... }`, `add { ... }` or `multiply { ... }`; in a chain, write the layers without braces",
+                    );
+                    out.push(poison(b.body.span, "branch"));
+                    self.shape = None;
+                }
+                Stmt::If(cond) => match eval(&cond.cond, &env.with_shape(self.shape.as_deref())) {
+                    // The layers of the chosen body join this body, as a loop's do.
+                    Ok(Value::Bool(true)) => self.stmts(&cond.then.stmts, env, out),
+                    Ok(Value::Bool(false)) => self.stmts(&cond.otherwise, env, out),
+                    // Rule: a condition is `true` or `false`.
+                    Ok(v) => {
+                        self.errors.push(
+                            cond.cond.span(),
+                            format!(
+                                "an `if` condition is `true` or `false`, found `{v}`; compare it, e.g. `{} == {v}`",
+                                quote::ToTokens::to_token_stream(&cond.cond)
+                            ),
+                        );
+                        out.push(poison(cond.cond.span(), "if"));
+                        self.shape = None;
+                    }
+                    Err(e) => {
+                        // A shape name after an earlier error is a follow-on error.
+                        if self.shape.is_some() || !e.to_string().contains(UNKNOWN_SHAPE) {
+                            self.errors.push_error(e);
+                        }
+                        out.push(poison(cond.cond.span(), "if"));
+                        self.shape = None;
+                    }
+                },
+                // Rule: a skip is a branch of a merge.
+                Stmt::Skip(label) => {
+                    self.errors.push(
+                        label.span(),
+                        format!("`@{label}` is a branch: merge it with the current activation, e.g. `concat {{ identity, @{label} }}` or `add {{ identity, @{label} }}`"),
+                    );
+                    out.push(poison(label.span(), "skip"));
+                    self.shape = None;
+                }
+            }
+        }
+    }
+
+    /// Assigns names: user labels first, then `prefix{n}` with the smallest free counter.
+    fn name(&self, pending: Vec<Pending>) -> Vec<Node> {
+        let mut taken = BTreeSet::new();
+        for p in &pending {
+            if let Some(label) = &p.label {
+                // Rule: names within one scope are unique (they become parameter paths).
+                if !taken.insert(label.to_string()) {
+                    self.errors.push(
+                        label.span(),
+                        format!("duplicate layer name `{label}` in this scope (a labelled layer inside a `for` loop repeats on every iteration)"),
+                    );
+                }
+            }
+        }
+        let mut counters: BTreeMap<String, usize> = BTreeMap::new();
+        pending
+            .into_iter()
+            .map(|p| {
+                let mut node = p.node;
+                node.name = match p.label {
+                    Some(label) => label.to_string(),
+                    None => {
+                        let n = counters.entry(p.prefix.clone()).or_insert(0);
+                        loop {
+                            *n += 1;
+                            let candidate = format!("{}{}", p.prefix, n);
+                            if !taken.contains(&candidate) {
+                                taken.insert(candidate.clone());
+                                break candidate;
+                            }
+                        }
+                    }
+                };
+                node
+            })
+            .collect()
+    }
+
+    /// Lowers one layer call; the node remembers the loop iteration it was unrolled in, so
+    /// shape errors found later name it.
+    fn call(&mut self, call: &LayerCall, env: &Env) -> Option<Pending> {
+        if self.halted {
+            return None;
+        }
+        self.nodes += 1;
+        // Rule: a model unrolls to at most MAX_NODES layers.
+        if self.nodes > MAX_NODES {
+            self.errors.push(
+                call.kind.span(),
+                format!(
+                    "the model unrolls to more than {} layers here; loops and blocks are unrolled at compile time, so make them shorter",
+                    thousands(MAX_NODES)
+                ),
+            );
+            self.halted = true;
+            return Some(poison(call.kind.span(), "invalid"));
+        }
+        let mut pending = self.layer_call(call, env)?;
+        pending.node.context = self.context.clone();
+        Some(pending)
+    }
+
+    fn layer_call(&mut self, call: &LayerCall, env: &Env) -> Option<Pending> {
+        let kind = call.kind.to_string();
+        let label = call.label.clone();
+        if let Some(block) = self.blocks.get(&kind).copied() {
+            let node = self.block_call(call, block, env);
+            return Some(Pending {
+                label,
+                prefix: kind,
+                node,
+            });
+        }
+        if self.failed.contains(&kind) {
+            return Some(Pending {
+                label,
+                prefix: snake_case(&kind),
+                node: node(&call.kind, &kind, BTreeMap::new(), Op::Poison),
+            });
+        }
+        if self.models.contains_key(&kind) {
+            let path: syn::Path = call.kind.clone().into();
+            let node = self.nested(call, &path, None, env);
+            return Some(Pending {
+                label,
+                prefix: snake_case(&kind),
+                node,
+            });
+        }
+        let Some(spec) = catalog::lookup(&kind) else {
+            // Rule: only catalogue layers, blocks of this description and earlier models.
+            let mut known: Vec<&str> = catalog::names().collect();
+            known.extend(self.blocks.keys().map(String::as_str));
+            known.extend(self.models.keys().map(String::as_str));
+            self.errors.push(
+                call.kind.span(),
+                format!("unknown layer `{kind}`{}", did_you_mean(&kind, known)),
+            );
+            return Some(Pending {
+                label,
+                prefix: kind.clone(),
+                node: node(&call.kind, &kind, BTreeMap::new(), Op::Poison),
+            });
+        };
+        if spec.kind == Kind::AssertShape {
+            return Some(Pending {
+                label,
+                prefix: spec.prefix.into(),
+                node: self.assert_shape(call, env),
+            });
+        }
+        let args = Args::collect(spec, call, env, self.errors);
+        let merge = match spec.kind {
+            Kind::Concat => Some(Merge::Concat),
+            Kind::Add => Some(Merge::Add),
+            Kind::Multiply => Some(Merge::Multiply),
+            _ => None,
+        };
+        // Rule: only `residual` and the merges take a `{ ... }` body.
+        if spec.kind != Kind::Residual && merge.is_none() {
+            if let Some(body) = &call.body {
+                self.errors
+                    .push(body.span, format!("`{kind}` takes no `{{ ... }}` body"));
+                args.bad.set(true);
+            }
+        }
+        let op = match (spec.kind, merge) {
+            (Kind::Model, _) => {
+                let node = self.model_call(call, &args, env);
+                let prefix = match &node.op {
+                    Op::Nested { path, .. } => {
+                        snake_case(&path.segments.last().unwrap().ident.to_string())
+                    }
+                    _ => spec.prefix.into(),
+                };
+                return Some(Pending {
+                    label,
+                    prefix,
+                    node,
+                });
+            }
+            (Kind::Residual, _) => self.residual(call, &args, env),
+            (_, Some(merge)) => self.merge(call, merge, env),
+            // Rule: `identity` is a branch; in a chain it would do nothing.
+            (Kind::Identity, _) => {
+                self.errors.push(
+                    call.kind.span(),
+                    "`identity` is a branch of `concat`, `add` or `multiply` (the input itself); in a chain it does nothing, so remove it",
+                );
+                Op::Poison
+            }
+            (kind, _) => layers::build(kind, &args).unwrap_or(Op::Poison),
+        };
+        let op = if args.bad.get() { Op::Poison } else { op };
+        Some(Pending {
+            label,
+            prefix: spec.prefix.into(),
+            node: node(&call.kind, &kind, args.spans, op),
+        })
+    }
+}
+
+fn node(kind_tok: &Ident, kind: &str, arg_spans: BTreeMap<&'static str, Span>, op: Op) -> Node {
+    node_at(kind_tok.span(), kind, arg_spans, op)
+}
+
+fn node_at(span: Span, kind: &str, arg_spans: BTreeMap<&'static str, Span>, op: Op) -> Node {
+    Node {
+        name: String::new(),
+        kind: kind.to_string(),
+        span,
+        arg_spans,
+        op,
+        info: Info::default(),
+        context: None,
+        save: None,
+    }
+}
+
+fn poison(span: Span, kind: &str) -> Pending {
+    Pending {
+        label: None,
+        prefix: "invalid".into(),
+        node: node_at(span, kind, BTreeMap::new(), Op::Poison),
+    }
+}
