@@ -12,6 +12,7 @@
 //! cargo run --release --example segmentation
 //! ```
 
+use candle_core::Result;
 use clap::Parser;
 use convnet::data::{Batches, DataLoader, SyntheticSegmentation};
 use convnet::init::seeded_var_builder;
