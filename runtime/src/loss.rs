@@ -262,6 +262,13 @@ mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
+    /// The gradient of `loss` with respect to `var`, flattened.
+    fn gradient(loss: &Tensor, var: &Var) -> Vec<f64> {
+        let grads = loss.backward().unwrap();
+        let grad = grads.get(var).unwrap();
+        grad.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
     fn reference_bce(z: f64, y: f64) -> f64 {
         z.max(0.0) - z * y + (-z.abs()).exp().ln_1p()
     }
@@ -301,8 +308,7 @@ mod tests {
         let z = Var::new(&[-1e4f64, -3.0, 0.0, 2.0, 1e4], &Device::Cpu).unwrap();
         let y = Tensor::new(&[1u32, 0, 1, 1, 0], &Device::Cpu).unwrap();
         let loss = binary_cross_entropy_with_logits(z.as_tensor(), &y).unwrap();
-        let grads = loss.backward().unwrap();
-        let g: Vec<f64> = grads.get(&z).unwrap().to_vec1().unwrap();
+        let g = gradient(&loss, &z);
         let zs = [-1e4f64, -3.0, 0.0, 2.0, 1e4];
         let ys = [1.0f64, 0.0, 1.0, 1.0, 0.0];
         for i in 0..5 {
@@ -435,14 +441,7 @@ mod tests {
             .unwrap();
         let got: f64 = loss.to_scalar().unwrap();
         assert!((got - want).abs() < 1e-12, "{got} vs {want}");
-        let grad = loss.backward().unwrap();
-        let grad: Vec<f64> = grad
-            .get(&logits)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let grad = gradient(&loss, &logits);
         for (i, (g, w)) in grad.iter().zip(&want_grad).enumerate() {
             assert!((g - w).abs() < 1e-12, "gradient {i}: {g} vs {w}");
         }
@@ -510,15 +509,7 @@ mod tests {
         let (a, b): (f64, f64) = (loss.to_scalar().unwrap(), sparse.to_scalar().unwrap());
         assert!((a - b).abs() < 1e-12, "{a} vs {b}");
         let (_, want_grad) = naive_pixel_cross_entropy(&z, &y, dims);
-        let grad: Vec<f64> = loss
-            .backward()
-            .unwrap()
-            .get(&logits)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let grad = gradient(&loss, &logits);
         for (i, (g, w)) in grad.iter().zip(&want_grad).enumerate() {
             assert!((g - w).abs() < 1e-12, "gradient {i}: {g} vs {w}");
         }
@@ -581,15 +572,7 @@ mod tests {
                 .unwrap();
             let got: f64 = loss.to_scalar().unwrap();
             assert!((got - want).abs() < 1e-12, "{got} vs {want}");
-            let grad: Vec<f64> = loss
-                .backward()
-                .unwrap()
-                .get(&logits)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let grad = gradient(&loss, &logits);
             for i in 0..24 {
                 let w = (1.0 / (1.0 + (-z[i]).exp()) - y[i] as f64) / 24.0;
                 assert!(
