@@ -267,14 +267,11 @@ fn train(
     println!("stages (SIZE:EPOCHS): {stages}");
     // Every image of every split decodes (into the cache) before the first epoch, so a bad
     // test image fails now rather than after training; the classes fit the loss and model.
-    let mut first = Some(splits(data, stages.0[0].size)?);
-    let [train_set, ..] = first.as_ref().expect("just set");
+    let first_splits = splits(data, stages.0[0].size)?;
+    let train_set = &first_splits[0];
     let info = with_mini_xception!(stages.last().size, describe(train_set, args.summary))?;
     println!("data: classes {:?}", info.class_names);
-    for (name, set) in ["train", "validation", "test"]
-        .iter()
-        .zip(first.as_ref().expect("just set"))
-    {
+    for (name, set) in ["train", "validation", "test"].iter().zip(&first_splits) {
         set.verify()?;
         let counts: Vec<String> = set
             .class_names()
@@ -303,7 +300,7 @@ fn train(
             ..Default::default()
         },
     );
-    let train_len = first.as_ref().expect("just set")[0].len();
+    let train_len = first_splits[0].len();
     let steps_per_epoch = train_len.div_ceil(batch_size);
     let warmup = 2 * steps_per_epoch;
     let schedule = Schedule::warmup_cosine(
@@ -320,6 +317,8 @@ fn train(
         .with_callback(CsvLogger::new(out.join("history.csv")));
     // The book's augmentation: random flips, rotations of up to 10% of a turn, 20% zoom.
     let augment = Augment::new().flip_horizontal().rotation(0.1).zoom(0.2);
+    // The first stage's splits are the ones verified above; later stages load their own.
+    let mut first = Some(first_splits);
     let mut epochs_done = 0;
     let mut test_set = None;
     for (i, (stage, model)) in stages.0.iter().zip(&models).enumerate() {
