@@ -86,6 +86,14 @@ struct Args {
     /// image's probability is averaged with its mirror's).
     #[arg(long)]
     no_tta: bool,
+    /// Random-resized crop instead of the book's 20% zoom: each training image is a random
+    /// window of at least this fraction of each side (in (0, 1]), resized back.
+    #[arg(long, allow_hyphen_values = true, value_parser = fraction("--crop", false))]
+    crop: Option<f64>,
+    /// Label smoothing of the binary cross-entropy (in [0, 1); 0: none): the targets become
+    /// `y * (1 - s) + 0.5 * s`.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true, value_parser = fraction("--label-smoothing", true))]
+    label_smoothing: f64,
     /// Print the model summary before training.
     #[arg(long)]
     summary: bool,
@@ -163,6 +171,26 @@ fn positive_learning_rate(text: &str) -> std::result::Result<f64, String> {
         Err(format!(
             "the learning rate must be a finite number > 0, got {lr}"
         ))
+    }
+}
+
+/// A parser of a fraction: in `[0, 1)` when `zero` (`0` allowed, `1` not), else in `(0, 1]`.
+fn fraction(
+    flag: &'static str,
+    zero: bool,
+) -> impl Fn(&str) -> std::result::Result<f64, String> + Clone {
+    move |text| {
+        let x: f64 = text
+            .parse()
+            .map_err(|_| format!("`{text}` is not a number"))?;
+        let fits = if zero {
+            (0.0..1.0).contains(&x)
+        } else {
+            x > 0.0 && x <= 1.0
+        };
+        let range = if zero { "in [0, 1)" } else { "in (0, 1]" };
+        fits.then_some(x)
+            .ok_or_else(|| format!("{flag} must be a number {range}, got {x}"))
     }
 }
 
@@ -245,15 +273,23 @@ fn stage_model<M: Network + 'static>(vb: VarBuilder) -> Result<Box<dyn ModuleT>>
 /// The checkpoint's record of the model scored (the last stage's size), its summary, and
 /// whether its output fits the classes of the loss.
 fn describe<M: Network>(set: &ImageFolder, summary: bool) -> Result<ModelInfo> {
-    set.check_classes_fit(&LOSS, M::OUTPUT_SHAPE)?;
+    set.check_classes_fit(&Loss::BinaryCrossEntropy, M::OUTPUT_SHAPE)?;
     if summary {
         println!("{}", M::summary());
     }
     Ok(ModelInfo::of::<M>(set.class_names()))
 }
 
-/// Two classes, one logit.
-const LOSS: Loss = Loss::BinaryCrossEntropy;
+/// Two classes, one logit: binary cross-entropy, smoothed by `--label-smoothing`.
+fn loss(args: &Args) -> Loss {
+    if args.label_smoothing == 0.0 {
+        Loss::BinaryCrossEntropy
+    } else {
+        Loss::BinaryCrossEntropySmoothed {
+            label_smoothing: args.label_smoothing,
+        }
+    }
+}
 
 fn train(
     args: &Args,
@@ -311,12 +347,17 @@ fn train(
         0.01,
     );
     let best = out.join("best");
-    let mut trainer = Trainer::new(&*models[0], &varmap, LOSS, optimizer)
+    let mut trainer = Trainer::new(&*models[0], &varmap, loss(args), optimizer)
         .with_model_info(info.clone())
         .with_schedule(schedule, ScheduleUnit::Step)
         .with_callback(CsvLogger::new(out.join("history.csv")));
-    // The book's augmentation: random flips, rotations of up to 10% of a turn, 20% zoom.
-    let augment = Augment::new().flip_horizontal().rotation(0.1).zoom(0.2);
+    // The book's augmentation: random flips, rotations of up to 10% of a turn, 20% zoom (or
+    // a random-resized crop with `--crop`).
+    let augment = Augment::new().flip_horizontal().rotation(0.1);
+    let augment = match args.crop {
+        Some(min_scale) => augment.crop(min_scale as f32),
+        None => augment.zoom(0.2),
+    };
     // The first stage's splits are the ones verified above; later stages load their own.
     let mut first = Some(first_splits);
     let mut epochs_done = 0;
@@ -373,8 +414,8 @@ fn train(
     let mut test_data =
         DataLoader::new(test_set.expect("the last stage sets it"), batch_size).device(device);
     let test = match args.no_tta {
-        false => evaluate_tta(&**model, LOSS, &mut test_data)?,
-        true => evaluate(&**model, LOSS, &mut test_data)?,
+        false => evaluate_tta(&**model, loss(args), &mut test_data)?,
+        true => evaluate(&**model, loss(args), &mut test_data)?,
     };
     let last_stage_start = history.len() - stages.last().epochs;
     let best_epoch = (last_stage_start..history.len())
@@ -399,6 +440,30 @@ fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crop_and_label_smoothing_must_be_fractions() {
+        for (flag, bad) in [
+            ("--crop", "0"),
+            ("--crop", "1.5"),
+            ("--crop", "nan"),
+            ("--crop", "-0.5"),
+            ("--label-smoothing", "1"),
+            ("--label-smoothing", "-0.1"),
+            ("--label-smoothing", "x"),
+        ] {
+            let err = Args::try_parse_from(["cats_vs_dogs", flag, bad]).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(flag), "{flag} {bad}: {text}");
+        }
+        let args =
+            Args::try_parse_from(["cats_vs_dogs", "--crop", "1", "--label-smoothing", "0.1"])
+                .unwrap();
+        assert_eq!((args.crop, args.label_smoothing), (Some(1.0), 0.1));
+        let defaults = Args::try_parse_from(["cats_vs_dogs"]).unwrap();
+        assert_eq!((defaults.crop, defaults.label_smoothing), (None, 0.0));
+        assert_eq!(loss(&defaults), Loss::BinaryCrossEntropy);
+    }
 
     #[test]
     fn lr_must_be_a_finite_positive_number() {
