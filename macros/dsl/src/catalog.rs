@@ -6,7 +6,8 @@
 //! Adding a plain layer touches four places: a [`Kind`] and its [`LayerSpec`] here (whose
 //! `build` names its builder), one file of [`crate::layers`] holding everything else the
 //! macro knows about it (its struct and builder, shape rule with its errors, parameter and
-//! FLOP counts, and generated code), the one runtime layer that code calls, and a test.
+//! FLOP counts, and generated code), the one runtime layer that code calls, and a test; the
+//! layer's row in `docs/grammar.md`'s table follows from the entry (the test below checks it).
 //! `lower`, `infer` and `expand` need no change: they reach the layer through
 //! [`crate::layers::Primitive`].
 

@@ -7,9 +7,10 @@
 //!
 //! Adding a layer touches: its [`Kind`](crate::catalog::Kind) and
 //! [`LayerSpec`](crate::catalog::LayerSpec) in `catalog` (name, arguments, defaults, usage,
-//! documented shape, and `build` pointing at its builder), one file of this module (the
-//! struct, its builder and its [`Primitive`] impl, calling one runtime layer), the runtime
-//! layer itself, and a test.
+//! documented shape, and `build` naming its builder), one file of this module (the struct,
+//! its builder and its [`Primitive`] impl, calling one runtime layer), the runtime layer
+//! itself, and a test (plus its row in `docs/grammar.md`'s layer table, which a catalog test
+//! checks). `lower`, `infer`, `expand` and `ir` stay as they are.
 
 use crate::error::Errors;
 use crate::ir::{Info, Op};
@@ -126,5 +127,53 @@ impl Emit<'_> {
         let f = self.field(ty, init);
         let cn = tokens::cn();
         quote!(let x = #cn::ModuleT::forward_t(&self.#f, &x, train)?;)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::catalog::LAYERS;
+
+    /// The ops that `infer` and `expand` handle themselves: the layers holding other layers,
+    /// shape assertions, and the stand-in after an error. Every plain layer is `Op::Layer`.
+    const STRUCTURAL_OPS: &[&str] = &[
+        "Layer",
+        "AssertShape",
+        "Residual",
+        "Merge",
+        "Skip",
+        "Block",
+        "Nested",
+        "Poison",
+    ];
+
+    /// Adding a plain layer touches its catalog entry and one file of this module only: the
+    /// catalog builds every plain layer (those of the layer table) through `build`, and
+    /// `ir::Op` has no per-layer variant for `infer` or `expand` to match on.
+    #[test]
+    fn plain_layers_have_one_home() {
+        for spec in LAYERS {
+            assert_eq!(
+                spec.build.is_some(),
+                !spec.shape.is_empty(),
+                "`{}`: each plain layer (a row of the layer table) has a builder, and only they do",
+                spec.name
+            );
+        }
+        let ir = syn::parse_file(include_str!("../ir.rs")).expect("ir.rs parses");
+        let variants: Vec<String> = ir
+            .items
+            .iter()
+            .find_map(|item| match item {
+                syn::Item::Enum(e) if e.ident == "Op" => {
+                    Some(e.variants.iter().map(|v| v.ident.to_string()).collect())
+                }
+                _ => None,
+            })
+            .expect("ir.rs defines `enum Op`");
+        assert_eq!(
+            variants, STRUCTURAL_OPS,
+            "a plain layer belongs in `layers` as an `Op::Layer`, not in its own `Op` variant"
+        );
     }
 }
