@@ -3,8 +3,15 @@
 //! documented. Lowering reads defaults from here only (`lower::args`), and a test checks the
 //! layer table of `docs/grammar.md` against this catalog, so neither can drift.
 //!
-//! Adding a layer: a [`Kind`] and its [`LayerSpec`] here, its builder in `lower::layers`, its
-//! shape rule in `infer`, its code in `expand` (calling one runtime layer), and a test.
+//! Adding a plain layer touches four places: a [`Kind`] and its [`LayerSpec`] here (whose
+//! `build` names its builder), one file of [`crate::layers`] holding everything else the
+//! macro knows about it (its struct and builder, shape rule with its errors, parameter and
+//! FLOP counts, and generated code), the one runtime layer that code calls, and a test; the
+//! layer's row in `docs/grammar.md`'s table follows from the entry (the test below checks it).
+//! `lower`, `infer` and `expand` need no change: they reach the layer through
+//! [`crate::layers::Primitive`].
+
+use crate::layers::{activation, conv, linear, norm, pool, regularization, scale, shape, Build};
 
 /// A layer kind of the catalog: lowering matches on this, never on the written name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +90,9 @@ pub struct Param {
 pub struct LayerSpec {
     /// The typed kind.
     pub kind: Kind,
+    /// Builds a plain layer's op from the call's typed arguments (its struct in `layers`);
+    /// `None` for the composite layers, which lowering builds itself.
+    pub build: Option<Build>,
     /// Name as written in a description.
     pub name: &'static str,
     /// Arguments that may be given by position, in order; the required ones first.
@@ -206,6 +216,7 @@ const POOL_POSITIONAL: &[Param] = &[
 pub const LAYERS: &[LayerSpec] = &[
     LayerSpec {
         kind: Kind::Conv2d,
+        build: Some(conv::conv2d),
         name: "conv2d",
         positional: &[req("filters"), req("kernel"), STRIDE],
         named: CONV_NAMED,
@@ -215,6 +226,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         kind: Kind::DepthwiseConv2d,
+        build: Some(conv::depthwise_conv2d),
         name: "depthwise_conv2d",
         positional: &[req("kernel"), STRIDE],
         named: DEPTHWISE_NAMED,
@@ -224,6 +236,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         kind: Kind::SeparableConv2d,
+        build: Some(conv::separable_conv2d),
         name: "separable_conv2d",
         positional: &[req("filters"), req("kernel"), STRIDE],
         named: DEPTHWISE_NAMED,
@@ -233,6 +246,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         kind: Kind::BatchNorm,
+        build: Some(norm::batch_norm),
         name: "batch_norm",
         positional: &[],
         named: &[
@@ -244,14 +258,15 @@ pub const LAYERS: &[LayerSpec] = &[
         usage: "batch_norm(eps = 1e-3, momentum = 0.01, variance = biased | unbiased)",
         shape: "same",
     },
-    simple(Kind::Relu, "relu"),
-    simple(Kind::Sigmoid, "sigmoid"),
-    simple(Kind::Tanh, "tanh"),
-    simple(Kind::Gelu, "gelu"),
-    simple(Kind::Silu, "silu"),
-    simple(Kind::Softmax, "softmax"),
+    simple(Kind::Relu, "relu", activation::relu),
+    simple(Kind::Sigmoid, "sigmoid", activation::sigmoid),
+    simple(Kind::Tanh, "tanh", activation::tanh),
+    simple(Kind::Gelu, "gelu", activation::gelu),
+    simple(Kind::Silu, "silu", activation::silu),
+    simple(Kind::Softmax, "softmax", activation::softmax),
     LayerSpec {
         kind: Kind::LeakyRelu,
+        build: Some(activation::leaky_relu),
         name: "leaky_relu",
         positional: &[float("alpha", 0.01)],
         named: &[],
@@ -261,6 +276,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         kind: Kind::MaxPool2d,
+        build: Some(pool::max_pool2d),
         name: "max_pool2d",
         positional: POOL_POSITIONAL,
         named: &[PADDING],
@@ -270,6 +286,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         kind: Kind::AvgPool2d,
+        build: Some(pool::avg_pool2d),
         name: "avg_pool2d",
         positional: POOL_POSITIONAL,
         named: &[PADDING],
@@ -279,6 +296,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         kind: Kind::GlobalAvgPool2d,
+        build: Some(pool::global_avg_pool2d),
         name: "global_avg_pool2d",
         positional: &[],
         named: &[boolean("keepdims", false)],
@@ -288,6 +306,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         kind: Kind::GlobalMaxPool2d,
+        build: Some(pool::global_max_pool2d),
         name: "global_max_pool2d",
         positional: &[],
         named: &[boolean("keepdims", false)],
@@ -297,6 +316,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         kind: Kind::Dropout,
+        build: Some(regularization::dropout),
         name: "dropout",
         positional: &[req("rate")],
         named: &[],
@@ -306,10 +326,11 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         shape: "(C, H, W) -> (C * H * W)",
-        ..simple(Kind::Flatten, "flatten")
+        ..simple(Kind::Flatten, "flatten", shape::flatten)
     },
     LayerSpec {
         kind: Kind::Linear,
+        build: Some(linear::linear),
         name: "linear",
         positional: &[req("units")],
         named: &[BIAS],
@@ -319,6 +340,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         kind: Kind::Rescale,
+        build: Some(scale::rescale),
         name: "rescale",
         positional: &[req("scale"), float("offset", 0.0)],
         named: &[],
@@ -328,6 +350,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         kind: Kind::ZeroPad2d,
+        build: Some(shape::zero_pad2d),
         name: "zero_pad2d",
         positional: &[req("padding")],
         named: &[],
@@ -335,11 +358,12 @@ pub const LAYERS: &[LayerSpec] = &[
         usage: "zero_pad2d(p | (ph, pw) | (top, bottom, left, right))",
         shape: "(C, H + top + bottom, W + left + right)",
     },
-    simple(Kind::Relu6, "relu6"),
-    simple(Kind::HardSigmoid, "hard_sigmoid"),
-    simple(Kind::HardSwish, "hard_swish"),
+    simple(Kind::Relu6, "relu6", activation::relu6),
+    simple(Kind::HardSigmoid, "hard_sigmoid", activation::hard_sigmoid),
+    simple(Kind::HardSwish, "hard_swish", activation::hard_swish),
     LayerSpec {
         kind: Kind::LayerNorm2d,
+        build: Some(norm::layer_norm2d),
         name: "layer_norm2d",
         positional: &[],
         named: &[float("eps", 1e-6)],
@@ -349,6 +373,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         kind: Kind::GroupNorm,
+        build: Some(norm::group_norm),
         name: "group_norm",
         positional: &[req("groups")],
         named: &[float("eps", 1e-5)],
@@ -358,6 +383,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         kind: Kind::LayerScale,
+        build: Some(scale::layer_scale),
         name: "layer_scale",
         positional: &[float("init", 1e-6)],
         named: &[],
@@ -367,6 +393,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         kind: Kind::DropPath,
+        build: Some(regularization::drop_path),
         name: "drop_path",
         positional: &[req("rate")],
         named: &[absent("seed")],
@@ -376,6 +403,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         kind: Kind::Upsample2d,
+        build: Some(shape::upsample2d),
         name: "upsample2d",
         positional: &[int("scale", 2)],
         named: &[word("mode", "nearest")],
@@ -385,6 +413,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         kind: Kind::ConvTranspose2d,
+        build: Some(conv::conv_transpose2d),
         name: "conv_transpose2d",
         positional: &[req("filters"), req("kernel"), STRIDE],
         named: &[
@@ -399,6 +428,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         kind: Kind::Reshape,
+        build: Some(shape::reshape),
         name: "reshape",
         positional: &[req("shape")],
         named: &[],
@@ -408,6 +438,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         kind: Kind::Crop2d,
+        build: Some(shape::crop2d),
         name: "crop2d",
         positional: &[req("cropping")],
         named: &[],
@@ -417,6 +448,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         kind: Kind::CenterCrop,
+        build: Some(shape::center_crop),
         name: "center_crop",
         positional: &[req("height"), req("width")],
         named: &[],
@@ -426,6 +458,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         kind: Kind::Residual,
+        build: None,
         name: "residual",
         positional: &[],
         named: &[absent("project")],
@@ -446,6 +479,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     LayerSpec {
         kind: Kind::Model,
+        build: None,
         name: "model",
         positional: &[req("model"), absent("output")],
         named: &[],
@@ -464,6 +498,7 @@ pub const LAYERS: &[LayerSpec] = &[
 const fn composite(kind: Kind, name: &'static str, usage: &'static str) -> LayerSpec {
     LayerSpec {
         kind,
+        build: None,
         name,
         positional: &[],
         named: &[],
@@ -474,9 +509,10 @@ const fn composite(kind: Kind, name: &'static str, usage: &'static str) -> Layer
 }
 
 /// An element-wise layer without arguments.
-const fn simple(kind: Kind, name: &'static str) -> LayerSpec {
+const fn simple(kind: Kind, name: &'static str, build: Build) -> LayerSpec {
     LayerSpec {
         kind,
+        build: Some(build),
         name,
         positional: &[],
         named: &[],

@@ -3,25 +3,17 @@
 //! the compile-time facts, and a summary. All paths are absolute through `::convnet`, and
 //! layers come from the runtime's `layers` tier (never its `ops` kernels).
 
-use crate::ir::{fmt_shape, path_text, Activation, Merge, Model, Node, Op, Pad4, Project};
+use crate::ir::{fmt_shape, path_text, Merge, Model, Node, Op, Project};
+use crate::layers::tokens::{cc, cn, dims, rt};
+use crate::layers::{Emit, Field, Primitive};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::{Ident, Path};
 
-fn rt() -> TokenStream {
-    quote!(::convnet::__private::runtime)
-}
-fn cn() -> TokenStream {
-    quote!(::convnet::__private::candle_nn)
-}
-fn cc() -> TokenStream {
-    quote!(::convnet::__private::candle_core)
-}
-
 /// What walking the layers collects besides the forward statements.
 #[derive(Default)]
 struct Gen {
-    fields: Vec<(Ident, TokenStream, TokenStream)>,
+    fields: Vec<Field>,
     rows: Vec<TokenStream>,
     checks: Vec<TokenStream>,
     /// Set while generating a `batch_norm` that the following `relu` is fused into.
@@ -30,35 +22,7 @@ struct Gen {
     saved: std::collections::BTreeSet<usize>,
 }
 
-fn pad2d(p: &Pad4) -> TokenStream {
-    let rt = rt();
-    let (t, b, l, r) = (p.top, p.bottom, p.left, p.right);
-    quote!(#rt::layers::Pad2d { top: #t, bottom: #b, left: #l, right: #r })
-}
-
-fn dims(s: &[usize]) -> TokenStream {
-    quote!(&[#(#s),*])
-}
-
-fn conv_config(
-    stride: usize,
-    dilation: usize,
-    pad: &Pad4,
-    groups: usize,
-    bias: bool,
-) -> TokenStream {
-    let rt = rt();
-    let pad = pad2d(pad);
-    quote!(#rt::layers::Conv2dOptions { stride: #stride, dilation: #dilation, padding: #pad, groups: #groups, bias: #bias })
-}
-
 impl Gen {
-    fn field(&mut self, path: &str, ty: TokenStream, init: TokenStream) -> Ident {
-        let ident = format_ident!("{}", path.replace('.', "_"));
-        self.fields.push((ident.clone(), ty, init));
-        ident
-    }
-
     /// Whether an `@label` uses this layer's output.
     fn is_saved(&self, node: &Node) -> bool {
         node.save.is_some_and(|s| self.saved.contains(&s))
@@ -83,11 +47,12 @@ impl Gen {
         let mut stmts = Vec::with_capacity(nodes.len());
         let mut i = 0;
         while i < nodes.len() {
-            let fuse = matches!(nodes[i].op, Op::BatchNorm { .. })
+            let fuse = primitive(&nodes[i]).is_some_and(|p| p.fuses_following_relu())
                 && !self.is_saved(&nodes[i])
                 && nodes
                     .get(i + 1)
-                    .is_some_and(|n| matches!(n.op, Op::Activation(Activation::Relu)));
+                    .and_then(primitive)
+                    .is_some_and(|p| p.is_relu());
             self.fuse_relu = fuse;
             // Each step moves the previous activation into its own block, so it is dropped as
             // soon as the step's output exists (shadowing alone would keep it to the end of
@@ -112,91 +77,25 @@ impl Gen {
     }
 
     fn node(&mut self, node: &Node, scope: &str) -> TokenStream {
-        let (rt, cn, cc) = (rt(), cn(), cc());
+        let cc = cc();
         let path = crate::ir::path(scope, &node.name);
         let info = &node.info;
-        let in_c = info.input.first().copied().unwrap_or(0);
         let params = info.params;
-        let module = |f: &Ident| quote!(let x = #cc::Module::forward(&self.#f, &x)?;);
         let stmt = match &node.op {
-            Op::Conv2d {
-                filters,
-                kernel: (kh, kw),
-                stride,
-                dilation,
-                groups,
-                bias,
-                ..
-            } => {
-                let cfg = conv_config(*stride, *dilation, &info.pad, *groups, *bias);
-                let f = self.field(
-                    &path,
-                    quote!(#rt::layers::Conv2d),
-                    quote!(#rt::layers::conv2d(#in_c, #filters, (#kh, #kw), #cfg, vb.pp(#path))?),
-                );
-                module(&f)
-            }
-            Op::DepthwiseConv2d {
-                kernel: (kh, kw),
-                multiplier,
-                stride,
-                dilation,
-                bias,
-                ..
-            } => {
-                let cfg = conv_config(*stride, *dilation, &info.pad, 1, *bias);
-                let f = self.field(
-                    &path,
-                    quote!(#rt::layers::DepthwiseConv2d),
-                    quote!(#rt::layers::depthwise_conv2d(#in_c, #multiplier, (#kh, #kw), #cfg, vb.pp(#path))?),
-                );
-                module(&f)
-            }
-            Op::SeparableConv2d {
-                filters,
-                kernel: (kh, kw),
-                multiplier,
-                stride,
-                dilation,
-                bias,
-                ..
-            } => {
-                let cfg = conv_config(*stride, *dilation, &info.pad, 1, *bias);
-                let f = self.field(
-                    &path,
-                    quote!(#rt::layers::SeparableConv2d),
-                    quote!(#rt::layers::separable_conv2d(#in_c, #filters, #multiplier, (#kh, #kw), #cfg, vb.pp(#path))?),
-                );
-                module(&f)
-            }
-            Op::BatchNorm {
-                eps,
-                momentum,
-                unbiased_variance,
-            } => {
-                let relu = self.fuse_relu;
-                let variance = if *unbiased_variance {
-                    quote!(Unbiased)
-                } else {
-                    quote!(Biased)
-                };
-                let f = self.field(
-                    &path,
-                    quote!(#rt::layers::BatchNorm2d),
-                    quote!(#rt::layers::batch_norm2d(#in_c, #cn::BatchNormConfig { eps: #eps, remove_mean: true, affine: true, momentum: #momentum }, #relu, vb.pp(#path))?.with_running_variance(#rt::layers::RunningVariance::#variance)),
-                );
-                quote!(let x = #cn::ModuleT::forward_t(&self.#f, &x, train)?;)
-            }
-            Op::Linear { units, bias } => {
-                let f = self.field(
-                    &path,
-                    quote!(#cn::Linear),
-                    quote!(#rt::layers::dense(#in_c, #units, #bias, vb.pp(#path))?),
-                );
-                module(&f)
-            }
+            Op::Layer(layer) => layer.expand(&mut Emit {
+                path: &path,
+                info,
+                fuse_relu: self.fuse_relu,
+                fields: &mut self.fields,
+            }),
             Op::Nested { path: model, .. } => {
-                let f = self.field(&path, quote!(#model), quote!(<#model>::new(vb.pp(#path))?));
+                let stmt = Emit {
+                    path: &path,
+                    info,
+                    fuse_relu: false,
+                    fields: &mut self.fields,
+                }
+                .module_t(quote!(#model), quote!(<#model>::new(vb.pp(#path))?));
                 self.row(
                     &path,
                     &node.kind,
@@ -204,132 +103,9 @@ impl Gen {
                     quote!(<#model>::TOTAL_PARAMS),
                 );
                 self.nested_check(node, model);
-                return quote!(let x = #cn::ModuleT::forward_t(&self.#f, &x, train)?;);
+                return stmt;
             }
-            Op::Activation(a) => match a {
-                Activation::Relu => quote!(let x = x.relu()?;),
-                Activation::Sigmoid => quote!(let x = #cn::ops::sigmoid(&x)?;),
-                Activation::Tanh => quote!(let x = x.tanh()?;),
-                Activation::Gelu => quote!(let x = x.gelu_erf()?;),
-                Activation::Silu => quote!(let x = x.silu()?;),
-                Activation::LeakyRelu(alpha) => quote!(let x = #cn::ops::leaky_relu(&x, #alpha)?;),
-                Activation::Softmax => quote!(let x = #cn::ops::softmax(&x, 1)?;),
-                Activation::Relu6 => quote!(let x = #rt::layers::relu6(&x)?;),
-                Activation::HardSigmoid => quote!(let x = #rt::layers::hard_sigmoid(&x)?;),
-                Activation::HardSwish => quote!(let x = #rt::layers::hard_swish(&x)?;),
-            },
-            Op::Pool {
-                max,
-                kernel: (kh, kw),
-                stride: (sh, sw),
-                ..
-            } => {
-                let pad = pad2d(&info.pad);
-                let layer = if *max {
-                    quote!(MaxPool2d)
-                } else {
-                    quote!(AvgPool2d)
-                };
-                quote!(let x = #cc::Module::forward(&#rt::layers::#layer { window: #rt::layers::Window2d::new((#kh, #kw), (#sh, #sw), #pad) }, &x)?;)
-            }
-            Op::GlobalPool { max, keepdims } => {
-                let op = if *max {
-                    quote!(global_max_pool2d)
-                } else {
-                    quote!(global_avg_pool2d)
-                };
-                if *keepdims {
-                    quote!(let x = #rt::layers::reshape(&#rt::layers::#op(&x)?, &[#in_c, 1, 1])?;)
-                } else {
-                    quote!(let x = #rt::layers::#op(&x)?;)
-                }
-            }
-            Op::LayerNorm2d { eps } => {
-                let f = self.field(
-                    &path,
-                    quote!(#rt::layers::LayerNorm2d),
-                    quote!(#rt::layers::layer_norm2d(#in_c, #eps, vb.pp(#path))?),
-                );
-                quote!(let x = #cn::ModuleT::forward_t(&self.#f, &x, train)?;)
-            }
-            Op::GroupNorm { groups, eps } => {
-                let f = self.field(
-                    &path,
-                    quote!(#rt::layers::GroupNorm),
-                    quote!(#rt::layers::group_norm(#in_c, #groups, #eps, vb.pp(#path))?),
-                );
-                quote!(let x = #cn::ModuleT::forward_t(&self.#f, &x, train)?;)
-            }
-            Op::LayerScale { init } => {
-                let f = self.field(
-                    &path,
-                    quote!(#rt::layers::LayerScale),
-                    quote!(#rt::layers::layer_scale(#in_c, #init, vb.pp(#path))?),
-                );
-                module(&f)
-            }
-            Op::DropPath { rate, seed } => {
-                let seed = seed.unwrap_or_else(|| path_seed(&path));
-                let f = self.field(
-                    &path,
-                    quote!(#rt::layers::DropPath),
-                    quote!(#rt::layers::drop_path(#rate, #seed)?),
-                );
-                quote!(let x = #cn::ModuleT::forward_t(&self.#f, &x, train)?;)
-            }
-            Op::Upsample {
-                scale: (sh, sw),
-                bilinear,
-            } => {
-                let mode = if *bilinear {
-                    quote!(Bilinear)
-                } else {
-                    quote!(Nearest)
-                };
-                quote!(let x = #rt::layers::upsample2d(&x, (#sh, #sw), #rt::layers::UpsampleMode::#mode)?;)
-            }
-            Op::ConvTranspose2d {
-                filters,
-                kernel: (kh, kw),
-                stride,
-                padding,
-                output_padding,
-                dilation,
-                bias,
-            } => {
-                let f = self.field(
-                    &path,
-                    quote!(#rt::layers::ConvTranspose2d),
-                    quote!(#rt::layers::conv_transpose2d(#in_c, #filters, (#kh, #kw), #rt::layers::ConvTranspose2dOptions { stride: #stride, padding: #padding, output_padding: #output_padding, dilation: #dilation, bias: #bias }, vb.pp(#path))?),
-                );
-                module(&f)
-            }
-            Op::Reshape(to) => {
-                let to = dims(to);
-                quote!(let x = #rt::layers::reshape(&x, #to)?;)
-            }
-            Op::Crop(p) => {
-                let crop = pad2d(p);
-                quote!(let x = #rt::layers::crop2d(&x, #crop)?;)
-            }
-            Op::CenterCrop { height, width } => {
-                quote!(let x = #rt::layers::center_crop(&x, (#height, #width))?;)
-            }
-            Op::Dropout(rate) if *rate > 0.0 => {
-                let f = self.field(
-                    &path,
-                    quote!(#rt::layers::Dropout),
-                    quote!(#rt::layers::Dropout::from_global_seed(#rate, &vb.pp(#path).prefix())?),
-                );
-                quote!(let x = #cn::ModuleT::forward_t(&self.#f, &x, train)?;)
-            }
-            Op::Dropout(_) | Op::AssertShape(_) | Op::Poison => quote!(),
-            Op::Flatten => quote!(let x = x.flatten_from(1)?;),
-            Op::Rescale { scale, offset } => quote!(let x = x.affine(#scale, #offset)?;),
-            Op::ZeroPad(p) => {
-                let pad = pad2d(p);
-                quote!(let x = #rt::layers::zero_pad2d(&x, #pad)?;)
-            }
+            Op::AssertShape(_) | Op::Poison => quote!(),
             Op::Block { body } => return self.seq(body, &path),
             Op::Skip { save, .. } => {
                 let saved = format_ident!("saved_{}", save);
@@ -442,12 +218,12 @@ impl Gen {
     }
 }
 
-/// The default seed of a `drop_path` layer: FNV-1a of its path, so each such layer of a
-/// model draws its own, reproducible masks.
-fn path_seed(path: &str) -> u64 {
-    path.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+/// The plain layer of `node`, if it is one.
+fn primitive(node: &Node) -> Option<&dyn Primitive> {
+    match &node.op {
+        Op::Layer(layer) => Some(layer.as_ref()),
+        _ => None,
+    }
 }
 
 /// Sums a count over the top-level nodes (composites already include their children).
@@ -494,9 +270,9 @@ pub fn model(model: &Model, output: &[usize]) -> TokenStream {
         "NON_TRAINABLE_PARAMS",
     );
     let flops = total(model, |n| n.info.flops as u128, "FLOPS");
-    let field_names: Vec<&Ident> = gen.fields.iter().map(|f| &f.0).collect();
-    let field_types: Vec<&TokenStream> = gen.fields.iter().map(|f| &f.1).collect();
-    let field_inits: Vec<&TokenStream> = gen.fields.iter().map(|f| &f.2).collect();
+    let field_names: Vec<&Ident> = gen.fields.iter().map(|f| &f.ident).collect();
+    let field_types: Vec<&TokenStream> = gen.fields.iter().map(|f| &f.ty).collect();
+    let field_inits: Vec<&TokenStream> = gen.fields.iter().map(|f| &f.init).collect();
     let rows = &gen.rows;
     let checks = &gen.checks;
     quote! {

@@ -1,10 +1,13 @@
 //! The lowered description: loops unrolled, blocks inlined, arguments evaluated and typed,
 //! every layer named. Shape inference (`infer`) fills in each node's [`Info`]. Also the limits
 //! and the naming and formatting helpers that lowering, inference and code generation share,
-//! so `infer` and `expand` depend on this module only, not on each other or on `lower`.
+//! so `infer` and `expand` depend on this module and on `layers` (the plain layers, which they
+//! call through [`Primitive`]), not on each other or on `lower`.
 
+use crate::layers::Primitive;
 use proc_macro2::Span;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use syn::{Attribute, Ident, Path, Visibility};
 
 /// Explicit padding in rows/columns: top, bottom, left, right.
@@ -20,7 +23,7 @@ pub struct Pad4 {
     pub right: usize,
 }
 
-/// How a convolution or pooling layer pads its input.
+/// How a convolution or pooling layer pads its input, as written.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Padding {
     /// No padding.
@@ -29,31 +32,6 @@ pub enum Padding {
     Same,
     /// Explicit rows and columns.
     Explicit(Pad4),
-}
-
-/// Element-wise activations.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Activation {
-    /// `max(x, 0)`.
-    Relu,
-    /// `1 / (1 + exp(-x))`.
-    Sigmoid,
-    /// Hyperbolic tangent.
-    Tanh,
-    /// Exact (erf) GELU.
-    Gelu,
-    /// `x * sigmoid(x)`.
-    Silu,
-    /// `x` if positive, else `alpha * x`.
-    LeakyRelu(f64),
-    /// Softmax over dim 1 (channels or features).
-    Softmax,
-    /// `min(max(x, 0), 6)`.
-    Relu6,
-    /// `relu6(x + 3) / 6`.
-    HardSigmoid,
-    /// `x * hard_sigmoid(x)`.
-    HardSwish,
 }
 
 /// What a residual block adds to its body's output.
@@ -92,92 +70,9 @@ impl Merge {
 /// One lowered layer.
 #[derive(Clone)]
 pub enum Op {
-    /// Dense or grouped 2-d convolution.
-    Conv2d {
-        filters: usize,
-        kernel: (usize, usize),
-        stride: usize,
-        padding: Padding,
-        dilation: usize,
-        groups: usize,
-        bias: bool,
-    },
-    /// Per-channel 2-d convolution.
-    DepthwiseConv2d {
-        kernel: (usize, usize),
-        multiplier: usize,
-        stride: usize,
-        padding: Padding,
-        dilation: usize,
-        bias: bool,
-    },
-    /// Depthwise then 1x1 pointwise convolution.
-    SeparableConv2d {
-        filters: usize,
-        kernel: (usize, usize),
-        multiplier: usize,
-        stride: usize,
-        padding: Padding,
-        dilation: usize,
-        bias: bool,
-    },
-    /// Batch normalisation (1-d or 2-d by input rank); `unbiased_variance` selects the batch
-    /// variance that updates the moving variance (Keras' biased one by default).
-    BatchNorm {
-        eps: f64,
-        momentum: f64,
-        unbiased_variance: bool,
-    },
-    /// An element-wise activation.
-    Activation(Activation),
-    /// Max (`max`) or average pooling.
-    Pool {
-        max: bool,
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: Padding,
-    },
-    /// Pooling over all of H x W; `keepdims` gives `(C, 1, 1)` instead of `(C)`.
-    GlobalPool { max: bool, keepdims: bool },
-    /// Dropout with this rate, in training only.
-    Dropout(f64),
-    /// `(C, H, W) -> (C * H * W)`.
-    Flatten,
-    /// Fully connected layer.
-    Linear { units: usize, bias: bool },
-    /// `x * scale + offset`.
-    Rescale { scale: f64, offset: f64 },
-    /// Zero padding of the spatial dims.
-    ZeroPad(Pad4),
-    /// Layer norm over the channels at each position (ConvNeXt's channels-first form).
-    LayerNorm2d { eps: f64 },
-    /// Group norm with affine parameters.
-    GroupNorm { groups: usize, eps: f64 },
-    /// A learned per-channel multiplier initialised to `init`.
-    LayerScale { init: f64 },
-    /// Per-example stochastic depth in training; `seed` defaults to a hash of the path.
-    DropPath { rate: f64, seed: Option<u64> },
-    /// Upsampling by integer factors.
-    Upsample {
-        scale: (usize, usize),
-        bilinear: bool,
-    },
-    /// Transposed convolution with PyTorch's semantics.
-    ConvTranspose2d {
-        filters: usize,
-        kernel: (usize, usize),
-        stride: usize,
-        padding: usize,
-        output_padding: usize,
-        dilation: usize,
-        bias: bool,
-    },
-    /// Reshape of each example to this shape.
-    Reshape(Vec<usize>),
-    /// Removes rows and columns from the sides.
-    Crop(Pad4),
-    /// Keeps the central `height x width` window.
-    CenterCrop { height: usize, width: usize },
+    /// A plain layer (convolution, norm, activation, pooling, ...): everything about it is
+    /// in its [`Primitive`] (`crate::layers`).
+    Layer(Rc<dyn Primitive>),
     /// A compile-time check that the shape here is this.
     AssertShape(Vec<usize>),
     /// `body(x) + project(x)`.

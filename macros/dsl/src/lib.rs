@@ -2,9 +2,11 @@
 //! it can be tested on `proc_macro2` tokens.
 //!
 //! The pipeline is `ast` (parse) -> `lower` (unroll loops, inline blocks, type arguments,
-//! name layers) -> `infer` (shapes and the shape rules) -> `expand` (candle code). Errors are
-//! collected and reported together, each on the user's token; a model with errors expands to
-//! a stub with the same API so the mistake causes no follow-on errors.
+//! name layers) -> `infer` (shapes and the shape rules) -> `expand` (candle code). Each plain
+//! layer's builder, shape rule, counts and code live together in one file of `layers`; the
+//! passes reach it through `layers::Primitive`. Errors are collected and reported together,
+//! each on the user's token; a model with errors expands to a stub with the same API so the
+//! mistake causes no follow-on errors.
 
 pub mod ast;
 pub mod catalog;
@@ -12,6 +14,7 @@ pub mod error;
 pub mod expand;
 pub mod infer;
 pub mod ir;
+pub mod layers;
 pub mod lower;
 pub mod value;
 

@@ -12,7 +12,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `v` as a shape `(C, H, W)` or `(F)` with each dim from 1 to [`MAX_DIM`].
-pub(super) fn shape_of(v: &Value) -> Option<Vec<usize>> {
+pub fn shape_of(v: &Value) -> Option<Vec<usize>> {
     let dims = match v {
         Value::Int(n) => vec![Value::Int(*n)],
         Value::Tuple(items) => items.clone(),
@@ -31,7 +31,7 @@ pub(super) fn shape_of(v: &Value) -> Option<Vec<usize>> {
 /// Typed access to a layer call's arguments, reporting each bad one once. An argument left
 /// out reads as its catalog default ([`ArgDefault`]); the typed readers' own fallbacks are
 /// only used after an error, when the layer becomes `Op::Poison` anyway.
-pub(super) struct Args<'a> {
+pub struct Args<'a> {
     /// The layer's catalog entry.
     pub(super) spec: &'static LayerSpec,
     env: &'a Env,
@@ -132,8 +132,13 @@ impl<'a> Args<'a> {
         args
     }
 
+    /// Whether the call writes argument `name` (rather than leaving it to its default).
+    pub fn is_written(&self, name: &str) -> bool {
+        self.raw.contains_key(name)
+    }
+
     /// Reports argument `name` as wrong, on its span.
-    pub(super) fn fail(&self, name: &'static str, message: String) {
+    pub fn fail(&self, name: &'static str, message: String) {
         self.failed.borrow_mut().insert(name);
         let span = self
             .spans
@@ -146,7 +151,7 @@ impl<'a> Args<'a> {
 
     /// The value of argument `name`: as written, else its catalog default; `None` when it
     /// is required or `Absent` and not written, or when evaluating it failed (reported).
-    pub(super) fn value(&self, name: &'static str) -> Option<Value> {
+    pub fn value(&self, name: &'static str) -> Option<Value> {
         let Some(written) = self.raw.get(name) else {
             return self.default(name);
         };
@@ -189,7 +194,7 @@ impl<'a> Args<'a> {
     }
 
     /// An integer in `min..=max`.
-    pub(super) fn int(&self, name: &'static str, min: i64, max: i64) -> usize {
+    pub fn int(&self, name: &'static str, min: i64, max: i64) -> usize {
         let fallback = min.max(0) as usize;
         match self.value(name) {
             None => fallback,
@@ -208,7 +213,7 @@ impl<'a> Args<'a> {
     }
 
     /// `n` or `(h, w)`, each in `1..=max`.
-    pub(super) fn pair(&self, name: &'static str, max: i64) -> (usize, usize) {
+    pub fn pair(&self, name: &'static str, max: i64) -> (usize, usize) {
         let fallback = (1, 1);
         let ok = |v: &Value| matches!(v, Value::Int(n) if (1..=max).contains(n));
         match self.value(name) {
@@ -226,7 +231,7 @@ impl<'a> Args<'a> {
     }
 
     /// A finite float in `[lo, hi]` (or `[lo, hi)` when `open_hi`).
-    pub(super) fn float(&self, name: &'static str, lo: f64, hi: f64, open_hi: bool) -> f64 {
+    pub fn float(&self, name: &'static str, lo: f64, hi: f64, open_hi: bool) -> f64 {
         let fallback = lo;
         match self.value(name) {
             None => fallback,
@@ -253,11 +258,7 @@ impl<'a> Args<'a> {
 
     /// One of the bare words `choices`, or `None` when the argument is absent without a
     /// default (or wrong, which is reported).
-    pub(super) fn word(
-        &self,
-        name: &'static str,
-        choices: &[&'static str],
-    ) -> Option<&'static str> {
+    pub fn word(&self, name: &'static str, choices: &[&'static str]) -> Option<&'static str> {
         let v = self.value(name)?;
         if let Value::Word(w) = &v {
             if let Some(c) = choices.iter().find(|c| **c == w.as_str()) {
@@ -277,7 +278,7 @@ impl<'a> Args<'a> {
     }
 
     /// `true` or `false`.
-    pub(super) fn boolean(&self, name: &'static str) -> bool {
+    pub fn boolean(&self, name: &'static str) -> bool {
         match self.value(name) {
             None => false,
             Some(Value::Bool(b)) => b,
@@ -295,7 +296,7 @@ impl<'a> Args<'a> {
     }
 
     /// `p`, `(ph, pw)` or `(top, bottom, left, right)`, each from 0 to [`MAX_WINDOW`].
-    pub(super) fn pad4(&self, v: &Value) -> Option<Pad4> {
+    pub fn pad4(&self, v: &Value) -> Option<Pad4> {
         let n = |v: &Value| match v {
             Value::Int(n) if (0..=MAX_WINDOW).contains(n) => Some(*n as usize),
             _ => None,
@@ -324,7 +325,7 @@ impl<'a> Args<'a> {
     }
 
     /// `valid`, `same` or explicit padding ([`Args::pad4`]).
-    pub(super) fn padding(&self, name: &'static str) -> Padding {
+    pub fn padding(&self, name: &'static str) -> Padding {
         match self.value(name) {
             None => Padding::Valid,
             Some(Value::Word(w)) if w == "same" => Padding::Same,

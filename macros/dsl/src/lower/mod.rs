@@ -5,7 +5,8 @@
 //!
 //! This module walks bodies and names layers; `scope` unrolls loops, inlines blocks and
 //! resolves `@label` skips; `args` reads a call's arguments against its catalog entry;
-//! `layers` builds the plain layers and `composite` the ones holding other layers.
+//! the catalog's `build` (a function of `crate::layers`) builds each plain layer, and
+//! `composite` the ones holding other layers.
 
 use crate::ast::{BlockDef, Body, LayerCall, ModelDef, ShapeSpec, Stmt};
 use crate::catalog::{self, Kind};
@@ -21,10 +22,9 @@ use syn::Ident;
 
 mod args;
 mod composite;
-mod layers;
 mod scope;
 
-use args::Args;
+pub use args::{shape_of, Args};
 
 /// Lowers the models of one description.
 pub struct Lowerer<'a> {
@@ -414,7 +414,7 @@ impl<'a> Lowerer<'a> {
                 );
                 Op::Poison
             }
-            (kind, _) => layers::build(kind, &args).unwrap_or(Op::Poison),
+            (_, None) => spec.build.map_or(Op::Poison, |build| build(&args)),
         };
         let op = if args.bad.get() { Op::Poison } else { op };
         Some(Pending {

@@ -1,0 +1,179 @@
+//! The plain (non-composite) layers, each stated once: its builder from a call's typed
+//! arguments, its shape rule with its errors, its parameter and FLOP counts, and its
+//! generated code. Each layer is a small struct implementing [`Primitive`]; lowering wraps
+//! it in [`Op::Layer`], and `infer` and `expand` call it without knowing which layer it is.
+//! The layers holding other layers (`residual`, the merges, blocks, nested models) are
+//! structural and live in `lower::composite`, `infer` and `expand`.
+//!
+//! Adding a layer touches: its [`Kind`](crate::catalog::Kind) and
+//! [`LayerSpec`](crate::catalog::LayerSpec) in `catalog` (name, arguments, defaults, usage,
+//! documented shape, and `build` naming its builder), one file of this module (the struct,
+//! its builder and its [`Primitive`] impl, calling one runtime layer), the runtime layer
+//! itself, and a test (plus its row in `docs/grammar.md`'s layer table, which a catalog test
+//! checks). `lower`, `infer`, `expand` and `ir` stay as they are.
+
+use crate::error::Errors;
+use crate::ir::{Info, Op};
+use crate::lower::Args;
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use std::rc::Rc;
+use syn::Ident;
+
+pub mod activation;
+pub mod check;
+pub mod conv;
+pub mod linear;
+pub mod norm;
+pub mod pool;
+pub mod regularization;
+pub mod scale;
+pub mod shape;
+pub mod tokens;
+
+pub use check::At;
+
+/// Builds a layer's op from its call's typed arguments (defaults already from the catalog);
+/// [`Op::Poison`] when an argument is wrong in a way the typed readers cannot say.
+pub type Build = fn(&Args<'_>) -> Op;
+
+/// A plain layer's compile-time behaviour.
+pub trait Primitive {
+    /// The output shape on input `input` (no batch dim), with the layer's parameter count,
+    /// non-trainable count, FLOPs and resolved padding written into `info`; `None` after
+    /// reporting, on `at`, why the layer does not fit its input.
+    ///
+    /// # Shapes
+    /// `input` is `(C, H, W)` or `(F)`; the result is the layer's output in the same form.
+    fn infer(
+        &self,
+        at: &At,
+        input: &[usize],
+        info: &mut Info,
+        errors: &Errors,
+    ) -> Option<Vec<usize>>;
+
+    /// The forward statements, reading and rebinding `x` (a tensor of `emit.info.input`
+    /// with a batch dim); a layer with parameters declares its field through `emit`.
+    fn expand(&self, emit: &mut Emit) -> TokenStream;
+
+    /// Whether a directly following `relu` can run inside this layer (batch norm).
+    fn fuses_following_relu(&self) -> bool {
+        false
+    }
+
+    /// Whether this layer is a plain `relu`, which the layer before may fuse.
+    fn is_relu(&self) -> bool {
+        false
+    }
+}
+
+/// Wraps a layer into an [`Op`].
+pub fn op(layer: impl Primitive + 'static) -> Op {
+    Op::Layer(Rc::new(layer))
+}
+
+/// One field of the generated model struct: its name, type and initialiser (which may use
+/// `vb`, the model's `VarBuilder`, and `?`).
+pub struct Field {
+    /// The field's name (the layer's path with `_` for `.`).
+    pub ident: Ident,
+    /// Its type.
+    pub ty: TokenStream,
+    /// The expression that creates it in `new`.
+    pub init: TokenStream,
+}
+
+/// What a layer's code generation knows and where it declares its field.
+pub struct Emit<'a> {
+    /// The layer's path (`block1.conv2`), also its parameters' prefix.
+    pub path: &'a str,
+    /// The shapes, padding and counts that inference found.
+    pub info: &'a Info,
+    /// Set when the `relu` after this layer runs inside it (see
+    /// [`Primitive::fuses_following_relu`]).
+    pub fuse_relu: bool,
+    /// The model's fields so far.
+    pub(crate) fields: &'a mut Vec<Field>,
+}
+
+impl Emit<'_> {
+    /// Channels (or features) of the layer's input.
+    pub fn in_channels(&self) -> usize {
+        self.info.input.first().copied().unwrap_or(0)
+    }
+
+    /// Declares this layer's field of type `ty` created by `init`; returns its name.
+    pub fn field(&mut self, ty: TokenStream, init: TokenStream) -> Ident {
+        let ident = format_ident!("{}", self.path.replace('.', "_"));
+        self.fields.push(Field {
+            ident: ident.clone(),
+            ty,
+            init,
+        });
+        ident
+    }
+
+    /// Declares the field and returns the statement running it as a `candle_core::Module`.
+    pub fn module(&mut self, ty: TokenStream, init: TokenStream) -> TokenStream {
+        let f = self.field(ty, init);
+        let cc = tokens::cc();
+        quote!(let x = #cc::Module::forward(&self.#f, &x)?;)
+    }
+
+    /// Declares the field and returns the statement running it as a `candle_nn::ModuleT`
+    /// (which sees `train`).
+    pub fn module_t(&mut self, ty: TokenStream, init: TokenStream) -> TokenStream {
+        let f = self.field(ty, init);
+        let cn = tokens::cn();
+        quote!(let x = #cn::ModuleT::forward_t(&self.#f, &x, train)?;)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::catalog::LAYERS;
+
+    /// The ops that `infer` and `expand` handle themselves: the layers holding other layers,
+    /// shape assertions, and the stand-in after an error. Every plain layer is `Op::Layer`.
+    const STRUCTURAL_OPS: &[&str] = &[
+        "Layer",
+        "AssertShape",
+        "Residual",
+        "Merge",
+        "Skip",
+        "Block",
+        "Nested",
+        "Poison",
+    ];
+
+    /// Adding a plain layer touches its catalog entry and one file of this module only: the
+    /// catalog builds every plain layer (those of the layer table) through `build`, and
+    /// `ir::Op` has no per-layer variant for `infer` or `expand` to match on.
+    #[test]
+    fn plain_layers_have_one_home() {
+        for spec in LAYERS {
+            assert_eq!(
+                spec.build.is_some(),
+                !spec.shape.is_empty(),
+                "`{}`: each plain layer (a row of the layer table) has a builder, and only they do",
+                spec.name
+            );
+        }
+        let ir = syn::parse_file(include_str!("../ir.rs")).expect("ir.rs parses");
+        let variants: Vec<String> = ir
+            .items
+            .iter()
+            .find_map(|item| match item {
+                syn::Item::Enum(e) if e.ident == "Op" => {
+                    Some(e.variants.iter().map(|v| v.ident.to_string()).collect())
+                }
+                _ => None,
+            })
+            .expect("ir.rs defines `enum Op`");
+        assert_eq!(
+            variants, STRUCTURAL_OPS,
+            "a plain layer belongs in `layers` as an `Op::Layer`, not in its own `Op` variant"
+        );
+    }
+}
