@@ -1,5 +1,6 @@
-//! Benchmarks the CPU kernels of `convnet_runtime::ops` against candle's own ops (the
-//! composite reference), forward + backward, and against PyTorch when it is installed.
+//! Benchmarks the CPU kernels of `convnet_runtime::ops` against candle's own ops (grouped
+//! convolution; padding plus pooling), forward + backward, and against PyTorch when it is
+//! installed.
 //!
 //! ```text
 //! cargo run --release --example bench_kernels [-- REPS]
@@ -16,7 +17,7 @@
 //! (default 5), then the PyTorch figures for the same shapes.
 
 use candle_core::{Device, Result, Tensor, Var};
-use convnet_runtime::ops::{self, composite, Pad2d, Window2d};
+use convnet_runtime::ops::{self, Pad2d, Window2d};
 use std::time::Instant;
 
 mod alloc_switch {
@@ -158,6 +159,30 @@ fn pool_step(pool: Pool, x: &Var, win: &Window2d, backward: bool) -> Result<()> 
     Ok(())
 }
 
+/// Depthwise convolution as candle's grouped convolution (`groups = C`), the input padded
+/// first when its padding differs between sides; the baseline of the depthwise cases.
+///
+/// # Shapes
+/// `x`: `[N, C, H, W]`, `weight`: `[C, 1, kh, kw]` -> `[N, C, OH, OW]`.
+fn candle_depthwise_conv2d(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<Tensor> {
+    assert!(win.stride.0 == win.stride.1 && win.dilation == (1, 1));
+    let (x, p) = match win.pad.as_uniform() {
+        Some(p) => (x.clone(), p),
+        None => (ops::pad2d_with(x, win.pad, 0.0)?, 0),
+    };
+    x.conv2d(weight, p, win.stride.0, 1, x.dim(1)?)
+}
+
+/// Max pooling as `-inf` padding plus candle's `max_pool2d` (no backward when kernel !=
+/// stride); the baseline of the pooling case.
+///
+/// # Shapes
+/// `[N, C, H, W]` -> `[N, C, OH, OW]`.
+fn candle_max_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
+    assert_eq!(win.dilation, (1, 1));
+    ops::pad2d_with(x, win.pad, f64::NEG_INFINITY)?.max_pool2d_with_stride(win.kernel, win.stride)
+}
+
 /// TensorFlow "same" padding of one dim: extra row/column at the bottom/right.
 fn same(size: usize, k: usize, s: usize) -> (usize, usize) {
     let out = size.div_ceil(s);
@@ -220,7 +245,7 @@ fn main() -> Result<()> {
         ours_ms.push((name.clone(), ours));
         if with_candle {
             let (candle, _) = time(reps.min(3), || {
-                conv_step(composite::depthwise_conv2d, &x, &w, &win)
+                conv_step(candle_depthwise_conv2d, &x, &w, &win)
             })?;
             println!(
                 "{name}: candle {candle:.2} ms, ours {ours:.2} ms, speedup {:.1}x (fwd+bwd; ours fwd {fwd:.2} ms, {faults} minor faults/step)",
@@ -242,7 +267,7 @@ fn main() -> Result<()> {
         ours_total += ours;
         ours_ms.push((name.clone(), ours));
         if with_candle {
-            let (candle, _) = time(reps, || pool_step(composite::max_pool2d, &x, &win, false))?;
+            let (candle, _) = time(reps, || pool_step(candle_max_pool2d, &x, &win, false))?;
             println!(
                 "{name}: candle {candle:.2} ms, ours {ours:.2} ms, speedup {:.1}x (candle: pad -inf + max_pool2d forward only, it has no backward for kernel != stride; ours fwd+bwd, fwd alone {fwd:.2} ms, {faults} minor faults/step)",
                 candle / ours

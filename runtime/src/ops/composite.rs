@@ -1,6 +1,7 @@
 //! Reference implementations built from stock candle ops: correct on every device and dtype,
 //! slow. They are the fallback off the CPU (the window ops there go through [`super::taps`])
-//! and the reference the fast kernels are tested against.
+//! and the reference the fast kernels are tested against; the window ops through candle's
+//! grouped convolution and pooling exist for those tests only.
 
 use super::{Pad2d, Window2d};
 use candle_core::{Result, Tensor};
@@ -45,7 +46,8 @@ pub fn pad2d_with(x: &Tensor, pad: Pad2d, value: f64) -> Result<Tensor> {
 ///
 /// # Shapes
 /// `x`: `[N, C, H, W]`, `weight`: `[C * multiplier, 1, kh, kw]` -> `[N, C * multiplier, OH, OW]`.
-pub fn depthwise_conv2d(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<Tensor> {
+#[cfg(test)]
+pub(crate) fn depthwise_conv2d(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<Tensor> {
     let c = x.dim(1)?;
     if win.stride.0 != win.stride.1 || win.dilation.0 != win.dilation.1 {
         candle_core::bail!(
@@ -63,7 +65,8 @@ pub fn depthwise_conv2d(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<T
 ///
 /// # Shapes
 /// `[N, C, H, W]` -> `[N, C, OH, OW]`.
-pub fn max_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
+#[cfg(test)]
+pub(crate) fn max_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
     no_dilation(win)?;
     let x = pad2d_with(x, win.pad, f64::NEG_INFINITY)?;
     x.max_pool2d_with_stride(win.kernel, win.stride)
@@ -73,7 +76,8 @@ pub fn max_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
 ///
 /// # Shapes
 /// `[N, C, H, W]` -> `[N, C, OH, OW]`.
-pub fn avg_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
+#[cfg(test)]
+pub(crate) fn avg_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
     no_dilation(win)?;
     let (n, c, h, w) = x.dims4()?;
     let sum = (pad2d_with(x, win.pad, 0.0)?.avg_pool2d_with_stride(win.kernel, win.stride)?
@@ -89,6 +93,7 @@ pub fn avg_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
     sum.broadcast_div(&count)
 }
 
+#[cfg(test)]
 fn no_dilation(win: &Window2d) -> Result<()> {
     if win.dilation != (1, 1) {
         candle_core::bail!(
@@ -103,7 +108,7 @@ fn no_dilation(win: &Window2d) -> Result<()> {
 ///
 /// # Shapes
 /// `x`: `[N, C, ...]`, `gamma`, `beta`: `[C]` -> `y`: `[N, C, ...]`, `mean`, `var`: `[C]`.
-pub fn batch_norm_train(
+pub(crate) fn batch_norm_train(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
@@ -133,7 +138,12 @@ pub fn batch_norm_train(
 ///
 /// # Shapes
 /// `x`: `[N, C, ...]`, `scale`, `shift`: `[C]` -> `[N, C, ...]`.
-pub fn channel_affine(x: &Tensor, scale: &Tensor, shift: &Tensor, relu: bool) -> Result<Tensor> {
+pub(crate) fn channel_affine(
+    x: &Tensor,
+    scale: &Tensor,
+    shift: &Tensor,
+    relu: bool,
+) -> Result<Tensor> {
     let mut bshape = vec![1usize; x.rank()];
     bshape[1] = x.dim(1)?;
     let y = x
@@ -150,7 +160,7 @@ pub fn channel_affine(x: &Tensor, scale: &Tensor, shift: &Tensor, relu: bool) ->
 ///
 /// # Shapes
 /// `x`: `[N, C, ...]`, `mean`, `std`, `gamma`, `beta`: `[C]` -> `[N, C, ...]`.
-pub fn batch_norm_eval(
+pub(crate) fn batch_norm_eval(
     x: &Tensor,
     mean: &Tensor,
     std: &Tensor,
@@ -180,7 +190,11 @@ pub fn batch_norm_eval(
 ///
 /// # Shapes
 /// `x`: `[N, C, H, W]`, `weight`: `[O, C, 1, 1]` -> `[N, O, ceil(H / sh), ceil(W / sw)]`.
-pub fn pointwise_conv2d(x: &Tensor, weight: &Tensor, stride: (usize, usize)) -> Result<Tensor> {
+pub(crate) fn pointwise_conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    stride: (usize, usize),
+) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     let (o, ci, kh, kw) = weight.dims4()?;
     if ci != c || kh != 1 || kw != 1 || stride.0 == 0 || stride.1 == 0 {
@@ -215,7 +229,7 @@ pub fn pointwise_conv2d(x: &Tensor, weight: &Tensor, stride: (usize, usize)) -> 
 ///
 /// # Errors
 /// When the stride or dilation differ between the two axes (candle takes one of each).
-pub fn conv2d(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<Tensor> {
+pub(crate) fn conv2d(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<Tensor> {
     if win.stride.0 != win.stride.1 || win.dilation.0 != win.dilation.1 {
         candle_core::bail!("conv2d: candle needs equal strides and dilations, got {win:?}");
     }

@@ -27,9 +27,7 @@ use rayon::prelude::*;
 /// # Errors
 /// When `x` or `weight` is not on the CPU, is not `f32`/`f64`, their dtypes differ, or the
 /// shapes do not match.
-/// (Public only for this crate's integration tests: call the dispatching op in `ops`.)
-#[doc(hidden)]
-pub fn depthwise_conv2d_cpu(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<Tensor> {
+pub(crate) fn depthwise_conv2d_cpu(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<Tensor> {
     let (_, c, h, w) = x.dims4()?;
     let (cm, one, kh, kw) = weight.dims4()?;
     if one != 1 || cm == 0 || cm % c != 0 {

@@ -8,12 +8,12 @@
 //!
 //! | op | CPU, `f32`/`f64` | CPU, `f16`/`bf16` | CUDA / Metal, other dtypes |
 //! |---|---|---|---|
-//! | [`depthwise_conv2d`] | fast custom op ([`depthwise`]) | converted to `f32`, fast op, converted back | one candle op per window tap ([`taps`]) |
-//! | [`max_pool2d`] | fast custom op ([`pool`]) | converted to `f32`, fast op | [`taps`] |
-//! | [`avg_pool2d`] | fast custom op ([`pool`]) | converted to `f32`, fast op | [`taps`] |
-//! | [`batch_norm_train`], [`batch_norm_eval`], [`channel_affine`] | fast custom op ([`batch_norm`]) | converted to `f32`, fast op | [`composite`] |
-//! | [`conv2d`] | fast custom op ([`dense`]) | converted to `f32`, fast op | [`composite`] (candle `conv2d`) |
-//! | [`pointwise_conv2d`] | fast custom op ([`pointwise`]) | converted to `f32`, fast op | [`composite`] (candle matmuls) |
+//! | [`depthwise_conv2d`] | fast custom op (`depthwise.rs`) | converted to `f32`, fast op, converted back | one candle op per window tap (`taps.rs`) |
+//! | [`max_pool2d`] | fast custom op (`pool.rs`) | converted to `f32`, fast op | `taps.rs` |
+//! | [`avg_pool2d`] | fast custom op (`pool.rs`) | converted to `f32`, fast op | `taps.rs` |
+//! | [`batch_norm_train`], [`batch_norm_eval`], [`channel_affine`] | fast custom op (`batch_norm.rs`) | converted to `f32`, fast op | candle ops (`composite.rs`) |
+//! | [`conv2d`] | fast custom op (`dense.rs`) | converted to `f32`, fast op | candle `conv2d` (`composite.rs`) |
+//! | [`pointwise_conv2d`] | fast custom op (`pointwise.rs`) | converted to `f32`, fast op | candle matmuls (`composite.rs`) |
 //! | [`pad2d_with`] | candle ops everywhere | | |
 //!
 //! The fast ops have CPU forward and backward kernels (parallel over batch x channel planes
@@ -28,19 +28,45 @@
 //! training step with glibc malloc (it maps every buffer over 32 MiB anew); the
 //! `bench_kernels` example measures glibc, glibc with `GLIBC_TUNABLES` and mimalloc, and
 //! mimalloc as the global allocator removes nearly all of those page faults.
+//!
+//! # Public surface
+//!
+//! The dispatching ops above, [`pad2d_with`], [`BatchNormTrain`] (what [`batch_norm_train`]
+//! returns) and the geometry types [`Pad2d`] and [`Window2d`] are the whole public API; the
+//! kernels behind them (the CPU custom ops, the per-tap and candle-op references) are private
+//! to the crate and tested there, so they can change without breaking users:
+//!
+//! ```compile_fail,E0603
+//! use convnet_runtime::ops::taps;
+//! ```
+//!
+//! ```compile_fail,E0603
+//! use convnet_runtime::ops::pool::max_pool2d_cpu;
+//! ```
+//!
+//! ```compile_fail,E0603
+//! use convnet_runtime::ops::depthwise::depthwise_conv2d_cpu;
+//! ```
+//!
+//! ```compile_fail,E0603
+//! use convnet_runtime::ops::composite::batch_norm_train;
+//! ```
+//!
+//! ```
+//! use convnet_runtime::ops::{avg_pool2d, depthwise_conv2d, max_pool2d, pad2d_with, Window2d};
+//! ```
 
 mod batch_norm;
-pub mod composite;
+mod composite;
 mod cpu;
 mod dense;
-pub mod depthwise;
+mod depthwise;
 mod gemm;
 mod pointwise;
-pub mod pool;
-// The reference kernels (one op per tap) that the fast kernels are tested against; public
-// only for the crate's integration tests.
-#[doc(hidden)]
-pub mod taps;
+mod pool;
+mod taps;
+#[cfg(test)]
+mod tests;
 
 use candle_core::{DType, Result, Tensor};
 
@@ -70,8 +96,8 @@ fn path(ts: &[&Tensor]) -> Path {
 /// `c` with `weight[c * multiplier + j, 0]` (candle/PyTorch grouped convolution with
 /// `groups = C`), over zero padding `win.pad`, with `win.stride` and `win.dilation`.
 ///
-/// On CPU this is the fast custom op of [`depthwise`] (forward and backward); elsewhere one
-/// candle op per window tap ([`taps`]).
+/// On CPU this is a fast custom op (forward and backward); elsewhere one candle op per window
+/// tap.
 ///
 /// # Shapes
 /// `x`: `[N, C, H, W]`, `weight`: `[C * multiplier, 1, kh, kw]` -> `[N, C * multiplier, OH,
@@ -92,8 +118,8 @@ pub fn depthwise_conv2d(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<T
 /// Max pooling over `-inf` padding; any window, stride (overlapping windows included) and
 /// dilation.
 ///
-/// On CPU this is the fast custom op of [`pool`]; elsewhere one candle op per window tap
-/// ([`taps`]). Both have a backward for every window.
+/// On CPU this is a fast custom op; elsewhere one candle op per window tap. Both have a
+/// backward for every window.
 ///
 /// # Shapes
 /// `[N, C, H, W]` -> `[N, C, OH, OW]`, with `(OH, OW) = win.output_size(H, W)`.
@@ -107,8 +133,8 @@ pub fn max_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
 
 /// Average pooling that leaves the padding out of each window's count (Keras semantics).
 ///
-/// On CPU this is the fast custom op of [`pool`] (forward and backward); elsewhere one candle
-/// op per window tap ([`taps`]).
+/// On CPU this is a fast custom op (forward and backward); elsewhere one candle op per window
+/// tap.
 ///
 /// # Shapes
 /// `[N, C, H, W]` -> `[N, C, OH, OW]`, with `(OH, OW) = win.output_size(H, W)`.
@@ -124,8 +150,8 @@ pub fn avg_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
 /// variance), then ReLU when `relu`, with backward for `x`, `gamma` and `beta`; also returns
 /// the batch mean and biased variance (without gradient) for running averages.
 ///
-/// On CPU this is the fused custom op of [`batch_norm`] (two passes forward, two backward);
-/// elsewhere the [`composite`] reference.
+/// On CPU this is the fused custom op of `batch_norm` (two passes forward, two backward);
+/// elsewhere the `composite` reference.
 ///
 /// # Shapes
 /// `x`: `[N, C, ...]`, `gamma`, `beta`: `[C]` -> `y`: `[N, C, ...]`, `mean`, `var`: `[C]`.
@@ -157,7 +183,7 @@ pub fn batch_norm_train(
 /// `candle_nn::BatchNorm` in eval mode to rounding), with backward for `x`, `gamma` and
 /// `beta`. `std` is `sqrt(running_var + eps)`.
 ///
-/// On CPU one pass of the custom op of [`batch_norm`]; elsewhere the [`composite`] reference.
+/// On CPU one pass of the custom op of `batch_norm`; elsewhere the `composite` reference.
 ///
 /// # Shapes
 /// `x`: `[N, C, ...]`, `mean`, `std`, `gamma`, `beta`: `[C]` -> `[N, C, ...]`.
@@ -183,7 +209,7 @@ pub fn batch_norm_eval(
 /// Per-channel affine map `x * scale[c] + shift[c]`, then ReLU when `relu` (eval-mode batch
 /// norm with its statistics folded into `scale` and `shift`), with backward for all inputs.
 ///
-/// On CPU one pass of the custom op of [`batch_norm`]; elsewhere the [`composite`] reference.
+/// On CPU one pass of the custom op of `batch_norm`; elsewhere the `composite` reference.
 ///
 /// # Shapes
 /// `x`: `[N, C, ...]`, `scale`, `shift`: `[C]` -> `[N, C, ...]`.
@@ -202,8 +228,8 @@ pub fn channel_affine(x: &Tensor, scale: &Tensor, shift: &Tensor, relu: bool) ->
 /// 1x1 convolution with stride `stride` and no padding (output pixel `(oy, ox)` reads input
 /// pixel `(oy * sh, ox * sw)`), forward and both gradients as matrix multiplies.
 ///
-/// On CPU in `f32`/`f64` this is the custom op of [`pointwise`] (one autograd node, per-image
-/// multiplies in NCHW); elsewhere the [`composite`] batched matmul of candle ops.
+/// On CPU in `f32`/`f64` this is the custom op of `pointwise` (one autograd node, per-image
+/// multiplies in NCHW); elsewhere the `composite` batched matmul of candle ops.
 ///
 /// # Shapes
 /// `x`: `[N, C, H, W]`, `weight`: `[O, C, 1, 1]` -> `[N, O, ceil(H / sh), ceil(W / sw)]`.
@@ -223,9 +249,9 @@ pub fn pointwise_conv2d(x: &Tensor, weight: &Tensor, stride: (usize, usize)) -> 
 /// Dense (ungrouped) 2-d convolution without bias over zero padding `win.pad`, with
 /// `win.stride` and `win.dilation`.
 ///
-/// On CPU in `f32`/`f64` this is the custom op of [`dense`] (per-image im2col and matrix
+/// On CPU in `f32`/`f64` this is the custom op of `dense` (per-image im2col and matrix
 /// multiplies both ways, no input gradient when the input needs none); elsewhere candle's
-/// `conv2d` through [`composite::conv2d`], which needs equal vertical and horizontal stride
+/// `conv2d` through `composite::conv2d`, which needs equal vertical and horizontal stride
 /// and dilation.
 ///
 /// # Shapes

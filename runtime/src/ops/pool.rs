@@ -30,9 +30,7 @@ const NONE: u32 = u32::MAX;
 /// # Errors
 /// When `x` is not on the CPU or not `f32`/`f64`, the window does not fit, or a plane has
 /// more than `u32::MAX - 1` elements.
-/// (Public only for this crate's integration tests: call the dispatching op in `ops`.)
-#[doc(hidden)]
-pub fn max_pool2d_cpu(x: &Tensor, win: &Window2d) -> Result<Tensor> {
+pub(crate) fn max_pool2d_cpu(x: &Tensor, win: &Window2d) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     Plane::new(win, h, w)?;
     if h * w >= NONE as usize {
@@ -55,9 +53,7 @@ pub fn max_pool2d_cpu(x: &Tensor, win: &Window2d) -> Result<Tensor> {
 ///
 /// # Errors
 /// When `x` is not on the CPU or not `f32`/`f64`, or the window does not fit.
-/// (Public only for this crate's integration tests: call the dispatching op in `ops`.)
-#[doc(hidden)]
-pub fn avg_pool2d_cpu(x: &Tensor, win: &Window2d) -> Result<Tensor> {
+pub(crate) fn avg_pool2d_cpu(x: &Tensor, win: &Window2d) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     Plane::new(win, h, w)?;
     x.contiguous()?.apply_op1(AvgPool { win: *win })

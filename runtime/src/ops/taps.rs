@@ -66,7 +66,7 @@ fn fold_taps(
 /// # Shapes
 /// `x`: `[N, C, H, W]`, `weight`: `[C * multiplier, 1, kh, kw]` -> `[N, C * multiplier, OH,
 /// OW]`.
-pub fn depthwise_conv2d(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<Tensor> {
+pub(crate) fn depthwise_conv2d(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<Tensor> {
     let c = x.dim(1)?;
     let (co, _, kh, kw) = weight.dims4()?;
     if co % c != 0 || (kh, kw) != win.kernel {
@@ -100,7 +100,7 @@ pub fn depthwise_conv2d(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<T
 ///
 /// # Shapes
 /// `[N, C, H, W]` -> `[N, C, OH, OW]`.
-pub fn max_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
+pub(crate) fn max_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
     fold_taps(x, win, f64::NEG_INFINITY, |acc, tap, _| match acc {
         None => Ok(tap),
         Some(acc) => acc.maximum(&tap),
@@ -112,7 +112,7 @@ pub fn max_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
 ///
 /// # Shapes
 /// `[N, C, H, W]` -> `[N, C, OH, OW]`.
-pub fn avg_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
+pub(crate) fn avg_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     let sum = fold_taps(x, win, 0.0, |acc, tap, _| match acc {
         None => Ok(tap),

@@ -1,15 +1,11 @@
-//! The convolution ops of `convnet_runtime::ops` against independent references: the dense
-//! im2col op against naive loops (forward and both gradients, any stride, dilation and
-//! asymmetric padding) and candle's `conv2d`; the 1x1 op against candle's `conv2d` and its
-//! composite (candle matmul) version; the `Conv2d` layer against candle.
+//! The convolution ops against independent references: the dense im2col op against naive
+//! loops (forward and both gradients, any stride, dilation and asymmetric padding) and
+//! candle's `conv2d`; the 1x1 op against candle's `conv2d` and its composite (candle matmul)
+//! version.
 
-mod common;
-
-use candle_core::{DType, Device, Module, Tensor, Var};
-use candle_nn::{VarBuilder, VarMap};
-use common::{assert_close, tensor, values, Rng};
-use convnet_runtime::layers::{conv2d, Conv2dOptions};
-use convnet_runtime::ops::{self, composite, Pad2d, Window2d};
+use super::common::{assert_close, tensor, values, Rng};
+use crate::ops::{self, composite, Pad2d, Window2d};
+use candle_core::{DType, Tensor, Var};
 
 /// `(y, dy/dx, dy/dw)` of `f` under `loss = sum(y * r)` for a fixed random `r`, and the output dims.
 fn run(
@@ -198,37 +194,5 @@ fn pointwise_conv2d_matches_candle_conv2d_forward_and_gradients() {
                 assert_close(&got.3, &slow.3, tol, tol, &format!("{what} dw"));
             }
         }
-    }
-}
-
-#[test]
-fn conv2d_layers_match_candle_conv2d_plus_bias() {
-    let mut rng = Rng::new(6);
-    let dev = Device::Cpu;
-    // (in, out, kernel, stride, padding): 1x1 strided, dense 3x3 padded.
-    for (ci, co, k, stride, padding) in [(3, 4, 1, 2, 0), (3, 5, 3, 1, 1), (2, 3, 3, 2, 1)] {
-        let vm = VarMap::new();
-        let cfg = Conv2dOptions {
-            stride,
-            padding: Pad2d::uniform(padding),
-            bias: true,
-            ..Conv2dOptions::default()
-        };
-        let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
-        let layer = conv2d(ci, co, (k, k), cfg, vb).unwrap();
-        let x = tensor(&rng.vec(2 * ci * 8 * 8), &[2, ci, 8, 8], DType::F32).unwrap();
-        let a = layer.forward(&x).unwrap();
-        let b = x
-            .conv2d(layer.weight(), padding, stride, 1, 1)
-            .unwrap()
-            .broadcast_add(&layer.bias().unwrap().reshape((1, co, 1, 1)).unwrap())
-            .unwrap();
-        assert_close(
-            &values(&a),
-            &values(&b),
-            1e-5,
-            1e-5,
-            &format!("layer {k}x{k}/{stride}"),
-        );
     }
 }

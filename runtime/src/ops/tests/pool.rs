@@ -1,11 +1,9 @@
 //! The CPU max and average pooling kernels against naive loops, the composite reference
 //! (padding + candle pooling) and finite differences: forward and input gradients.
 
-mod common;
-
+use super::common::{assert_close, tensor, values, Rng};
+use crate::ops::{self, composite, pool, taps, Pad2d, Window2d};
 use candle_core::{DType, Tensor, Var};
-use common::{assert_close, tensor, values, Rng};
-use convnet_runtime::ops::{self, composite, pool, taps, Pad2d, Window2d};
 
 #[derive(Debug, Clone, Copy)]
 struct Case {

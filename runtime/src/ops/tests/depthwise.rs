@@ -1,11 +1,9 @@
 //! The CPU depthwise convolution kernels against naive loops, candle's grouped convolution
 //! (the composite reference) and finite differences: forward, input and weight gradients.
 
-mod common;
-
+use super::common::{assert_close, tensor, values, Rng};
+use crate::ops::{self, composite, depthwise, taps, Pad2d, Window2d};
 use candle_core::{DType, Tensor, Var};
-use common::{assert_close, tensor, values, Rng};
-use convnet_runtime::ops::{self, composite, depthwise, taps, Pad2d, Window2d};
 
 #[derive(Debug, Clone, Copy)]
 struct Case {
