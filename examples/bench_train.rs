@@ -635,7 +635,7 @@ fn main() {
                         Err(reason) => reason.clone(),
                     };
                     println!(
-                        "{case:<13} | {ours_cell:<21} | {:<24} {figures}",
+                        "{case:<14} | {ours_cell:<21} | {:<24} {figures}",
                         peer.label()
                     );
                 }
