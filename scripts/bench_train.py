@@ -1,16 +1,28 @@
 """PyTorch counterpart of examples/bench_train.rs: mini-Xception (the same layers as
 `convnet::zoo::MiniXception`), one case per invocation, 2 threads.
 
-usage: bench_train.py MODE SIZE BATCH FORMAT ITERS WARMUP BUDGET_S [DEVICE]
-  MODE train|infer, FORMAT nchw|cl (channels_last), DEVICE cpu (default) or cuda.
+usage: bench_train.py MODE SIZE BATCH PEER ITERS WARMUP BUDGET_S [DEVICE]
+  MODE train|infer, DEVICE cpu (default) or cuda, PEER one of
+  nchw     eager, NCHW (contiguous) tensors;
+  cl       eager, channels-last model and input;
+  compile  `torch.compile(model)` (inductor, default mode), channels-last; the first step
+           compiles (on the CPU inductor needs a C++ compiler) and is timed on its own;
+  bf16     eager, channels-last, forward and loss under
+           `torch.autocast(DEVICE, dtype=torch.bfloat16)`: fp32 master weights, optimizer
+           step and gradients in fp32 as in ordinary autocast training.
 
 Train: forward in training mode, BCE with logits, backward, RMSprop step.
 Infer: eval mode under torch.no_grad().
-Prints `RESULT\t<img/s>\t<peak RSS KiB>\t<samples>` (median step time; peak RSS of this
-process, ru_maxrss, which includes the interpreter and libtorch; 0 on cuda, where a step
-ends with torch.cuda.synchronize()).
+Prints `RESULT\t<img/s>\t<peak RSS KiB>\t<samples>\t<compile s>` (median step time; peak
+RSS of this process, which includes the interpreter and libtorch; for `compile` the peak is
+reset after compilation (`/proc/self/clear_refs`), so it is the compiled model's, not the
+compiler's; 0 on cuda, where a step ends with torch.cuda.synchronize(); compile s is 0 for
+the eager peers), or `UNAVAILABLE\t<reason>` when the peer cannot run here (no inductor, no
+C++ compiler, compilation failed).
+Install: `python -m venv venv && venv/bin/pip install torch torchvision`.
 """
 
+import contextlib
 import resource
 import statistics
 import sys
@@ -70,33 +82,86 @@ class MiniXception(nn.Module):
         return self.head(self.dropout(x))
 
 
+PEERS = ("nchw", "cl", "compile", "bf16")
+
+
+def vm_hwm_kib():
+    """Peak resident set of this process (KiB): VmHWM, else ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def reset_peak():
+    """Resets VmHWM to the current resident set (Linux: `5` into clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def unavailable(reason):
+    reason = " ".join(str(reason).split())
+    print(f"UNAVAILABLE\t{reason[:200]}")
+    sys.exit(0)
+
+
 def main():
-    mode, size, batch, fmt = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    mode, size, batch, peer = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     iters, warmup, budget = int(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7])
     device = sys.argv[8] if len(sys.argv) > 8 else "cpu"
+    if peer not in PEERS:
+        sys.exit(f"bench_train.py: PEER `{peer}` is not one of {', '.join(PEERS)}")
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    mf = torch.channels_last if fmt == "cl" else torch.contiguous_format
+    mf = torch.contiguous_format if peer == "nchw" else torch.channels_last
     model = MiniXception(0.5).to(device=device, memory_format=mf)
     x = (torch.rand(batch, 3, size, size, device=device) * 255).to(memory_format=mf)
     y = (torch.rand(batch, 1, device=device) > 0.5).float()
     opt = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+    net = model
+    if peer == "compile":
+        if not hasattr(torch, "compile"):
+            unavailable(f"torch {torch.__version__} has no torch.compile")
+        net = torch.compile(model)
+    if peer == "bf16":
+        autocast = lambda: torch.autocast(device, dtype=torch.bfloat16)  # noqa: E731
+    else:
+        autocast = contextlib.nullcontext
 
     def train():
         model.train()
         opt.zero_grad(set_to_none=True)
-        loss = F.binary_cross_entropy_with_logits(model(x), y)
+        with autocast():
+            loss = F.binary_cross_entropy_with_logits(net(x), y)
         loss.backward()
         opt.step()
 
     def infer():
         model.eval()
-        with torch.no_grad():
-            model(x)
+        with torch.no_grad(), autocast():
+            net(x)
 
     def step():
         (train if mode == "train" else infer)()
         sync()
 
+    compile_s = 0.0
+    if peer == "compile":
+        # The first call compiles (forward, and backward when training): timed on its own,
+        # then the usual warm-up; a failure makes this peer unavailable, not the run.
+        t = time.perf_counter()
+        try:
+            step()
+        except Exception as e:  # noqa: BLE001 (inductor raises many kinds)
+            unavailable(f"torch.compile failed: {type(e).__name__}: {e}")
+        compile_s = time.perf_counter() - t
+        reset_peak()
     for _ in range(warmup):
         step()
     samples, start = [], time.perf_counter()
@@ -107,8 +172,8 @@ def main():
         if time.perf_counter() - start > budget:
             break
     med = statistics.median(samples)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if device == "cpu" else 0
-    print(f"RESULT\t{batch / med:.4f}\t{rss}\t{len(samples)}")
+    rss = vm_hwm_kib() if device == "cpu" else 0
+    print(f"RESULT\t{batch / med:.4f}\t{rss}\t{len(samples)}\t{compile_s:.1f}")
 
 
 if __name__ == "__main__":
