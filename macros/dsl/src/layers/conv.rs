@@ -21,40 +21,72 @@ fn window_arg(a: &Args, name: &'static str) -> usize {
     a.int(name, 1, MAX_WINDOW)
 }
 
-/// The runtime's `Conv2dOptions` literal.
-fn conv_config(
+/// The window arguments the convolutions over a padded input share.
+#[derive(Clone, Copy)]
+struct ConvWindow {
+    kernel: (usize, usize),
     stride: usize,
+    padding: Padding,
     dilation: usize,
-    pad: &Pad4,
-    groups: usize,
     bias: bool,
-) -> TokenStream {
-    let rt = rt();
-    let pad = pad2d(pad);
-    quote!(#rt::layers::Conv2dOptions { stride: #stride, dilation: #dilation, padding: #pad, groups: #groups, bias: #bias })
+}
+
+impl ConvWindow {
+    fn read(a: &Args) -> Self {
+        ConvWindow {
+            kernel: kernel(a),
+            stride: window_arg(a, "stride"),
+            padding: a.padding("padding"),
+            dilation: window_arg(a, "dilation"),
+            bias: a.boolean("bias"),
+        }
+    }
+
+    /// The output height and width on an `h x w` input, and the resolved padding.
+    fn output(&self, at: &At, errors: &Errors, h: usize, w: usize) -> Option<(usize, usize, Pad4)> {
+        window(
+            at,
+            errors,
+            (h, w),
+            self.kernel,
+            (self.stride, self.stride),
+            self.dilation,
+            &self.padding,
+            "kernel",
+        )
+    }
+
+    /// The runtime's `Conv2dOptions` literal for the resolved padding `pad`.
+    fn options(&self, pad: &Pad4, groups: usize) -> TokenStream {
+        let rt = rt();
+        let pad = pad2d(pad);
+        let (stride, dilation, bias) = (self.stride, self.dilation, self.bias);
+        quote!(#rt::layers::Conv2dOptions { stride: #stride, dilation: #dilation, padding: #pad, groups: #groups, bias: #bias })
+    }
+
+    /// The bias count of `out` channels.
+    fn biases(&self, out: usize) -> usize {
+        if self.bias {
+            out
+        } else {
+            0
+        }
+    }
 }
 
 /// `conv2d`: dense or grouped 2-d convolution.
 pub struct Conv2d {
     filters: usize,
-    kernel: (usize, usize),
-    stride: usize,
-    padding: Padding,
-    dilation: usize,
     groups: usize,
-    bias: bool,
+    win: ConvWindow,
 }
 
 /// Builds `conv2d`.
 pub fn conv2d(a: &Args) -> Op {
     op(Conv2d {
         filters: filters(a),
-        kernel: kernel(a),
-        stride: window_arg(a, "stride"),
-        padding: a.padding("padding"),
-        dilation: window_arg(a, "dilation"),
         groups: a.int("groups", 1, MAX_DIM),
-        bias: a.boolean("bias"),
+        win: ConvWindow::read(a),
     })
 }
 
@@ -63,12 +95,14 @@ impl Conv2d {
     pub fn projection(filters: usize, stride: usize) -> Self {
         Conv2d {
             filters,
-            kernel: (1, 1),
-            stride,
-            padding: Padding::Valid,
-            dilation: 1,
             groups: 1,
-            bias: true,
+            win: ConvWindow {
+                kernel: (1, 1),
+                stride,
+                padding: Padding::Valid,
+                dilation: 1,
+                bias: true,
+            },
         }
     }
 }
@@ -77,12 +111,8 @@ impl Primitive for Conv2d {
     fn infer(&self, at: &At, s: &[usize], info: &mut Info, errors: &Errors) -> Option<Vec<usize>> {
         let Conv2d {
             filters,
-            kernel,
-            stride,
-            padding,
-            dilation,
             groups,
-            bias,
+            win,
         } = *self;
         let (c, h, w) = chw(at, s, errors)?;
         // Rule: grouped convolutions split input and output channels evenly.
@@ -93,20 +123,11 @@ impl Primitive for Conv2d {
             );
             return None;
         }
-        let (oh, ow, pad) = window(
-            at,
-            errors,
-            (h, w),
-            kernel,
-            (stride, stride),
-            dilation,
-            &padding,
-            "kernel",
-        )?;
-        let per = c / groups;
-        let weights = checked_params(at, &[filters, per, kernel.0, kernel.1], errors)?;
-        info.params = weights + if bias { filters } else { 0 };
-        info.flops = flops(&[oh, ow, filters, per, kernel.0, kernel.1]);
+        let (oh, ow, pad) = win.output(at, errors, h, w)?;
+        let (per, (kh, kw)) = (c / groups, win.kernel);
+        let weights = checked_params(at, &[filters, per, kh, kw], errors)?;
+        info.params = weights + win.biases(filters);
+        info.flops = flops(&[oh, ow, filters, per, kh, kw]);
         info.pad = pad;
         Some(vec![filters, oh, ow])
     }
@@ -114,60 +135,37 @@ impl Primitive for Conv2d {
     fn expand(&self, emit: &mut Emit) -> TokenStream {
         let rt = rt();
         let (in_c, path) = (emit.in_channels(), emit.path);
-        let (filters, (kh, kw)) = (self.filters, self.kernel);
-        let cfg = conv_config(
-            self.stride,
-            self.dilation,
-            &emit.info.pad,
-            self.groups,
-            self.bias,
-        );
+        let (filters, (kh, kw)) = (self.filters, self.win.kernel);
+        let options = self.win.options(&emit.info.pad, self.groups);
         emit.module(
             quote!(#rt::layers::Conv2d),
-            quote!(#rt::layers::conv2d(#in_c, #filters, (#kh, #kw), #cfg, vb.pp(#path))?),
+            quote!(#rt::layers::conv2d(#in_c, #filters, (#kh, #kw), #options, vb.pp(#path))?),
         )
     }
 }
 
 /// `depthwise_conv2d`: per-channel 2-d convolution.
 pub struct DepthwiseConv2d {
-    kernel: (usize, usize),
     multiplier: usize,
-    stride: usize,
-    padding: Padding,
-    dilation: usize,
-    bias: bool,
+    win: ConvWindow,
 }
 
 /// Builds `depthwise_conv2d`.
 pub fn depthwise_conv2d(a: &Args) -> Op {
     op(DepthwiseConv2d {
-        kernel: kernel(a),
         multiplier: window_arg(a, "multiplier"),
-        stride: window_arg(a, "stride"),
-        padding: a.padding("padding"),
-        dilation: window_arg(a, "dilation"),
-        bias: a.boolean("bias"),
+        win: ConvWindow::read(a),
     })
 }
 
 impl Primitive for DepthwiseConv2d {
     fn infer(&self, at: &At, s: &[usize], info: &mut Info, errors: &Errors) -> Option<Vec<usize>> {
         let (c, h, w) = chw(at, s, errors)?;
-        let (oh, ow, pad) = window(
-            at,
-            errors,
-            (h, w),
-            self.kernel,
-            (self.stride, self.stride),
-            self.dilation,
-            &self.padding,
-            "kernel",
-        )?;
-        let out = c * self.multiplier;
-        let weights = checked_params(at, &[out, self.kernel.0, self.kernel.1], errors)?;
-        info.params = weights + if self.bias { out } else { 0 };
-        info.flops = flops(&[oh, ow, out, self.kernel.0, self.kernel.1]);
+        let (oh, ow, pad) = self.win.output(at, errors, h, w)?;
+        let (out, (kh, kw)) = (c * self.multiplier, self.win.kernel);
+        let weights = checked_params(at, &[out, kh, kw], errors)?;
+        info.params = weights + self.win.biases(out);
+        info.flops = flops(&[oh, ow, out, kh, kw]);
         info.pad = pad;
         Some(vec![out, oh, ow])
     }
@@ -175,11 +173,11 @@ impl Primitive for DepthwiseConv2d {
     fn expand(&self, emit: &mut Emit) -> TokenStream {
         let rt = rt();
         let (in_c, path) = (emit.in_channels(), emit.path);
-        let (multiplier, (kh, kw)) = (self.multiplier, self.kernel);
-        let cfg = conv_config(self.stride, self.dilation, &emit.info.pad, 1, self.bias);
+        let (multiplier, (kh, kw)) = (self.multiplier, self.win.kernel);
+        let options = self.win.options(&emit.info.pad, 1);
         emit.module(
             quote!(#rt::layers::DepthwiseConv2d),
-            quote!(#rt::layers::depthwise_conv2d(#in_c, #multiplier, (#kh, #kw), #cfg, vb.pp(#path))?),
+            quote!(#rt::layers::depthwise_conv2d(#in_c, #multiplier, (#kh, #kw), #options, vb.pp(#path))?),
         )
     }
 }
@@ -187,47 +185,29 @@ impl Primitive for DepthwiseConv2d {
 /// `separable_conv2d`: depthwise then 1x1 pointwise convolution.
 pub struct SeparableConv2d {
     filters: usize,
-    kernel: (usize, usize),
     multiplier: usize,
-    stride: usize,
-    padding: Padding,
-    dilation: usize,
-    bias: bool,
+    win: ConvWindow,
 }
 
 /// Builds `separable_conv2d`.
 pub fn separable_conv2d(a: &Args) -> Op {
     op(SeparableConv2d {
         filters: filters(a),
-        kernel: kernel(a),
         multiplier: window_arg(a, "multiplier"),
-        stride: window_arg(a, "stride"),
-        padding: a.padding("padding"),
-        dilation: window_arg(a, "dilation"),
-        bias: a.boolean("bias"),
+        win: ConvWindow::read(a),
     })
 }
 
 impl Primitive for SeparableConv2d {
     fn infer(&self, at: &At, s: &[usize], info: &mut Info, errors: &Errors) -> Option<Vec<usize>> {
         let (c, h, w) = chw(at, s, errors)?;
-        let (oh, ow, pad) = window(
-            at,
-            errors,
-            (h, w),
-            self.kernel,
-            (self.stride, self.stride),
-            self.dilation,
-            &self.padding,
-            "kernel",
-        )?;
-        let (filters, kernel) = (self.filters, self.kernel);
+        let (oh, ow, pad) = self.win.output(at, errors, h, w)?;
+        let (filters, (kh, kw)) = (self.filters, self.win.kernel);
         let mid = c * self.multiplier;
-        let depthwise = checked_params(at, &[mid, kernel.0, kernel.1], errors)?;
+        let depthwise = checked_params(at, &[mid, kh, kw], errors)?;
         let pointwise = checked_params(at, &[mid, filters], errors)?;
-        info.params = depthwise + pointwise + if self.bias { filters } else { 0 };
-        info.flops = flops(&[oh, ow, mid, kernel.0, kernel.1])
-            .saturating_add(flops(&[oh, ow, mid, filters]));
+        info.params = depthwise + pointwise + self.win.biases(filters);
+        info.flops = flops(&[oh, ow, mid, kh, kw]).saturating_add(flops(&[oh, ow, mid, filters]));
         info.pad = pad;
         Some(vec![filters, oh, ow])
     }
@@ -235,11 +215,11 @@ impl Primitive for SeparableConv2d {
     fn expand(&self, emit: &mut Emit) -> TokenStream {
         let rt = rt();
         let (in_c, path) = (emit.in_channels(), emit.path);
-        let (filters, multiplier, (kh, kw)) = (self.filters, self.multiplier, self.kernel);
-        let cfg = conv_config(self.stride, self.dilation, &emit.info.pad, 1, self.bias);
+        let (filters, multiplier, (kh, kw)) = (self.filters, self.multiplier, self.win.kernel);
+        let options = self.win.options(&emit.info.pad, 1);
         emit.module(
             quote!(#rt::layers::SeparableConv2d),
-            quote!(#rt::layers::separable_conv2d(#in_c, #filters, #multiplier, (#kh, #kw), #cfg, vb.pp(#path))?),
+            quote!(#rt::layers::separable_conv2d(#in_c, #filters, #multiplier, (#kh, #kw), #options, vb.pp(#path))?),
         )
     }
 }
