@@ -160,11 +160,15 @@ fn run_folder(args: &Args) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// A flag's value as a number.
+fn number(text: &str) -> std::result::Result<f64, String> {
+    text.parse()
+        .map_err(|_| format!("`{text}` is not a number"))
+}
+
 /// Parses `--lr`: a finite number greater than 0 (`nan`, `inf`, `0` and negatives are refused).
 fn positive_learning_rate(text: &str) -> std::result::Result<f64, String> {
-    let lr: f64 = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number"))?;
+    let lr = number(text)?;
     if lr.is_finite() && lr > 0.0 {
         Ok(lr)
     } else {
@@ -180,9 +184,7 @@ fn fraction(
     zero: bool,
 ) -> impl Fn(&str) -> std::result::Result<f64, String> + Clone {
     move |text| {
-        let x: f64 = text
-            .parse()
-            .map_err(|_| format!("`{text}` is not a number"))?;
+        let x = number(text)?;
         let fits = if zero {
             (0.0..1.0).contains(&x)
         } else {
