@@ -21,12 +21,12 @@ use convnet::data::{Augment, DataLoader, Dataset, ImageFolder, SyntheticShapes};
 use convnet::error::Error;
 use convnet::init::seeded_var_builder;
 use convnet::loss::Loss;
-use convnet::optim::{RmsProp, RmsPropConfig};
+use convnet::optim::{AdamW, AdamWConfig, RmsProp, RmsPropConfig, Sgd, SgdConfig, TrainOptimizer};
 use convnet::prelude::*;
 use convnet::schedule::{Schedule, ScheduleUnit};
 use convnet::train::{
     evaluate, evaluate_tta, plot_history, CsvLogger, Evaluation, History, ModelCheckpoint,
-    ModelInfo, Trainer,
+    ModelInfo, Trainer, WeightEma,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -61,7 +61,17 @@ struct Args {
     /// Examples per batch.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
-    /// Peak RMSprop learning rate (a finite number > 0): reached by a linear warm-up over the
+    /// The optimizer: RMSprop (the book's), AdamW, or SGD with Nesterov momentum 0.9.
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Rmsprop)]
+    optimizer: OptimizerKind,
+    /// Decoupled weight decay of `--optimizer` (`w -= lr * d * w` each step; 0: none).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true, value_parser = non_negative("--weight-decay"))]
+    weight_decay: f64,
+    /// Evaluate, checkpoint and test an exponential moving average of the weights with this
+    /// per-step decay (in [0, 1), e.g. 0.999; off by default).
+    #[arg(long, allow_hyphen_values = true, value_parser = fraction("--ema", true))]
+    ema: Option<f64>,
+    /// Peak learning rate (a finite number > 0): reached by a linear warm-up over the
     /// first 2 epochs from a tenth of it, then cosine decay to 1% of it at the last step.
     #[arg(long, default_value_t = 1e-3, allow_hyphen_values = true, value_parser = positive_learning_rate)]
     lr: f64,
@@ -175,6 +185,59 @@ fn positive_learning_rate(text: &str) -> std::result::Result<f64, String> {
         Err(format!(
             "the learning rate must be a finite number > 0, got {lr}"
         ))
+    }
+}
+
+/// A parser of a finite number `>= 0`.
+fn non_negative(flag: &'static str) -> impl Fn(&str) -> std::result::Result<f64, String> + Clone {
+    move |text| {
+        let x = number(text)?;
+        (x.is_finite() && x >= 0.0)
+            .then_some(x)
+            .ok_or_else(|| format!("{flag} must be a finite number >= 0, got {x}"))
+    }
+}
+
+/// The optimizers `--optimizer` chooses from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OptimizerKind {
+    /// Keras 3's RMSprop (rho 0.9, epsilon 1e-7 inside the square root), as in the book.
+    Rmsprop,
+    /// Keras' AdamW (betas 0.9/0.999, epsilon 1e-7).
+    Adamw,
+    /// SGD with Nesterov momentum 0.9.
+    Sgd,
+}
+
+/// The optimizer of `--optimizer` over `varmap`, at `--lr` with `--weight-decay`.
+fn optimizer(args: &Args, varmap: &VarMap) -> Box<dyn TrainOptimizer> {
+    let (lr, weight_decay) = (args.lr, args.weight_decay);
+    match args.optimizer {
+        OptimizerKind::Rmsprop => Box::new(RmsProp::from_varmap(
+            varmap,
+            RmsPropConfig {
+                lr,
+                weight_decay,
+                ..Default::default()
+            },
+        )),
+        OptimizerKind::Adamw => Box::new(AdamW::from_varmap(
+            varmap,
+            AdamWConfig {
+                lr,
+                weight_decay,
+                ..Default::default()
+            },
+        )),
+        OptimizerKind::Sgd => Box::new(Sgd::from_varmap(
+            varmap,
+            SgdConfig {
+                lr,
+                momentum: 0.9,
+                nesterov: true,
+                weight_decay,
+            },
+        )),
     }
 }
 
@@ -331,13 +394,7 @@ fn train(
         .iter()
         .map(|stage| with_mini_xception!(stage.size, stage_model(vb.clone())))
         .collect::<Result<Vec<_>>>()?;
-    let optimizer = RmsProp::from_varmap(
-        &varmap,
-        RmsPropConfig {
-            lr: args.lr,
-            ..Default::default()
-        },
-    );
+    let optimizer = optimizer(args, &varmap);
     let train_len = first_splits[0].len();
     let steps_per_epoch = train_len.div_ceil(batch_size);
     let warmup = 2 * steps_per_epoch;
@@ -353,6 +410,13 @@ fn train(
         .with_model_info(info.clone())
         .with_schedule(schedule, ScheduleUnit::Step)
         .with_callback(CsvLogger::new(out.join("history.csv")));
+    if let Some(decay) = args.ema {
+        // Swapped in after each epoch's last step: validation, precise BN, the checkpoint
+        // and so the test see the average.
+        trainer.add_callback(Box::new(
+            WeightEma::new(decay)?.evaluate_with_average(steps_per_epoch),
+        ));
+    }
     // The book's augmentation: random flips, rotations of up to 10% of a turn, 20% zoom (or
     // a random-resized crop with `--crop`).
     let augment = Augment::new().flip_horizontal().rotation(0.1);
@@ -465,6 +529,52 @@ mod tests {
         let defaults = Args::try_parse_from(["cats_vs_dogs"]).unwrap();
         assert_eq!((defaults.crop, defaults.label_smoothing), (None, 0.0));
         assert_eq!(loss(&defaults), Loss::BinaryCrossEntropy);
+    }
+
+    #[test]
+    fn optimizer_weight_decay_and_ema_are_checked() {
+        for (flag, bad, says) in [
+            (
+                "--optimizer",
+                "adam",
+                "possible values: rmsprop, adamw, sgd",
+            ),
+            ("--weight-decay", "-0.1", "finite number >= 0"),
+            ("--weight-decay", "inf", "finite number >= 0"),
+            ("--ema", "1", "in [0, 1)"),
+            ("--ema", "x", "is not a number"),
+        ] {
+            let text = Args::try_parse_from(["cats_vs_dogs", flag, bad])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                text.contains(flag) && text.contains(says),
+                "{flag} {bad}: {text}"
+            );
+        }
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        vb.get(4, "w").unwrap();
+        for (name, kind) in [("rmsprop", "rmsprop"), ("adamw", "adamw"), ("sgd", "sgd")] {
+            let args = Args::try_parse_from([
+                "cats_vs_dogs",
+                "--optimizer",
+                name,
+                "--lr",
+                "0.02",
+                "--weight-decay",
+                "0.1",
+                "--ema",
+                "0.99",
+            ])
+            .unwrap();
+            assert_eq!((args.weight_decay, args.ema), (0.1, Some(0.99)));
+            let opt = optimizer(&args, &varmap);
+            assert_eq!((opt.kind(), opt.lr()), (kind, 0.02));
+        }
+        let defaults = Args::try_parse_from(["cats_vs_dogs"]).unwrap();
+        assert_eq!(optimizer(&defaults, &varmap).kind(), "rmsprop");
+        assert_eq!((defaults.weight_decay, defaults.ema), (0.0, None));
     }
 
     #[test]

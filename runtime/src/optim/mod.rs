@@ -69,6 +69,32 @@ pub trait TrainOptimizer {
     fn import_state(&mut self, state: &OptimizerState) -> Result<()>;
 }
 
+/// A boxed optimizer is one too, so an optimizer chosen at run time (e.g. from a flag) goes
+/// to [`crate::train::Trainer::new`] like a concrete one.
+impl<T: TrainOptimizer + ?Sized> TrainOptimizer for Box<T> {
+    fn kind(&self) -> &'static str {
+        (**self).kind()
+    }
+    fn apply(&mut self, grads: &GradStore) -> Result<()> {
+        (**self).apply(grads)
+    }
+    fn lr(&self) -> f64 {
+        (**self).lr()
+    }
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
+        (**self).set_lr(lr)
+    }
+    fn iterations(&self) -> u64 {
+        (**self).iterations()
+    }
+    fn export_state(&self) -> Result<OptimizerState> {
+        (**self).export_state()
+    }
+    fn import_state(&mut self, state: &OptimizerState) -> Result<()> {
+        (**self).import_state(state)
+    }
+}
+
 /// The floating-point variables of `varmap`, sorted by name: what an optimizer updates
 /// (batch-norm moving statistics included; they are skipped for lack of gradients).
 pub fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
