@@ -201,7 +201,7 @@ fn non_negative(flag: &'static str) -> impl Fn(&str) -> std::result::Result<f64,
 /// The optimizers `--optimizer` chooses from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum OptimizerKind {
-    /// Keras 3's RMSprop (rho 0.9, epsilon 1e-7 inside the square root), as in the book.
+    /// Keras 3's RMSprop (rho 0.9, epsilon 1e-7 inside the square root): the book's optimizer.
     Rmsprop,
     /// Keras' AdamW (betas 0.9/0.999, epsilon 1e-7).
     Adamw,
