@@ -18,6 +18,9 @@ struct Gen {
     checks: Vec<TokenStream>,
     /// Set while generating a `batch_norm` that the following `relu` is fused into.
     fuse_relu: bool,
+    /// The batch norm field whose output the layer being generated takes as its input (see
+    /// [`Emit::norm_input`]).
+    norm_input: Option<Ident>,
     /// Save ids of the labelled layers whose output an `@label` uses.
     saved: std::collections::BTreeSet<usize>,
 }
@@ -42,31 +45,41 @@ impl Gen {
     }
 
     /// A sequence of nodes; `batch_norm, relu` pairs become one fused batch norm (the relu
-    /// keeps its summary row).
+    /// keeps its summary row), and a batch norm (with its relu) whose output only feeds a
+    /// layer that takes a normalised input (a depthwise or separable convolution) runs inside
+    /// that layer's call, so training never stores the normalised tensor.
     fn seq(&mut self, nodes: &[Node], scope: &str) -> TokenStream {
         let mut stmts = Vec::with_capacity(nodes.len());
         let mut i = 0;
         while i < nodes.len() {
-            let fuse = primitive(&nodes[i]).is_some_and(|p| p.fuses_following_relu())
+            let layer = |j: usize| nodes.get(j).and_then(primitive);
+            let fuse = layer(i).is_some_and(|p| p.fuses_following_relu())
                 && !self.is_saved(&nodes[i])
-                && nodes
-                    .get(i + 1)
-                    .and_then(primitive)
-                    .is_some_and(|p| p.is_relu());
+                && layer(i + 1).is_some_and(|p| p.is_relu());
+            let next = if fuse { i + 2 } else { i + 1 };
+            let into_next = layer(i).is_some_and(|p| p.is_batch_norm())
+                && nodes[i..next].iter().all(|n| !self.is_saved(n))
+                && layer(next).is_some_and(|p| p.takes_batch_norm_input());
             self.fuse_relu = fuse;
+            let mut stmt = self.node(&nodes[i], scope);
+            let norm_field = self.fields.last().map(|f| f.ident.clone());
+            self.fuse_relu = false;
+            if fuse {
+                // Only the summary row: the relu runs inside the batch norm.
+                let _ = self.node(&nodes[i + 1], scope);
+            }
+            let mut last = next - 1;
+            if into_next {
+                // The batch norm's statement is dropped; the layer's call runs it.
+                self.norm_input = norm_field;
+                stmt = self.node(&nodes[next], scope);
+                self.norm_input = None;
+                last = next;
+            }
             // Each step moves the previous activation into its own block, so it is dropped as
             // soon as the step's output exists (shadowing alone would keep it to the end of
             // `forward_t`; only matters when no graph holds it, as inside `no_grad`).
-            let stmt = self.node(&nodes[i], scope);
             stmts.push(quote!(let x = { let x = x; #stmt x };));
-            self.fuse_relu = false;
-            let last = if fuse {
-                // Only the summary row: the relu runs inside the batch norm.
-                let _ = self.node(&nodes[i + 1], scope);
-                i + 1
-            } else {
-                i
-            };
             if let Some(save) = nodes[last].save.filter(|_| self.is_saved(&nodes[last])) {
                 let saved = format_ident!("saved_{}", save);
                 stmts.push(quote!(let #saved = x.clone();));
@@ -86,6 +99,7 @@ impl Gen {
                 path: &path,
                 info,
                 fuse_relu: self.fuse_relu,
+                norm_input: self.norm_input.clone(),
                 fields: &mut self.fields,
             }),
             Op::Nested { path: model, .. } => {
@@ -93,6 +107,7 @@ impl Gen {
                     path: &path,
                     info,
                     fuse_relu: false,
+                    norm_input: None,
                     fields: &mut self.fields,
                 }
                 .module_t(quote!(#model), quote!(<#model>::new(vb.pp(#path))?));

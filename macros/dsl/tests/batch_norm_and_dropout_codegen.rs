@@ -52,3 +52,71 @@ fn dropout_is_the_runtime_seeded_layer() {
     );
     assert!(!out.contains("ops::dropout"), "{out}");
 }
+
+/// The statements of the generated forward that run a layer as a plain `Module` or a
+/// `ModuleT`, and those that run a batch norm inside the layer after it.
+fn calls(out: &str) -> (usize, usize, usize) {
+    (
+        out.matches("Module::forward(&self.").count(),
+        out.matches("ModuleT::forward_t(&self.").count(),
+        out.matches("NormalizedInput::forward_normalized(&self.")
+            .count(),
+    )
+}
+
+#[test]
+fn batch_norm_feeding_a_depthwise_or_separable_convolution_runs_inside_it() {
+    let out = expand(quote! {
+        pub M(4, 8, 8) -> (8, 8, 8) {
+            batch_norm, relu, separable_conv2d(8, 3, padding = same),
+            batch_norm, depthwise_conv2d(3, padding = same),
+        }
+    });
+    assert!(!out.contains("compile_error"), "{out}");
+    // Both batch norms run inside the convolution after them; their fields remain, the first
+    // with its relu fused and the second without.
+    assert_eq!(calls(&out), (0, 0, 2), "{out}");
+    assert!(
+        out.contains("NormalizedInput::forward_normalized(&self.sep1,&self.bn1,&x,train)"),
+        "{out}"
+    );
+    assert_eq!(out.matches("layers::batch_norm2d(").count(), 2, "{out}");
+    assert!(
+        out.contains("momentum:0.01f64},true,vb.pp(\"bn1\")"),
+        "{out}"
+    );
+    assert!(
+        out.contains("momentum:0.01f64},false,vb.pp(\"bn2\")"),
+        "{out}"
+    );
+    // The summary keeps a row per layer, relu included.
+    assert_eq!(out.matches("SummaryRow{").count(), 5, "{out}");
+}
+
+#[test]
+fn batch_norm_stays_apart_when_its_output_is_used_elsewhere_or_feeds_another_layer() {
+    for body in [
+        // The normalised tensor is a skip's source.
+        quote!(n: batch_norm, separable_conv2d(4, 3, padding = same), concat { identity, @n }),
+        // So is the relu's output.
+        quote!(batch_norm, r: relu, depthwise_conv2d(3, padding = same), concat { identity, @r }),
+        // A layer that does not take a normalised input.
+        quote!(
+            batch_norm,
+            relu,
+            conv2d(4, 3, padding = same),
+            concat { identity, identity }
+        ),
+        // The batch norm ends a residual body: the add, not the convolution, reads it.
+        quote!(
+            residual { batch_norm },
+            depthwise_conv2d(3, padding = same),
+            concat { identity, identity }
+        ),
+    ] {
+        let out = expand(quote! { pub M(4, 8, 8) -> (8, 8, 8) { #body } });
+        assert!(!out.contains("compile_error"), "{body}: {out}");
+        let (_, module_t, normalized) = calls(&out);
+        assert_eq!((module_t, normalized), (1, 0), "{body}: {out}");
+    }
+}

@@ -126,7 +126,7 @@ impl Conv2d {
     }
 }
 
-fn add_channel_bias(x: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+pub(super) fn add_channel_bias(x: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     match bias {
         None => Ok(x),
         Some(b) => x.broadcast_add(&param(b).reshape((1, (), 1, 1))?),
@@ -209,6 +209,11 @@ impl DepthwiseConv2d {
     /// The bias, when the layer has one.
     pub fn bias(&self) -> Option<&Tensor> {
         self.bias.as_ref()
+    }
+
+    /// The window: kernel, stride, dilation and padding.
+    pub fn window(&self) -> &Window2d {
+        &self.window
     }
 }
 

@@ -152,8 +152,59 @@ impl BatchNorm2d {
     }
 }
 
-impl ModuleT for BatchNorm2d {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+impl BatchNorm2d {
+    /// Checks `x` against the layer, runs `op(x, gamma, beta)` (a training-mode batch norm,
+    /// possibly fused with what follows it) and updates the running statistics from the
+    /// batch statistics it returns; returns its `y`.
+    pub(crate) fn train_with(
+        &self,
+        x: &Tensor,
+        op: impl FnOnce(&Tensor, &Tensor, &Tensor) -> Result<ops::BatchNormTrain>,
+    ) -> Result<Tensor> {
+        let c = self.check_input(x)?;
+        let count = x.elem_count() / c;
+        if count < 2 {
+            return Err(Error::invalid(
+                format!("input of batch norm `{}`", self.name),
+                format!(
+                    "training mode needs at least 2 values per channel (N*H*W), got \
+                     {count} from input {:?}: use batches of 2 or more (drop a last \
+                     batch of 1) or larger feature maps",
+                    x.dims()
+                ),
+            )
+            .into());
+        }
+        let (gamma, beta) = (param(&self.weight), param(&self.bias));
+        let r = op(x, &gamma, &beta)?;
+        let m = match MOMENTUM_OVERRIDE.with(Cell::get) {
+            Some(m) => {
+                OVERRIDE_USES.with(|u| u.set(u.get() + 1));
+                m
+            }
+            None => self.momentum,
+        };
+        let count = count as f64;
+        let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (r.mean * m)?)?;
+        let correction = match self.running_variance {
+            RunningVariance::Biased => 1.0,
+            RunningVariance::Unbiased => count / (count - 1.0),
+        };
+        let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (r.var * (m * correction))?)?;
+        self.running_mean
+            .set(&rm.to_dtype(self.running_mean.dtype())?)?;
+        self.running_var
+            .set(&rv.to_dtype(self.running_var.dtype())?)?;
+        Ok(r.y)
+    }
+
+    /// The epsilon added to the variance.
+    pub(crate) fn eps(&self) -> f64 {
+        self.eps
+    }
+
+    /// The channel count, after checking that `x` is `[N, C, ...]` with the layer's `C`.
+    fn check_input(&self, x: &Tensor) -> Result<usize> {
         let c = self.weight.elem_count();
         if x.rank() < 2 || x.dim(1)? != c {
             candle_core::bail!(
@@ -161,42 +212,18 @@ impl ModuleT for BatchNorm2d {
                 x.dims()
             );
         }
+        Ok(c)
+    }
+}
+
+impl ModuleT for BatchNorm2d {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if train {
-            let count = x.elem_count() / c;
-            if count < 2 {
-                return Err(Error::invalid(
-                    format!("input of batch norm `{}`", self.name),
-                    format!(
-                        "training mode needs at least 2 values per channel (N*H*W), got \
-                         {count} from input {:?}: use batches of 2 or more (drop a last \
-                         batch of 1) or larger feature maps",
-                        x.dims()
-                    ),
-                )
-                .into());
-            }
-            let (gamma, beta) = (param(&self.weight), param(&self.bias));
-            let r = ops::batch_norm_train(x, &gamma, &beta, self.eps, self.relu)?;
-            let m = match MOMENTUM_OVERRIDE.with(Cell::get) {
-                Some(m) => {
-                    OVERRIDE_USES.with(|u| u.set(u.get() + 1));
-                    m
-                }
-                None => self.momentum,
-            };
-            let count = count as f64;
-            let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (r.mean * m)?)?;
-            let correction = match self.running_variance {
-                RunningVariance::Biased => 1.0,
-                RunningVariance::Unbiased => count / (count - 1.0),
-            };
-            let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (r.var * (m * correction))?)?;
-            self.running_mean
-                .set(&rm.to_dtype(self.running_mean.dtype())?)?;
-            self.running_var
-                .set(&rv.to_dtype(self.running_var.dtype())?)?;
-            Ok(r.y)
+            self.train_with(x, |x, gamma, beta| {
+                ops::batch_norm_train(x, gamma, beta, self.eps, self.relu)
+            })
         } else {
+            self.check_input(x)?;
             let rm = self.running_mean.as_detached_tensor();
             let rv = self.running_var.as_detached_tensor();
             let std = (rv + self.eps)?.sqrt()?;

@@ -29,14 +29,32 @@ use std::sync::{Arc, Mutex};
 /// Per-channel statistics of one training-mode forward: batch mean, biased variance and
 /// `1 / sqrt(var + eps)`.
 #[derive(Debug, Clone, Default)]
-struct Stats {
+pub(super) struct Stats {
     mean: Vec<f64>,
     var: Vec<f64>,
     inv_std: Vec<f64>,
     /// The folded `gamma * inv_std` and `beta - mean * gamma * inv_std` the forward applied
     /// (values of the element type).
-    scale: Vec<f64>,
-    shift: Vec<f64>,
+    pub scale: Vec<f64>,
+    pub shift: Vec<f64>,
+}
+
+impl Stats {
+    /// The batch statistics of `x` and the scale and shift they fold into with `gamma` and
+    /// `beta`.
+    pub(super) fn of<T: Real>(
+        x: &[T],
+        gamma: &[T],
+        beta: &[T],
+        d: (usize, usize, usize),
+        eps: f64,
+    ) -> (Stats, Vec<T>, Vec<T>) {
+        let mut s = stats(x, d, eps);
+        let (a, b) = fold(&s.mean, &s.inv_std, gamma, beta);
+        s.scale = a.iter().map(|v| v.to_f64()).collect();
+        s.shift = b.iter().map(|v| v.to_f64()).collect();
+        (s, a, b)
+    }
 }
 
 /// Output of [`batch_norm_train_cpu`] (and of `ops::batch_norm_train`).
@@ -53,7 +71,19 @@ pub struct BatchNormTrain {
     pub var: Tensor,
 }
 
-fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
+impl BatchNormTrain {
+    /// All three tensors converted to `dtype`.
+    pub(crate) fn to_dtype(&self, dtype: candle_core::DType) -> Result<BatchNormTrain> {
+        Ok(BatchNormTrain {
+            y: self.y.to_dtype(dtype)?,
+            mean: self.mean.to_dtype(dtype)?,
+            var: self.var.to_dtype(dtype)?,
+        })
+    }
+}
+
+/// `(N, C, product of the rest)` of a `[N, C, ...]` input.
+pub(super) fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
     let d = l.dims();
     if d.len() < 2 {
         candle_core::bail!("batch_norm: input needs at least 2 dims, got {d:?}");
@@ -86,11 +116,41 @@ pub(crate) fn batch_norm_train_cpu(
         stats: stats.clone(),
     };
     let y = x.apply_op3(&gamma, &beta, op)?;
+    train_result(y, &stats, &gamma)
+}
+
+/// `y` with the batch statistics a training forward left in `stats`, as tensors shaped and
+/// typed like `gamma`.
+pub(super) fn train_result(
+    y: Tensor,
+    stats: &Mutex<Stats>,
+    gamma: &Tensor,
+) -> Result<BatchNormTrain> {
     let s = stats.lock().expect("batch-norm stats").clone();
-    let dev = x.device();
-    let mean = Tensor::from_vec(s.mean, gamma.dims(), dev)?.to_dtype(x.dtype())?;
-    let var = Tensor::from_vec(s.var, gamma.dims(), dev)?.to_dtype(x.dtype())?;
+    let dev = gamma.device();
+    let mean = Tensor::from_vec(s.mean, gamma.dims(), dev)?.to_dtype(gamma.dtype())?;
+    let var = Tensor::from_vec(s.var, gamma.dims(), dev)?.to_dtype(gamma.dtype())?;
     Ok(BatchNormTrain { y, mean, var })
+}
+
+/// The backward of a training-mode batch norm from its input `x`, the gradient `gy` of its
+/// output and the forward's `stats`: `dx` and the packed `[dgamma..., dbeta...]`.
+///
+/// # Shapes
+/// `x`, `gy`: `[N, C, ...]` -> `dx`: `[N, C, ...]`, `[2C]`.
+pub(super) fn train_backward(
+    x: &Tensor,
+    gy: &Tensor,
+    relu: bool,
+    stats: Stats,
+) -> Result<(Tensor, Tensor)> {
+    let c = stats.mean.len();
+    let gy = gy.contiguous()?;
+    // Packed result: dx, then dgamma, then dbeta.
+    let packed = x.apply_op2_no_bwd(&gy, &BnTrainBwd { relu, stats })?;
+    let numel = x.elem_count();
+    let dx = packed.narrow(0, 0, numel)?.reshape(x.shape())?;
+    Ok((dx, packed.narrow(0, numel, 2 * c)?))
 }
 
 /// `y = x * scale[c] + shift[c]`, then ReLU when `relu`, on CPU with backward for all three
@@ -289,7 +349,7 @@ fn grad_input_impl<T: Real, const FMA: bool>(
 }
 
 multiversion!(fn moments<T>(x: &[T], k: T, out: &mut [f64; 2]) => moments_impl);
-multiversion!(fn affine_plane<T>(x: &[T], out: &mut [MaybeUninit<T>], a: T, b: T, relu: bool) => affine_impl);
+multiversion!(pub(super) fn affine_plane<T>(x: &[T], out: &mut [MaybeUninit<T>], a: T, b: T, relu: bool) => affine_impl);
 multiversion!(fn grad_sums<T>(x: &[T], dy: &[T], a: T, b: T, m: T, relu: bool, out: &mut [f64; 2]) => grad_sums_impl);
 multiversion!(fn grad_input<T>(x: &[T], dy: &[T], out: &mut [MaybeUninit<T>], act: (T, T, bool), k: (T, T, T)) => grad_input_impl);
 
@@ -368,11 +428,8 @@ struct BnTrain {
 
 impl BnTrain {
     fn fwd<T: Real>(&self, x: &[T], gamma: &[T], beta: &[T], d: (usize, usize, usize)) -> Vec<T> {
-        let mut s = stats(x, d, self.eps);
-        let (a, b) = fold(&s.mean, &s.inv_std, gamma, beta);
+        let (s, a, b) = Stats::of(x, gamma, beta, d, self.eps);
         let y = affine(x, &a, &b, d.2, self.relu);
-        s.scale = a.iter().map(|v| v.to_f64()).collect();
-        s.shift = b.iter().map(|v| v.to_f64()).collect();
         *self.stats.lock().expect("batch-norm stats") = s;
         y
     }
@@ -421,17 +478,10 @@ impl CustomOp3 for BnTrain {
         gy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let s = self.stats.lock().expect("batch-norm stats").clone();
-        let gy = gy.contiguous()?;
-        let op = BnTrainBwd {
-            relu: self.relu,
-            stats: s,
-        };
-        // Packed result: dx, then dgamma, then dbeta.
-        let packed = x.apply_op2_no_bwd(&gy, &op)?;
-        let (numel, c) = (x.elem_count(), gamma.elem_count());
-        let dx = packed.narrow(0, 0, numel)?.reshape(x.shape())?;
-        let dgamma = packed.narrow(0, numel, c)?.reshape(gamma.shape())?;
-        let dbeta = packed.narrow(0, numel + c, c)?.reshape(gamma.shape())?;
+        let (dx, dparams) = train_backward(x, gy, self.relu, s)?;
+        let c = gamma.elem_count();
+        let dgamma = dparams.narrow(0, 0, c)?.reshape(gamma.shape())?;
+        let dbeta = dparams.narrow(0, c, c)?.reshape(gamma.shape())?;
         Ok((Some(dx), Some(dgamma), Some(dbeta)))
     }
 }

@@ -51,7 +51,7 @@ pub(crate) fn depthwise_conv2d_cpu(x: &Tensor, weight: &Tensor, win: &Window2d) 
 
 /// Full geometry: batch, channels, multiplier and the plane.
 #[derive(Debug, Clone, Copy)]
-struct Geom {
+pub(super) struct Geom {
     n: usize,
     c: usize,
     m: usize,
@@ -59,7 +59,14 @@ struct Geom {
 }
 
 impl Geom {
-    fn new(n: usize, c: usize, cm: usize, h: usize, w: usize, win: &Window2d) -> Result<Geom> {
+    pub(super) fn new(
+        n: usize,
+        c: usize,
+        cm: usize,
+        h: usize,
+        w: usize,
+        win: &Window2d,
+    ) -> Result<Geom> {
         if c == 0 || cm % c != 0 {
             candle_core::bail!("depthwise_conv2d: {cm} output channels for {c} input channels");
         }
@@ -71,21 +78,62 @@ impl Geom {
         })
     }
 
+    /// Input channels.
+    pub(super) fn c(&self) -> usize {
+        self.c
+    }
+
+    /// `(N, C, H * W)` of the input.
+    pub(super) fn planes(&self) -> (usize, usize, usize) {
+        (self.n, self.c, self.p.h * self.p.w)
+    }
+
     fn cm(&self) -> usize {
         self.c * self.m
     }
 
-    fn y_shape(&self) -> Shape {
+    pub(super) fn y_shape(&self) -> Shape {
         Shape::from((self.n, self.cm(), self.p.oh, self.p.ow))
     }
 }
 
-fn weight_dims(l: &Layout, win: &Window2d) -> Result<usize> {
+pub(super) fn weight_dims(l: &Layout, win: &Window2d) -> Result<usize> {
     let (cm, one, kh, kw) = l.shape().dims4()?;
     if one != 1 || (kh, kw) != win.kernel {
         candle_core::bail!("depthwise_conv2d: bad weight shape {:?}", l.dims());
     }
     Ok(cm)
+}
+
+/// A per-channel `relu?(x * scale[c] + shift[c])` applied to each input plane as a kernel
+/// reads it (training-mode batch norm fused into the convolution's input,
+/// `norm_depthwise.rs`), so the normalised tensor is never stored. `scale` and `shift` are
+/// values of the element type, widened to `f64`.
+#[derive(Debug, Clone)]
+pub(super) struct InputNorm {
+    pub scale: Vec<f64>,
+    pub shift: Vec<f64>,
+    pub relu: bool,
+}
+
+/// Input plane `i` (batch x channel index) of `x` (planes of `hw`, `c` channels): the plane
+/// itself, or with `norm`, the plane normalised into `buf`.
+fn input_plane<'a, T: Real>(
+    x: &'a [T],
+    (i, c, hw): (usize, usize, usize),
+    norm: Option<&InputNorm>,
+    buf: &'a mut Vec<T>,
+) -> &'a [T] {
+    let plane = &x[i * hw..][..hw];
+    let Some(norm) = norm else { return plane };
+    let ch = i % c;
+    buf.clear();
+    buf.reserve(hw);
+    let (a, b) = (T::from_f64(norm.scale[ch]), T::from_f64(norm.shift[ch]));
+    super::batch_norm::affine_plane(plane, &mut buf.spare_capacity_mut()[..hw], a, b, norm.relu);
+    // SAFETY: `affine_plane` wrote all `hw` elements.
+    unsafe { buf.set_len(hw) };
+    buf
 }
 
 // ---------------------------------------------------------------------------------------
@@ -429,6 +477,10 @@ impl Flat {
 /// Per-thread buffers of the flat path: the padded input and the flat output (or gradient).
 type FlatScratch<T> = (Vec<T>, Vec<T>);
 
+/// Per-thread buffers of a kernel reading (possibly normalised) input planes: the flat
+/// path's and the normalised plane.
+type NormScratch<T> = (FlatScratch<T>, Vec<T>);
+
 #[inline(always)]
 fn flat_conv_impl<T: Real, const FMA: bool>(off: &[usize], xpad: &[T], wk: &[T], acc: &mut [T]) {
     let n = acc.len();
@@ -463,14 +515,15 @@ multiversion!(fn flat_weight_grad<T>(off: &[usize], xpad: &[T], gy: &[T], acc: &
 // ---------------------------------------------------------------------------------------
 // Whole-tensor kernels.
 
-fn forward<T: Real>(g: &Geom, x: &[T], wt: &[T]) -> Vec<T> {
+/// The forward pass over input `x`, normalised plane by plane first with `norm`.
+pub(super) fn forward<T: Real>(g: &Geom, x: &[T], wt: &[T], norm: Option<&InputNorm>) -> Vec<T> {
     let p = &g.p;
     let (hw, ohw, k, cm) = (p.h * p.w, p.oh * p.ow, p.kh * p.kw, g.cm());
     let (xr, flat) = (p.x_tap_ranges(), Flat::new(p));
-    par_planes(g.n * cm, ohw, FlatScratch::default, |s, i, out| {
+    par_planes(g.n * cm, ohw, NormScratch::default, |(s, nb), i, out| {
         let (ni, co) = (i / cm, i % cm);
         let ci = co / g.m;
-        let inp = &x[(ni * g.c + ci) * hw..][..hw];
+        let inp = input_plane(x, (ni * g.c + ci, g.c, hw), norm, nb);
         let wk = &wt[co * k..][..k];
         match &flat {
             Some(f) => f.conv(p, inp, wk, s, out),
@@ -529,7 +582,8 @@ fn backward_input<T: Real>(g: &Geom, gy: &[T], wt: &[T]) -> Vec<T> {
     )
 }
 
-fn backward_weight<T: Real>(g: &Geom, x: &[T], gy: &[T]) -> Vec<T> {
+/// The weight gradient, with input `x` normalised plane by plane first with `norm`.
+fn backward_weight<T: Real>(g: &Geom, x: &[T], gy: &[T], norm: Option<&InputNorm>) -> Vec<T> {
     let p = &g.p;
     let (hw, ohw, k, cm) = (p.h * p.w, p.oh * p.ow, p.kh * p.kw, g.cm());
     let (xr, flat) = (p.x_tap_ranges(), Flat::new(p));
@@ -538,10 +592,10 @@ fn backward_weight<T: Real>(g: &Geom, x: &[T], gy: &[T]) -> Vec<T> {
         .par_chunks_mut(k)
         .with_min_len(per_thread(g.n * cm))
         .enumerate()
-        .for_each_init(FlatScratch::default, |s, (i, acc)| {
+        .for_each_init(NormScratch::default, |(s, nb), (i, acc)| {
             let (ni, co) = (i / cm, i % cm);
             let ci = co / g.m;
-            let inp = &x[(ni * g.c + ci) * hw..][..hw];
+            let inp = input_plane(x, (ni * g.c + ci, g.c, hw), norm, nb);
             let gyp = &gy[(ni * cm + co) * ohw..][..ohw];
             match &flat {
                 Some(f) => f.weight_grad(p, inp, gyp, s, acc),
@@ -581,10 +635,10 @@ impl CustomOp2 for DepthwiseFwd {
         let g = Geom::new(n, c, weight_dims(l2, &self.win)?, h, w, &self.win)?;
         let y = match (s1, s2) {
             (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                CpuStorage::F32(forward(&g, contiguous(s1, l1)?, contiguous(s2, l2)?))
+                CpuStorage::F32(forward(&g, contiguous(s1, l1)?, contiguous(s2, l2)?, None))
             }
             (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                CpuStorage::F64(forward(&g, contiguous(s1, l1)?, contiguous(s2, l2)?))
+                CpuStorage::F64(forward(&g, contiguous(s1, l1)?, contiguous(s2, l2)?, None))
             }
             _ => candle_core::bail!("depthwise_conv2d: cpu kernel needs f32 or f64 inputs"),
         };
@@ -601,16 +655,22 @@ impl CustomOp2 for DepthwiseFwd {
         let (_, c, h, w) = x.dims4()?;
         let win = self.win;
         let input_op = || Ok(DepthwiseBwdInput { win, c, h, w });
-        conv_grads(x, weight, gy, input_op, DepthwiseBwdWeight { win })
+        conv_grads(
+            x,
+            weight,
+            gy,
+            input_op,
+            DepthwiseBwdWeight { win, norm: None },
+        )
     }
 }
 
 /// Input-gradient op: `(gy, weight) -> dx`, for an input of `c` channels of `h` x `w`.
-struct DepthwiseBwdInput {
-    win: Window2d,
-    c: usize,
-    h: usize,
-    w: usize,
+pub(super) struct DepthwiseBwdInput {
+    pub win: Window2d,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
 }
 
 impl CustomOp2 for DepthwiseBwdInput {
@@ -650,9 +710,10 @@ impl CustomOp2 for DepthwiseBwdInput {
     }
 }
 
-/// Weight-gradient op: `(x, gy) -> dweight`.
-struct DepthwiseBwdWeight {
-    win: Window2d,
+/// Weight-gradient op: `(x, gy) -> dweight`, with `x` normalised by `norm` first when given.
+pub(super) struct DepthwiseBwdWeight {
+    pub win: Window2d,
+    pub norm: Option<InputNorm>,
 }
 
 impl CustomOp2 for DepthwiseBwdWeight {
@@ -678,11 +739,13 @@ impl CustomOp2 for DepthwiseBwdWeight {
                 &g,
                 contiguous(s1, l1)?,
                 contiguous(s2, l2)?,
+                self.norm.as_ref(),
             )),
             (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(backward_weight(
                 &g,
                 contiguous(s1, l1)?,
                 contiguous(s2, l2)?,
+                self.norm.as_ref(),
             )),
             _ => candle_core::bail!("depthwise_conv2d: cpu kernel needs f32 or f64 inputs"),
         };

@@ -12,6 +12,7 @@
 //! | [`max_pool2d`] | fast custom op (`pool.rs`) | converted to `f32`, fast op | `taps.rs` |
 //! | [`avg_pool2d`] | fast custom op (`pool.rs`) | converted to `f32`, fast op | `taps.rs` |
 //! | [`batch_norm_train`], [`batch_norm_eval`], [`channel_affine`] | fast custom op (`batch_norm.rs`) | converted to `f32`, fast op | candle ops (`composite.rs`) |
+//! | [`batch_norm_depthwise_train`] | fused custom op (`norm_depthwise.rs`) | converted to `f32`, fused op | [`batch_norm_train`] then [`depthwise_conv2d`] |
 //! | [`conv2d`] | fast custom op (`dense.rs`) | converted to `f32`, fast op | candle `conv2d` (`composite.rs`) |
 //! | [`pointwise_conv2d`] | fast custom op (`pointwise.rs`) | converted to `f32`, fast op | candle matmuls (`composite.rs`) |
 //! | [`pad2d_with`] | candle ops everywhere | | |
@@ -62,6 +63,7 @@ mod cpu;
 mod dense;
 mod depthwise;
 mod gemm;
+mod norm_depthwise;
 mod pointwise;
 mod pool;
 mod taps;
@@ -166,14 +168,48 @@ pub fn batch_norm_train(
         Path::Native => batch_norm::batch_norm_train_cpu(x, gamma, beta, eps, relu),
         Path::ViaF32 => {
             let f = |t: &Tensor| t.to_dtype(DType::F32);
-            let r = batch_norm::batch_norm_train_cpu(&f(x)?, &f(gamma)?, &f(beta)?, eps, relu)?;
-            Ok(BatchNormTrain {
-                y: r.y.to_dtype(x.dtype())?,
-                mean: r.mean.to_dtype(x.dtype())?,
-                var: r.var.to_dtype(x.dtype())?,
-            })
+            batch_norm::batch_norm_train_cpu(&f(x)?, &f(gamma)?, &f(beta)?, eps, relu)?
+                .to_dtype(x.dtype())
         }
         Path::Composite => composite::batch_norm_train(x, gamma, beta, eps, relu),
+    }
+}
+
+/// [`batch_norm_train`] (then ReLU when `relu`) with its output fed straight into
+/// [`depthwise_conv2d`] with `weight` over `win`; `y` of the result is the convolution's
+/// output, `mean` and `var` the batch statistics. The same values as the two ops in turn,
+/// with backward for `x`, `gamma`, `beta` and `weight`.
+///
+/// On CPU one fused custom op that never stores the normalised tensor (each plane is
+/// normalised into a per-thread buffer as the convolution reads it, and again in the
+/// backward), so a training step holds one activation less; elsewhere the two ops in turn.
+///
+/// # Shapes
+/// `x`: `[N, C, H, W]`, `gamma`, `beta`: `[C]`, `weight`: `[C * multiplier, 1, kh, kw]` ->
+/// `y`: `[N, C * multiplier, OH, OW]`, `mean`, `var`: `[C]`.
+pub fn batch_norm_depthwise_train(
+    x: &Tensor,
+    (gamma, beta, eps, relu): (&Tensor, &Tensor, f64, bool),
+    weight: &Tensor,
+    win: &Window2d,
+) -> Result<BatchNormTrain> {
+    match path(&[x, gamma, beta, weight]) {
+        Path::Native => {
+            norm_depthwise::batch_norm_depthwise_train_cpu(x, (gamma, beta, eps, relu), weight, win)
+        }
+        Path::ViaF32 => {
+            let f = |t: &Tensor| t.to_dtype(DType::F32);
+            let norm = (&f(gamma)?, &f(beta)?, eps, relu);
+            norm_depthwise::batch_norm_depthwise_train_cpu(&f(x)?, norm, &f(weight)?, win)?
+                .to_dtype(x.dtype())
+        }
+        Path::Composite => {
+            let r = composite::batch_norm_train(x, gamma, beta, eps, relu)?;
+            Ok(BatchNormTrain {
+                y: taps::depthwise_conv2d(&r.y, weight, win)?,
+                ..r
+            })
+        }
     }
 }
 

@@ -170,6 +170,10 @@ impl Primitive for DepthwiseConv2d {
         Some(vec![out, oh, ow])
     }
 
+    fn takes_batch_norm_input(&self) -> bool {
+        true
+    }
+
     fn expand(&self, emit: &mut Emit) -> TokenStream {
         let rt = rt();
         let (in_c, path) = (emit.in_channels(), emit.path);
@@ -210,6 +214,10 @@ impl Primitive for SeparableConv2d {
         info.flops = flops(&[oh, ow, mid, kh, kw]).saturating_add(flops(&[oh, ow, mid, filters]));
         info.pad = pad;
         Some(vec![filters, oh, ow])
+    }
+
+    fn takes_batch_norm_input(&self) -> bool {
+        true
     }
 
     fn expand(&self, emit: &mut Emit) -> TokenStream {

@@ -66,6 +66,19 @@ pub trait Primitive {
     fn is_relu(&self) -> bool {
         false
     }
+
+    /// Whether this layer is a batch norm, which a following layer may take into its input
+    /// (see [`Primitive::takes_batch_norm_input`]).
+    fn is_batch_norm(&self) -> bool {
+        false
+    }
+
+    /// Whether this layer can run a directly preceding batch norm (and its fused relu) on its
+    /// input itself: its runtime layer implements `NormalizedInput`, and it declares its field
+    /// through [`Emit::module`].
+    fn takes_batch_norm_input(&self) -> bool {
+        false
+    }
 }
 
 /// Wraps a layer into an [`Op`].
@@ -93,6 +106,9 @@ pub struct Emit<'a> {
     /// Set when the `relu` after this layer runs inside it (see
     /// [`Primitive::fuses_following_relu`]).
     pub fuse_relu: bool,
+    /// The field of the batch norm that runs inside this layer, on its input (see
+    /// [`Primitive::takes_batch_norm_input`]).
+    pub norm_input: Option<Ident>,
     /// The model's fields so far.
     pub(crate) fields: &'a mut Vec<Field>,
 }
@@ -115,10 +131,16 @@ impl Emit<'_> {
     }
 
     /// Declares the field and returns the statement running it as a `candle_core::Module`.
+    /// With [`Emit::norm_input`], the statement runs the batch norm and the layer in one call.
     pub fn module(&mut self, ty: TokenStream, init: TokenStream) -> TokenStream {
         let f = self.field(ty, init);
-        let cc = tokens::cc();
-        quote!(let x = #cc::Module::forward(&self.#f, &x)?;)
+        let (cc, rt) = (tokens::cc(), tokens::rt());
+        match &self.norm_input {
+            Some(norm) => {
+                quote!(let x = #rt::layers::NormalizedInput::forward_normalized(&self.#f, &self.#norm, &x, train)?;)
+            }
+            None => quote!(let x = #cc::Module::forward(&self.#f, &x)?;),
+        }
     }
 
     /// Declares the field and returns the statement running it as a `candle_nn::ModuleT`

@@ -56,6 +56,10 @@ impl Primitive for BatchNorm {
     fn fuses_following_relu(&self) -> bool {
         true
     }
+
+    fn is_batch_norm(&self) -> bool {
+        true
+    }
 }
 
 /// `layer_norm2d`: layer norm over the channels at each position (ConvNeXt's channels-first

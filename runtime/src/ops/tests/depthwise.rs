@@ -6,18 +6,18 @@ use crate::ops::{self, composite, depthwise, taps, Pad2d, Window2d};
 use candle_core::{DType, Tensor, Var};
 
 #[derive(Debug, Clone, Copy)]
-struct Case {
-    n: usize,
-    c: usize,
-    m: usize,
-    h: usize,
-    w: usize,
-    win: Window2d,
+pub(super) struct Case {
+    pub n: usize,
+    pub c: usize,
+    pub m: usize,
+    pub h: usize,
+    pub w: usize,
+    pub win: Window2d,
 }
 
 impl Case {
     #[allow(clippy::too_many_arguments)]
-    fn new(
+    pub(super) fn new(
         n: usize,
         c: usize,
         m: usize,
@@ -46,15 +46,15 @@ impl Case {
         self.win.output_size(self.h, self.w).expect("case fits")
     }
 
-    fn x_dims(&self) -> [usize; 4] {
+    pub(super) fn x_dims(&self) -> [usize; 4] {
         [self.n, self.c, self.h, self.w]
     }
 
-    fn w_dims(&self) -> [usize; 4] {
+    pub(super) fn w_dims(&self) -> [usize; 4] {
         [self.c * self.m, 1, self.win.kernel.0, self.win.kernel.1]
     }
 
-    fn y_dims(&self) -> [usize; 4] {
+    pub(super) fn y_dims(&self) -> [usize; 4] {
         let (oh, ow) = self.out();
         [self.n, self.c * self.m, oh, ow]
     }
@@ -115,7 +115,7 @@ impl Case {
 }
 
 /// Hand-picked edge cases plus random ones.
-fn cases() -> Vec<Case> {
+pub(super) fn cases() -> Vec<Case> {
     let z = Pad2d::ZERO;
     let mut v = vec![
         // 3x3 "same", stride 1.

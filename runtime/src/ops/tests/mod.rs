@@ -10,4 +10,5 @@ mod common;
 mod batch_norm;
 mod conv;
 mod depthwise;
+mod norm_depthwise;
 mod pool;
