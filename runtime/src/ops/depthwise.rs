@@ -481,21 +481,49 @@ type FlatScratch<T> = (Vec<T>, Vec<T>);
 /// path's and the normalised plane.
 type NormScratch<T> = (FlatScratch<T>, Vec<T>);
 
+/// `acc[i] = Σ_t wk[t] * xpad[i + off[t]]`: blocks of 64, then 8 outputs held in registers
+/// over all taps (one load per tap and output, one store per output), then one at a time.
 #[inline(always)]
 fn flat_conv_impl<T: Real, const FMA: bool>(off: &[usize], xpad: &[T], wk: &[T], acc: &mut [T]) {
-    let n = acc.len();
-    let mut taps = off.iter().zip(wk);
-    // The first tap sets `acc`, the others add to it.
-    if let Some((&o, &w)) = taps.next() {
-        for (a, &x) in acc.iter_mut().zip(&xpad[o..o + n]) {
-            *a = w * x;
+    let i = flat_conv_blocks::<T, FMA, 64>(off, xpad, wk, acc, 0);
+    let i = flat_conv_blocks::<T, FMA, 8>(off, xpad, wk, acc, i);
+    for (j, a) in acc.iter_mut().enumerate().skip(i) {
+        let mut s = T::ZERO;
+        for (&o, &w) in off.iter().zip(wk) {
+            s = T::madd::<FMA>(w, xpad[j + o], s);
         }
-    }
-    for (&o, &w) in taps {
-        axpy::<T, FMA>(w, &xpad[o..o + n], acc);
+        *a = s;
     }
 }
 
+/// [`flat_conv_impl`] on the whole blocks of `L` outputs from `i`; returns where they end.
+#[inline(always)]
+fn flat_conv_blocks<T: Real, const FMA: bool, const L: usize>(
+    off: &[usize],
+    xpad: &[T],
+    wk: &[T],
+    acc: &mut [T],
+    mut i: usize,
+) -> usize {
+    while i + L <= acc.len() {
+        let mut r = [T::ZERO; L];
+        for (&o, &w) in off.iter().zip(wk) {
+            let x = &xpad[i + o..][..L];
+            for l in 0..L {
+                r[l] = T::madd::<FMA>(w, x[l], r[l]);
+            }
+        }
+        acc[i..i + L].copy_from_slice(&r);
+        i += L;
+    }
+    i
+}
+
+/// Taps whose weight-gradient sums [`flat_weight_grad_impl`] keeps in registers at once.
+const GRAD_TAPS: usize = 9;
+
+/// `acc[t] += Σ_i gy[i] * xpad[i + off[t]]`, for up to [`GRAD_TAPS`] taps at a time over
+/// blocks of 8 values: each block of `gy` is loaded once for all those taps.
 #[inline(always)]
 fn flat_weight_grad_impl<T: Real, const FMA: bool>(
     off: &[usize],
@@ -503,9 +531,30 @@ fn flat_weight_grad_impl<T: Real, const FMA: bool>(
     gy: &[T],
     acc: &mut [T],
 ) {
+    const L: usize = 8;
     let n = gy.len();
-    for (&o, a) in off.iter().zip(acc.iter_mut()) {
-        *a += dot::<T, FMA>(gy, &xpad[o..o + n]);
+    let body = n - n % L;
+    for (offs, accs) in off.chunks(GRAD_TAPS).zip(acc.chunks_mut(GRAD_TAPS)) {
+        let mut r = [[T::ZERO; L]; GRAD_TAPS];
+        for i in (0..body).step_by(L) {
+            let g = &gy[i..i + L];
+            for (rt, &o) in r.iter_mut().zip(offs) {
+                let x = &xpad[i + o..][..L];
+                for l in 0..L {
+                    rt[l] = T::madd::<FMA>(g[l], x[l], rt[l]);
+                }
+            }
+        }
+        for ((a, rt), &o) in accs.iter_mut().zip(&r).zip(offs) {
+            let mut s = T::ZERO;
+            for j in body..n {
+                s = T::madd::<FMA>(gy[j], xpad[j + o], s);
+            }
+            for &v in rt {
+                s += v;
+            }
+            *a += s;
+        }
     }
 }
 
