@@ -21,6 +21,8 @@ struct Gen {
     /// The batch norm field whose output the layer being generated takes as its input (see
     /// [`Emit::norm_input`]).
     norm_input: Option<Ident>,
+    /// The max pool the layer being generated runs on its output (see [`Emit::pooled_by`]).
+    pooled_by: Option<TokenStream>,
     /// Save ids of the labelled layers whose output an `@label` uses.
     saved: std::collections::BTreeSet<usize>,
 }
@@ -47,23 +49,34 @@ impl Gen {
     /// A sequence of nodes; `batch_norm, relu` pairs become one fused batch norm (the relu
     /// keeps its summary row), and a batch norm (with its relu) whose output only feeds a
     /// layer that takes a normalised input (a depthwise or separable convolution) runs inside
-    /// that layer's call, so training never stores the normalised tensor.
+    /// that layer's call, so training never stores the normalised tensor; likewise a max
+    /// pool right after a layer that can pool its own output (a separable convolution).
     fn seq(&mut self, nodes: &[Node], scope: &str) -> TokenStream {
         let mut stmts = Vec::with_capacity(nodes.len());
         let mut i = 0;
         while i < nodes.len() {
             let layer = |j: usize| nodes.get(j).and_then(primitive);
+            let kept = |j: usize| self.is_saved(&nodes[j]);
             let fuse = layer(i).is_some_and(|p| p.fuses_following_relu())
-                && !self.is_saved(&nodes[i])
+                && !kept(i)
                 && layer(i + 1).is_some_and(|p| p.is_relu());
             let next = if fuse { i + 2 } else { i + 1 };
             let into_next = layer(i).is_some_and(|p| p.is_batch_norm())
-                && nodes[i..next].iter().all(|n| !self.is_saved(n))
+                && (i..next).all(|j| !kept(j))
                 && layer(next).is_some_and(|p| p.takes_batch_norm_input());
+            // The layer that may run a following max pool on its output.
+            let conv = if into_next { next } else { i };
+            let pool = if layer(conv).is_some_and(|p| p.takes_pooled_output()) && !kept(conv) {
+                layer(conv + 1).and_then(|p| p.max_pool(&nodes[conv + 1].info))
+            } else {
+                None
+            };
             self.fuse_relu = fuse;
+            self.pooled_by = if into_next { None } else { pool.clone() };
             let mut stmt = self.node(&nodes[i], scope);
             let norm_field = self.fields.last().map(|f| f.ident.clone());
             self.fuse_relu = false;
+            self.pooled_by = None;
             if fuse {
                 // Only the summary row: the relu runs inside the batch norm.
                 let _ = self.node(&nodes[i + 1], scope);
@@ -72,9 +85,16 @@ impl Gen {
             if into_next {
                 // The batch norm's statement is dropped; the layer's call runs it.
                 self.norm_input = norm_field;
+                self.pooled_by = pool.clone();
                 stmt = self.node(&nodes[next], scope);
                 self.norm_input = None;
+                self.pooled_by = None;
                 last = next;
+            }
+            if pool.is_some() {
+                // Only the summary row: the pool runs inside the layer before it.
+                let _ = self.node(&nodes[conv + 1], scope);
+                last = conv + 1;
             }
             // Each step moves the previous activation into its own block, so it is dropped as
             // soon as the step's output exists (shadowing alone would keep it to the end of
@@ -100,6 +120,7 @@ impl Gen {
                 info,
                 fuse_relu: self.fuse_relu,
                 norm_input: self.norm_input.clone(),
+                pooled_by: self.pooled_by.clone(),
                 fields: &mut self.fields,
             }),
             Op::Nested { path: model, .. } => {
@@ -108,6 +129,7 @@ impl Gen {
                     info,
                     fuse_relu: false,
                     norm_input: None,
+                    pooled_by: None,
                     fields: &mut self.fields,
                 }
                 .module_t(quote!(#model), quote!(<#model>::new(vb.pp(#path))?));

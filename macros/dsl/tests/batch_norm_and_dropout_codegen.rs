@@ -120,3 +120,44 @@ fn batch_norm_stays_apart_when_its_output_is_used_elsewhere_or_feeds_another_lay
         assert_eq!((module_t, normalized), (1, 0), "{body}: {out}");
     }
 }
+
+#[test]
+fn max_pool_after_a_separable_convolution_runs_inside_it() {
+    let out = expand(quote! {
+        pub M(4, 8, 8) -> (8, 2, 2) {
+            batch_norm, relu, separable_conv2d(8, 3, padding = same),
+            max_pool2d(3, stride = 2, padding = same),
+            separable_conv2d(8, 3, padding = same), max_pool2d(2),
+        }
+    });
+    assert!(!out.contains("compile_error"), "{out}");
+    let pooled = "PooledOutput::forward_pooled(&self.";
+    assert_eq!(out.matches(pooled).count(), 2, "{out}");
+    assert!(
+        out.contains("forward_pooled(&self.sep1,::core::option::Option::Some(&self.bn1),&::convnet::__private::runtime::layers::MaxPool2d{window:::convnet::__private::runtime::layers::Window2d::new((3usize,3usize),(2usize,2usize),"),
+        "{out}"
+    );
+    assert!(
+        out.contains("forward_pooled(&self.sep2,::core::option::Option::None,&"),
+        "{out}"
+    );
+    assert_eq!(calls(&out), (0, 0, 0), "{out}");
+    assert_eq!(out.matches("SummaryRow{").count(), 6, "{out}");
+}
+
+#[test]
+fn pooling_stays_apart_when_the_convolution_output_is_used_or_the_pool_averages() {
+    for body in [
+        quote!(s: separable_conv2d(4, 3, padding = same), max_pool2d(1), concat { identity, @s }),
+        quote!(separable_conv2d(8, 3, padding = same), avg_pool2d(1)),
+        quote!(conv2d(8, 1), max_pool2d(1)),
+    ] {
+        let out = expand(quote! { pub M(4, 8, 8) -> (8, 8, 8) { #body } });
+        assert!(!out.contains("compile_error"), "{body}: {out}");
+        assert!(!out.contains("forward_pooled"), "{body}: {out}");
+        // The convolution and the pool each run on their own.
+        assert_eq!(calls(&out).0, 1, "{body}: {out}");
+        let pool = "Module::forward(&::convnet::__private::runtime::layers::";
+        assert_eq!(out.matches(pool).count(), 1, "{body}: {out}");
+    }
+}

@@ -13,6 +13,7 @@
 //! | [`avg_pool2d`] | fast custom op (`pool.rs`) | converted to `f32`, fast op | `taps.rs` |
 //! | [`batch_norm_train`], [`batch_norm_eval`], [`channel_affine`] | fast custom op (`batch_norm.rs`) | converted to `f32`, fast op | candle ops (`composite.rs`) |
 //! | [`batch_norm_depthwise_train`] | fused custom op (`norm_depthwise.rs`) | converted to `f32`, fused op | [`batch_norm_train`] then [`depthwise_conv2d`] |
+//! | [`pointwise_max_pool2d`] | fused custom op (`pointwise_pool.rs`) | converted to `f32`, fused op | [`pointwise_conv2d`] then [`max_pool2d`] |
 //! | [`conv2d`] | fast custom op (`dense.rs`) | converted to `f32`, fast op | candle `conv2d` (`composite.rs`) |
 //! | [`pointwise_conv2d`] | fast custom op (`pointwise.rs`) | converted to `f32`, fast op | candle matmuls (`composite.rs`) |
 //! | [`pad2d_with`] | candle ops everywhere | | |
@@ -65,6 +66,7 @@ mod depthwise;
 mod gemm;
 mod norm_depthwise;
 mod pointwise;
+mod pointwise_pool;
 mod pool;
 mod taps;
 #[cfg(test)]
@@ -279,6 +281,27 @@ pub fn pointwise_conv2d(x: &Tensor, weight: &Tensor, stride: (usize, usize)) -> 
         )?
         .to_dtype(x.dtype()),
         Path::Composite => composite::pointwise_conv2d(x, weight, stride),
+    }
+}
+
+/// [`max_pool2d`] over `win` of the stride-1 [`pointwise_conv2d`] of `x` with `weight`: the
+/// same values as the two ops in turn, with backward for `x` and `weight`.
+///
+/// On CPU one fused custom op that pools the convolution's output as soon as it exists and
+/// keeps only the winners for the backward, so a training step does not hold the
+/// convolution's output; elsewhere the two ops in turn.
+///
+/// # Shapes
+/// `x`: `[N, C, H, W]`, `weight`: `[O, C, 1, 1]` -> `[N, O, OH, OW]`, with
+/// `(OH, OW) = win.output_size(H, W)`.
+pub fn pointwise_max_pool2d(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<Tensor> {
+    match path(&[x, weight]) {
+        Path::Native => pointwise_pool::pointwise_max_pool2d_cpu(x, weight, win),
+        Path::ViaF32 => {
+            let f = |t: &Tensor| t.to_dtype(DType::F32);
+            pointwise_pool::pointwise_max_pool2d_cpu(&f(x)?, &f(weight)?, win)?.to_dtype(x.dtype())
+        }
+        Path::Composite => taps::max_pool2d(&composite::pointwise_conv2d(x, weight, (1, 1))?, win),
     }
 }
 

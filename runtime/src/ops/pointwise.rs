@@ -35,12 +35,12 @@ pub(crate) fn pointwise_conv2d_cpu(
 
 /// Geometry of one 1x1 convolution.
 #[derive(Debug, Clone, Copy)]
-struct Geom {
-    n: usize,
+pub(super) struct Geom {
+    pub n: usize,
     c: usize,
-    o: usize,
-    h: usize,
-    w: usize,
+    pub o: usize,
+    pub h: usize,
+    pub w: usize,
     sh: usize,
     sw: usize,
     oh: usize,
@@ -48,7 +48,7 @@ struct Geom {
 }
 
 impl Geom {
-    fn new(x: &[usize], weight: &[usize], (sh, sw): (usize, usize)) -> Result<Geom> {
+    pub(super) fn new(x: &[usize], weight: &[usize], (sh, sw): (usize, usize)) -> Result<Geom> {
         let (&[n, c, h, w], &[o, ci, 1, 1]) = (x, weight) else {
             candle_core::bail!(
                 "pointwise_conv2d: weight {weight:?} is not [O, C, 1, 1] or input {x:?} is not [N, C, H, W]"
@@ -112,16 +112,17 @@ struct PointwiseFwd {
 }
 
 /// `(gy, weight) -> dx`, for an input of `h` x `w`.
-struct PointwiseBwdInput {
-    g: Geom,
+pub(super) struct PointwiseBwdInput {
+    pub g: Geom,
 }
 
 /// `(x, gy) -> dweight`.
-struct PointwiseBwdWeight {
-    stride: (usize, usize),
+pub(super) struct PointwiseBwdWeight {
+    pub stride: (usize, usize),
 }
 
-fn forward<T: Real>(g: &Geom, x: &[T], weight: &[T]) -> Vec<T> {
+/// `y[n] = W · x[n]` for every image.
+pub(super) fn forward<T: Real>(g: &Geom, x: &[T], weight: &[T]) -> Vec<T> {
     let wm = Mat::row_major(weight, g.o, g.c);
     let t = g.threads();
     // SAFETY: each multiply writes its whole `[O, P]` plane.

@@ -20,7 +20,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use std::sync::{Arc, Mutex};
 
 /// Marks an output whose window holds no input position (all padding).
-const NONE: u32 = u32::MAX;
+pub(super) const NONE: u32 = u32::MAX;
 
 /// Max pooling on CPU through the custom ops of this module, with backward.
 ///
@@ -304,7 +304,9 @@ fn max_plane_table<T: Real>(
     }
 }
 
-fn max_forward<T: Real>(
+/// Max pooling of `nplanes` planes of `x`, with the winners (each one's index in its plane)
+/// when `save_argmax`.
+pub(super) fn max_forward<T: Real>(
     nplanes: usize,
     g: &Plane,
     x: &[T],
@@ -452,9 +454,9 @@ impl CustomOp1 for MaxPool {
 }
 
 /// Max-pool backward op: `gy -> dx`, scattering into the saved winners.
-struct MaxPoolBwd {
-    argmax: Arc<Vec<u32>>,
-    x_shape: (usize, usize, usize, usize),
+pub(super) struct MaxPoolBwd {
+    pub argmax: Arc<Vec<u32>>,
+    pub x_shape: (usize, usize, usize, usize),
 }
 
 impl CustomOp1 for MaxPoolBwd {

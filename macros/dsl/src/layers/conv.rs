@@ -220,6 +220,10 @@ impl Primitive for SeparableConv2d {
         true
     }
 
+    fn takes_pooled_output(&self) -> bool {
+        true
+    }
+
     fn expand(&self, emit: &mut Emit) -> TokenStream {
         let rt = rt();
         let (in_c, path) = (emit.in_channels(), emit.path);

@@ -79,6 +79,19 @@ pub trait Primitive {
     fn takes_batch_norm_input(&self) -> bool {
         false
     }
+
+    /// Whether this layer can run a directly following max pool on its output itself: its
+    /// runtime layer implements `PooledOutput`, and it declares its field through
+    /// [`Emit::module`].
+    fn takes_pooled_output(&self) -> bool {
+        false
+    }
+
+    /// For a max pool, the expression of its runtime layer (a value of
+    /// `layers::MaxPool2d`), with the padding inference resolved into `info`.
+    fn max_pool(&self, _info: &Info) -> Option<TokenStream> {
+        None
+    }
 }
 
 /// Wraps a layer into an [`Op`].
@@ -109,6 +122,9 @@ pub struct Emit<'a> {
     /// The field of the batch norm that runs inside this layer, on its input (see
     /// [`Primitive::takes_batch_norm_input`]).
     pub norm_input: Option<Ident>,
+    /// The max pool that runs inside this layer, on its output (see
+    /// [`Primitive::takes_pooled_output`]).
+    pub pooled_by: Option<TokenStream>,
     /// The model's fields so far.
     pub(crate) fields: &'a mut Vec<Field>,
 }
@@ -131,15 +147,25 @@ impl Emit<'_> {
     }
 
     /// Declares the field and returns the statement running it as a `candle_core::Module`.
-    /// With [`Emit::norm_input`], the statement runs the batch norm and the layer in one call.
+    /// With [`Emit::norm_input`] or [`Emit::pooled_by`], the statement runs the batch norm
+    /// before the layer and the max pool after it in the same call.
     pub fn module(&mut self, ty: TokenStream, init: TokenStream) -> TokenStream {
         let f = self.field(ty, init);
         let (cc, rt) = (tokens::cc(), tokens::rt());
-        match &self.norm_input {
-            Some(norm) => {
-                quote!(let x = #rt::layers::NormalizedInput::forward_normalized(&self.#f, &self.#norm, &x, train)?;)
+        match (&self.norm_input, &self.pooled_by) {
+            (None, None) => quote!(let x = #cc::Module::forward(&self.#f, &x)?;),
+            (Some(norm), None) => quote! {
+                let x = #rt::layers::NormalizedInput::forward_normalized(&self.#f, &self.#norm, &x, train)?;
+            },
+            (norm, Some(pool)) => {
+                let norm = match norm {
+                    Some(norm) => quote!(::core::option::Option::Some(&self.#norm)),
+                    None => quote!(::core::option::Option::None),
+                };
+                quote! {
+                    let x = #rt::layers::PooledOutput::forward_pooled(&self.#f, #norm, &#pool, &x, train)?;
+                }
             }
-            None => quote!(let x = #cc::Module::forward(&self.#f, &x)?;),
         }
     }
 

@@ -67,15 +67,28 @@ impl Primitive for Pool2d {
     }
 
     fn expand(&self, emit: &mut Emit) -> TokenStream {
-        let (rt, cc) = (rt(), cc());
+        let cc = cc();
+        let layer = self.layer(emit.info);
+        quote!(let x = #cc::Module::forward(&#layer, &x)?;)
+    }
+
+    fn max_pool(&self, info: &Info) -> Option<TokenStream> {
+        self.max.then(|| self.layer(info))
+    }
+}
+
+impl Pool2d {
+    /// The runtime layer, with the padding that inference resolved into `info`.
+    fn layer(&self, info: &Info) -> TokenStream {
+        let rt = rt();
         let ((kh, kw), (sh, sw)) = (self.kernel, self.stride);
-        let pad = pad2d(&emit.info.pad);
+        let pad = pad2d(&info.pad);
         let layer = if self.max {
             quote!(MaxPool2d)
         } else {
             quote!(AvgPool2d)
         };
-        quote!(let x = #cc::Module::forward(&#rt::layers::#layer { window: #rt::layers::Window2d::new((#kh, #kw), (#sh, #sw), #pad) }, &x)?;)
+        quote!(#rt::layers::#layer { window: #rt::layers::Window2d::new((#kh, #kw), (#sh, #sw), #pad) })
     }
 }
 

@@ -11,4 +11,5 @@ mod batch_norm;
 mod conv;
 mod depthwise;
 mod norm_depthwise;
+mod pointwise_pool;
 mod pool;
