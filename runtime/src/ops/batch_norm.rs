@@ -274,6 +274,17 @@ fn moments_impl<T: Real, const FMA: bool>(x: &[T], k: T, out: &mut [f64; 2]) {
     out[1] += s2.iter().map(|v| v.to_f64()).sum::<f64>();
 }
 
+/// `relu?(x * a + b)`.
+#[inline(always)]
+fn affine_value<T: Real, const FMA: bool>(x: T, a: T, b: T, relu: bool) -> T {
+    let t = pre_activation::<T, FMA>(x, a, b);
+    if relu && t <= T::ZERO {
+        T::ZERO
+    } else {
+        t
+    }
+}
+
 /// `out = relu?(x * a + b)`.
 #[inline(always)]
 fn affine_impl<T: Real, const FMA: bool>(
@@ -284,8 +295,15 @@ fn affine_impl<T: Real, const FMA: bool>(
     relu: bool,
 ) {
     for (o, &v) in out.iter_mut().zip(x) {
-        let t = pre_activation::<T, FMA>(v, a, b);
-        o.write(if relu && t <= T::ZERO { T::ZERO } else { t });
+        o.write(affine_value::<T, FMA>(v, a, b, relu));
+    }
+}
+
+/// [`affine_impl`] into initialised memory.
+#[inline(always)]
+fn affine_row_impl<T: Real, const FMA: bool>(x: &[T], out: &mut [T], a: T, b: T, relu: bool) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = affine_value::<T, FMA>(v, a, b, relu);
     }
 }
 
@@ -350,6 +368,7 @@ fn grad_input_impl<T: Real, const FMA: bool>(
 
 multiversion!(fn moments<T>(x: &[T], k: T, out: &mut [f64; 2]) => moments_impl);
 multiversion!(pub(super) fn affine_plane<T>(x: &[T], out: &mut [MaybeUninit<T>], a: T, b: T, relu: bool) => affine_impl);
+multiversion!(pub(super) fn affine_row<T>(x: &[T], out: &mut [T], a: T, b: T, relu: bool) => affine_row_impl);
 multiversion!(fn grad_sums<T>(x: &[T], dy: &[T], a: T, b: T, m: T, relu: bool, out: &mut [f64; 2]) => grad_sums_impl);
 multiversion!(fn grad_input<T>(x: &[T], dy: &[T], out: &mut [MaybeUninit<T>], act: (T, T, bool), k: (T, T, T)) => grad_input_impl);
 

@@ -8,10 +8,15 @@
 //! [`depthwise_conv2d_cpu`] is the entry point; [`super::depthwise_conv2d`] dispatches to it
 //! on CPU and to the composite reference elsewhere.
 
-use super::cpu::{contiguous, conv_grads, multiversion, par_planes, per_thread, tap, Plane, Real};
+use super::batch_norm::affine_row;
+use super::cpu::{
+    contiguous, conv_grads, multiversion, par_planes, par_planes_uninit, per_thread, tap, Plane,
+    Real,
+};
 use super::Window2d;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Depthwise convolution on CPU through the custom ops of this module, with backward.
 ///
@@ -134,6 +139,11 @@ fn input_plane<'a, T: Real>(
     // SAFETY: `affine_plane` wrote all `hw` elements.
     unsafe { buf.set_len(hw) };
     buf
+}
+
+/// Channel `ch`'s `(scale, shift, relu)` in `T`, with `norm`.
+fn channel_norm<T: Real>(norm: Option<&InputNorm>, ch: usize) -> Option<(T, T, bool)> {
+    norm.map(|n| (T::from_f64(n.scale[ch]), T::from_f64(n.shift[ch]), n.relu))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -421,68 +431,134 @@ impl Flat {
         })
     }
 
-    /// Copies plane `inp` (`p.h` x `p.w`) into `buf` at `(p.pt, p.pl)`, zeros around. Each
-    /// element is written once (the buffer is reused from plane to plane, so only the
-    /// margins are zeroed, not the whole buffer first).
-    fn pad<T: Real>(&self, p: &Plane, inp: &[T], buf: &mut Vec<T>) {
-        buf.resize(self.len, T::ZERO);
+    /// Copies plane `inp` (`p.h` x `p.w`) into `s.pad` at `(p.pt, p.pl)`, zeros around. The
+    /// buffer is reused from plane to plane: the margins are zeroed when it is first sized for
+    /// this plane geometry and stay zero, so each plane costs only its rows' copies.
+    /// With `norm`, each row is normalised (`relu?(x * scale + shift)`) as it is copied.
+    fn pad<T: Real>(
+        &self,
+        p: &Plane,
+        inp: &[T],
+        norm: Option<(T, T, bool)>,
+        s: &mut FlatScratch<T>,
+    ) {
         let pw = self.pw;
+        let key = [self.len, pw, p.pt, p.pl, p.h, p.w];
+        if s.pad_key != Some(key) {
+            s.pad.clear();
+            s.pad.resize(self.len, T::ZERO);
+            s.pad_key = Some(key);
+        }
         let (left, n) = (p.pl.min(pw), p.w.min(pw.saturating_sub(p.pl)));
         let rows = p.h.min(self.ph.saturating_sub(p.pt));
         let top = p.pt.min(self.ph) * pw;
-        buf[..top].fill(T::ZERO);
         for (row, r) in inp
             .chunks_exact(p.w)
-            .zip(buf[top..top + rows * pw].chunks_exact_mut(pw))
+            .zip(s.pad[top..top + rows * pw].chunks_exact_mut(pw))
         {
-            r[..left].fill(T::ZERO);
-            r[left..left + n].copy_from_slice(&row[..n]);
-            r[left + n..].fill(T::ZERO);
+            let dst = &mut r[left..left + n];
+            match norm {
+                None => dst.copy_from_slice(&row[..n]),
+                Some((a, b, relu)) => affine_row(&row[..n], dst, a, b, relu),
+            }
         }
-        buf[top + rows * pw..].fill(T::ZERO);
+    }
+
+    /// The convolution of plane `inp` with `wk`, as `oh` rows of `pw` in `s.out` (columns
+    /// `ow..pw` of each row are to be discarded).
+    fn conv_flat<T: Real>(
+        &self,
+        p: &Plane,
+        (inp, norm): (&[T], Option<(T, T, bool)>),
+        wk: &[T],
+        s: &mut FlatScratch<T>,
+    ) {
+        self.pad(p, inp, norm, s);
+        // Sized only: `flat_conv` overwrites it (and the weight gradient's zero columns).
+        s.out.resize(self.rows, T::ZERO);
+        s.out_zero_pad = false;
+        flat_conv(&self.off, &s.pad, wk, &mut s.out);
+    }
+
+    /// `out` (`oh` x `ow`, uninitialised) = the convolution of plane `inp` (normalised by
+    /// `norm` if given) with `wk`.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_into<T: Real>(
+        &self,
+        p: &Plane,
+        (inp, norm): (&[T], Option<(T, T, bool)>),
+        wk: &[T],
+        s: &mut FlatScratch<T>,
+        out: &mut [MaybeUninit<T>],
+    ) {
+        self.conv_flat(p, (inp, norm), wk, s);
+        for (o, a) in out.chunks_exact_mut(p.ow).zip(s.out.chunks_exact(self.pw)) {
+            for (o, &a) in o.iter_mut().zip(a) {
+                o.write(a);
+            }
+        }
     }
 
     /// `out` (`oh` x `ow`) += the convolution of plane `inp` with `wk`.
     fn conv<T: Real>(&self, p: &Plane, inp: &[T], wk: &[T], s: &mut FlatScratch<T>, out: &mut [T]) {
-        self.pad(p, inp, &mut s.0);
-        // Sized only: `flat_conv` overwrites it.
-        s.1.resize(self.rows, T::ZERO);
-        flat_conv(&self.off, &s.0, wk, &mut s.1);
-        for (o, a) in out.chunks_exact_mut(p.ow).zip(s.1.chunks_exact(self.pw)) {
+        self.conv_flat(p, (inp, None), wk, s);
+        for (o, a) in out.chunks_exact_mut(p.ow).zip(s.out.chunks_exact(self.pw)) {
             for (o, &a) in o.iter_mut().zip(a) {
                 *o += a;
             }
         }
     }
 
-    /// `acc` (`kh * kw`) += the correlation of plane `inp` with output gradient `gy`.
+    /// `acc` (`kh * kw`) += the correlation of plane `inp` (normalised by `norm` if given)
+    /// with output gradient `gy`.
     fn weight_grad<T: Real>(
         &self,
         p: &Plane,
-        inp: &[T],
+        (inp, norm): (&[T], Option<(T, T, bool)>),
         gy: &[T],
         s: &mut FlatScratch<T>,
         acc: &mut [T],
     ) {
-        self.pad(p, inp, &mut s.0);
-        s.1.clear();
-        for row in gy.chunks_exact(p.ow) {
-            s.1.extend_from_slice(row);
-            s.1.resize(s.1.len() + self.pw - p.ow, T::ZERO);
+        self.pad(p, inp, norm, s);
+        // `gy` laid out as the flat output: rows of `pw`, the last `pw - ow` columns zero
+        // (zeroed once, then only the rows' values are copied).
+        if !s.out_zero_pad || s.out.len() != self.rows {
+            s.out.clear();
+            s.out.resize(self.rows, T::ZERO);
+            s.out_zero_pad = true;
         }
-        flat_weight_grad(&self.off, &s.0, &s.1, acc);
+        for (row, r) in gy.chunks_exact(p.ow).zip(s.out.chunks_exact_mut(self.pw)) {
+            r[..p.ow].copy_from_slice(row);
+        }
+        flat_weight_grad(&self.off, &s.pad, &s.out, acc);
     }
 }
 
-/// Per-thread buffers of the flat path: the padded input and the flat output (or gradient).
-type FlatScratch<T> = (Vec<T>, Vec<T>);
+/// Per-thread buffers of the flat path: the padded input (with the plane geometry its zero
+/// margins were made for) and the flat output or output gradient (whether its padding
+/// columns are zero).
+struct FlatScratch<T> {
+    pad: Vec<T>,
+    pad_key: Option<[usize; 6]>,
+    out: Vec<T>,
+    out_zero_pad: bool,
+}
 
 /// Per-thread buffers of a kernel reading (possibly normalised) input planes: the flat
 /// path's and the normalised plane.
 type NormScratch<T> = (FlatScratch<T>, Vec<T>);
 
-/// `acc[i] = Σ_t wk[t] * xpad[i + off[t]]`: blocks of 64, then 8 outputs held in registers
-/// over all taps (one load per tap and output, one store per output), then one at a time.
+impl<T> Default for FlatScratch<T> {
+    fn default() -> Self {
+        FlatScratch {
+            pad: Vec::new(),
+            pad_key: None,
+            out: Vec::new(),
+            out_zero_pad: false,
+        }
+    }
+}
+
 #[inline(always)]
 fn flat_conv_impl<T: Real, const FMA: bool>(off: &[usize], xpad: &[T], wk: &[T], acc: &mut [T]) {
     let i = flat_conv_blocks::<T, FMA, 64>(off, xpad, wk, acc, 0);
@@ -568,16 +644,22 @@ multiversion!(fn flat_weight_grad<T>(off: &[usize], xpad: &[T], gy: &[T], acc: &
 pub(super) fn forward<T: Real>(g: &Geom, x: &[T], wt: &[T], norm: Option<&InputNorm>) -> Vec<T> {
     let p = &g.p;
     let (hw, ohw, k, cm) = (p.h * p.w, p.oh * p.ow, p.kh * p.kw, g.cm());
-    let (xr, flat) = (p.x_tap_ranges(), Flat::new(p));
-    par_planes(g.n * cm, ohw, NormScratch::default, |(s, nb), i, out| {
-        let (ni, co) = (i / cm, i % cm);
-        let ci = co / g.m;
-        let inp = input_plane(x, (ni * g.c + ci, g.c, hw), norm, nb);
-        let wk = &wt[co * k..][..k];
-        match &flat {
-            Some(f) => f.conv(p, inp, wk, s, out),
-            None => fwd_plane(p, &xr, inp, wk, out),
-        }
+    // Output plane `i` reads input plane `src(i)` with kernel `i % cm`.
+    let src = |i: usize| (i / cm * g.c + i % cm / g.m, g.c, hw);
+    if let Some(f) = Flat::new(p) {
+        // SAFETY: `conv_into` writes the whole plane.
+        return unsafe {
+            par_planes_uninit(g.n * cm, ohw, FlatScratch::default, |s, i, out| {
+                let (plane, c, _) = src(i);
+                let inp = (&x[plane * hw..][..hw], channel_norm(norm, plane % c));
+                f.conv_into(p, inp, &wt[i % cm * k..][..k], s, out)
+            })
+        };
+    }
+    let xr = p.x_tap_ranges();
+    par_planes(g.n * cm, ohw, Vec::new, |nb, i, out| {
+        let inp = input_plane(x, src(i), norm, nb);
+        fwd_plane(p, &xr, inp, &wt[i % cm * k..][..k], out)
     })
 }
 
@@ -602,6 +684,22 @@ fn backward_input<T: Real>(g: &Geom, gy: &[T], wt: &[T]) -> Vec<T> {
             .chunks_exact(k)
             .flat_map(|w| w.iter().rev().copied())
             .collect();
+        let gy_plane = |i: usize| &gy[i * ohw..][..ohw];
+        if let (Some(f), 1) = (&flat, g.m) {
+            // One output channel per input channel: each plane is one convolution.
+            // SAFETY: `conv_into` writes the whole plane.
+            return unsafe {
+                par_planes_uninit(g.n * g.c, hw, FlatScratch::default, |s, i, dxp| {
+                    f.conv_into(
+                        &t,
+                        (gy_plane(i), None),
+                        &flipped[i % g.c * k..][..k],
+                        s,
+                        dxp,
+                    )
+                })
+            };
+        }
         return par_planes(g.n * g.c, hw, FlatScratch::default, |s, i, dxp| {
             let (ni, ci) = (i / g.c, i % g.c);
             for j in 0..g.m {
@@ -644,11 +742,17 @@ fn backward_weight<T: Real>(g: &Geom, x: &[T], gy: &[T], norm: Option<&InputNorm
         .for_each_init(NormScratch::default, |(s, nb), (i, acc)| {
             let (ni, co) = (i / cm, i % cm);
             let ci = co / g.m;
-            let inp = input_plane(x, (ni * g.c + ci, g.c, hw), norm, nb);
+            let plane = ni * g.c + ci;
             let gyp = &gy[(ni * cm + co) * ohw..][..ohw];
             match &flat {
-                Some(f) => f.weight_grad(p, inp, gyp, s, acc),
-                None => bwd_weight_plane(p, &xr, inp, gyp, acc),
+                Some(f) => {
+                    let inp = (&x[plane * hw..][..hw], channel_norm(norm, ci));
+                    f.weight_grad(p, inp, gyp, s, acc)
+                }
+                None => {
+                    let inp = input_plane(x, (plane, g.c, hw), norm, nb);
+                    bwd_weight_plane(p, &xr, inp, gyp, acc)
+                }
             }
         });
     let mut dw = vec![T::ZERO; cm * k];
