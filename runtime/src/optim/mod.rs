@@ -23,6 +23,7 @@
 
 mod adam;
 mod rmsprop;
+mod rmsprop_cpu;
 mod sgd;
 
 pub use adam::{Adam, AdamConfig, AdamW, AdamWConfig};

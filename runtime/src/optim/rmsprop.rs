@@ -108,6 +108,7 @@ impl TrainOptimizer for RmsProp {
         } = self.config;
         let inside = eps_placement == EpsilonPlacement::InsideSqrt;
         let eps_inside = if inside { eps } else { 0.0 };
+        let plain = !centered && momentum == 0.0 && inside && weight_decay == 0.0;
         for slot in self.slots.slots.iter_mut() {
             let Some(g) = grads.get(&slot.var) else {
                 continue;
@@ -117,6 +118,14 @@ impl TrainOptimizer for RmsProp {
                 Some(t) => Ok(t.clone()),
                 None => super::zeros_like(&slot.var),
             };
+            if plain {
+                let s = buf(0, slot)?;
+                if let Some(s) = super::rmsprop_cpu::plain_step(&slot.var, &g, &s, (lr, rho, eps))?
+                {
+                    slot.buffers[0] = Some(s);
+                    continue;
+                }
+            }
             let s = ((buf(0, slot)? * rho)? + (g.sqr()? * (1.0 - rho))?)?.detach();
             let denominator = if centered {
                 let a = ((buf(1, slot)? * rho)? + (&g * (1.0 - rho))?)?.detach();
@@ -206,6 +215,73 @@ mod tests {
     //                   w[i] -= inc
     //           out.append(list(w))
     //       return out
+
+    /// The plain configuration takes the CPU step (`rmsprop_cpu.rs`); it must give the
+    /// general path's candle ops to the bit, and leave exported states alone.
+    #[test]
+    fn plain_cpu_step_matches_the_candle_ops_to_the_bit() {
+        use candle_core::{DType, Device, Tensor};
+        for dtype in [DType::F32, DType::F64] {
+            let dev = Device::Cpu;
+            let w0 = Tensor::randn(0f32, 1.0, (5, 7), &dev)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let w = Var::from_tensor(&w0).unwrap();
+            let config = RmsPropConfig {
+                lr: 0.003,
+                ..RmsPropConfig::default()
+            };
+            let mut opt = RmsProp::new_named(vec![("w".into(), w.clone())], config);
+            let (mut expected_w, mut expected_s) = (w0.clone(), w0.zeros_like().unwrap());
+            let mut exported = Vec::new();
+            for step in 0..4 {
+                let g = Tensor::randn(0f32, 1.0, (5, 7), &dev)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap();
+                // The general path's ops, as in `apply`.
+                expected_s = ((&expected_s * config.rho).unwrap()
+                    + (g.sqr().unwrap() * (1.0 - config.rho)).unwrap())
+                .unwrap();
+                let root = (&expected_s + config.eps).unwrap().sqrt().unwrap();
+                let increment = ((&g * config.lr).unwrap() / root).unwrap();
+                expected_w = (&expected_w - increment).unwrap();
+                let loss = (w.as_tensor() * &g).unwrap().sum_all().unwrap();
+                opt.apply(&loss.backward().unwrap()).unwrap();
+                let bits = |t: &Tensor| -> Vec<f64> {
+                    t.to_dtype(DType::F64)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap()
+                };
+                assert_eq!(
+                    bits(w.as_tensor()),
+                    bits(&expected_w),
+                    "{dtype:?} step {step}"
+                );
+                let state = opt.export_state().unwrap();
+                let s = &state.tensors["velocity/w"];
+                assert_eq!(bits(s), bits(&expected_s), "{dtype:?} step {step}");
+                exported.push((bits(s), s.clone()));
+            }
+            for (i, (values, tensor)) in exported.iter().enumerate() {
+                let now: Vec<f64> = tensor
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                assert_eq!(
+                    &now, values,
+                    "{dtype:?}: the state exported at step {i} changed"
+                );
+            }
+        }
+    }
 
     #[test]
     fn keras_default_rmsprop_matches_reference() {
