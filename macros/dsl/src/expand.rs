@@ -74,7 +74,10 @@ impl Gen {
             self.fuse_relu = fuse;
             self.pooled_by = if into_next { None } else { pool.clone() };
             let mut stmt = self.node(&nodes[i], scope);
-            let norm_field = self.fields.last().map(|f| f.ident.clone());
+            // The batch norm's field: the one its expansion just declared.
+            let norm_field = into_next
+                .then(|| self.fields.last().map(|f| f.ident.clone()))
+                .flatten();
             self.fuse_relu = false;
             self.pooled_by = None;
             if fuse {

@@ -482,7 +482,6 @@ impl Flat {
 
     /// `out` (`oh` x `ow`, uninitialised) = the convolution of plane `inp` (normalised by
     /// `norm` if given) with `wk`.
-    #[allow(clippy::too_many_arguments)]
     fn conv_into<T: Real>(
         &self,
         p: &Plane,

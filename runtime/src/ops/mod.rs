@@ -60,7 +60,7 @@
 
 mod batch_norm;
 mod composite;
-mod cpu;
+pub(crate) mod cpu;
 mod dense;
 mod depthwise;
 mod gemm;

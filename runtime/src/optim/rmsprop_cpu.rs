@@ -7,6 +7,7 @@
 //! variable's dtype (candle's scalar ops are `v * mul + add` in that dtype), so the weights
 //! and the buffer are the general path's to the bit.
 
+use crate::ops::cpu::{contiguous, with_real_slices};
 use candle_core::{
     CpuStorage, CustomOp2, InplaceOp3, Layout, Result, Shape, Tensor, Var, WithDType,
 };
@@ -26,14 +27,6 @@ impl Float for f64 {
     fn sqrt(self) -> Self {
         f64::sqrt(self)
     }
-}
-
-/// The contiguous slice `l` describes, if it does.
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    let Some((start, end)) = l.contiguous_offsets() else {
-        candle_core::bail!("rmsprop: a non-contiguous tensor reached the CPU step");
-    };
-    Ok(&T::cpu_storage_as_slice(s)?[start..end])
 }
 
 /// `(s, g) -> s * rho + g² * (1 - rho)`, a new buffer (exported states keep the old one).
@@ -64,15 +57,7 @@ impl CustomOp2 for Squares {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                CpuStorage::F32(self.run::<f32>(slice(s1, l1)?, slice(s2, l2)?))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                CpuStorage::F64(self.run::<f64>(slice(s1, l1)?, slice(s2, l2)?))
-            }
-            _ => candle_core::bail!("rmsprop: the CPU step needs f32 or f64 of one dtype"),
-        };
+        let out = with_real_slices!("rmsprop", s1, l1, s2, l2, |s, g| self.run(s, g));
         Ok((out, l1.shape().clone()))
     }
 }
@@ -116,10 +101,10 @@ impl InplaceOp3 for Step {
         };
         match (s1, s2, s3) {
             (CpuStorage::F32(w), CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                self.run::<f32>(&mut w[start..end], slice(s2, l2)?, slice(s3, l3)?)
+                self.run::<f32>(&mut w[start..end], contiguous(s2, l2)?, contiguous(s3, l3)?)
             }
             (CpuStorage::F64(w), CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                self.run::<f64>(&mut w[start..end], slice(s2, l2)?, slice(s3, l3)?)
+                self.run::<f64>(&mut w[start..end], contiguous(s2, l2)?, contiguous(s3, l3)?)
             }
             _ => candle_core::bail!("rmsprop: the CPU step needs f32 or f64 of one dtype"),
         }
