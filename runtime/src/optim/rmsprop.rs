@@ -221,6 +221,14 @@ mod tests {
     #[test]
     fn plain_cpu_step_matches_the_candle_ops_to_the_bit() {
         use candle_core::{DType, Device, Tensor};
+        let bits = |t: &Tensor| -> Vec<f64> {
+            t.to_dtype(DType::F64)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
         for dtype in [DType::F32, DType::F64] {
             let dev = Device::Cpu;
             let w0 = Tensor::randn(0f32, 1.0, (5, 7), &dev)
@@ -249,14 +257,6 @@ mod tests {
                 expected_w = (&expected_w - increment).unwrap();
                 let loss = (w.as_tensor() * &g).unwrap().sum_all().unwrap();
                 opt.apply(&loss.backward().unwrap()).unwrap();
-                let bits = |t: &Tensor| -> Vec<f64> {
-                    t.to_dtype(DType::F64)
-                        .unwrap()
-                        .flatten_all()
-                        .unwrap()
-                        .to_vec1()
-                        .unwrap()
-                };
                 assert_eq!(
                     bits(w.as_tensor()),
                     bits(&expected_w),
@@ -268,15 +268,9 @@ mod tests {
                 exported.push((bits(s), s.clone()));
             }
             for (i, (values, tensor)) in exported.iter().enumerate() {
-                let now: Vec<f64> = tensor
-                    .to_dtype(DType::F64)
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap();
                 assert_eq!(
-                    &now, values,
+                    &bits(tensor),
+                    values,
                     "{dtype:?}: the state exported at step {i} changed"
                 );
             }
