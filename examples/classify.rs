@@ -23,6 +23,10 @@ use convnet::train::{load_state, predict, ModelInfo};
 use std::path::{Path, PathBuf};
 
 mod models;
+/// The README's commands and flags, checked against `--help` by the tests.
+#[cfg(test)]
+#[allow(dead_code)]
+mod readme_check;
 mod tuning;
 
 use models::with_mini_xception;
@@ -235,4 +239,15 @@ fn classify<M: Network>(model: &M, info: &ModelInfo, inputs: &[PathBuf]) -> Resu
         println!("{}: {} -> {label}", path.display(), listed.join(", "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_the_readme_names_exist() {
+        readme_check::assert_flags_exist("classify", Cli::command());
+    }
 }
