@@ -32,6 +32,7 @@
 //! - [`guide::architecture`]: how a description becomes candle code, and the runtime's parts;
 //! - [`guide::recipe`]: the main job's recipe and its measured runs;
 //! - [`guide::faults`]: every fault a user meets and what it does;
+//! - [`guide::keras`]: loading Keras 3 weights into a `convnet!` model;
 //! - [`guide::benchmarks`]: speed and memory against PyTorch and candle.
 //!
 //! The crates: [`convnet_macros`] (the `convnet!` entry), the runtime re-exported here
@@ -52,6 +53,8 @@ pub mod guide {
     pub mod recipe {}
     #[doc = include_str!("../docs/faults.md")]
     pub mod faults {}
+    #[doc = include_str!("../docs/keras.md")]
+    pub mod keras {}
     #[doc = include_str!("../docs/benchmarks.md")]
     pub mod benchmarks {}
 }
@@ -63,8 +66,8 @@ pub struct ReadmeDoctests;
 
 pub use convnet_macros::convnet;
 pub use convnet_runtime::{
-    checkpoint, data, error, grad_mode, init, layers, loss, metrics, model, ops, optim, schedule,
-    seed, train,
+    checkpoint, data, error, grad_mode, init, keras, layers, loss, metrics, model, ops, optim,
+    schedule, seed, train,
 };
 
 /// Everything a model file needs: the macro, the model trait, and the candle types the
