@@ -478,7 +478,11 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
             for (i, batch) in train.epoch(epoch).enumerate() {
                 stop |= self.run_callbacks(cbs, epoch, |cb, ctx| cb.on_batch_begin(i, ctx))?;
                 let batch = batch?;
-                let logits = self.model.forward_t(&batch.inputs, true)?;
+                // Stochastic layers key their draws by the run's step (resumable streams).
+                crate::seed::set_training_step(Some(self.global_step));
+                let logits = self.model.forward_t(&batch.inputs, true);
+                crate::seed::set_training_step(None);
+                let logits = logits?;
                 let loss = self.loss.compute(&logits, &batch.targets)?;
                 let grads = loss.backward()?;
                 let loss_value = scalar(&loss)?;
