@@ -1,14 +1,14 @@
 //! One writer per run folder: an exclusive advisory lock on `{folder}/.lock`, held for the
 //! life of a run, recording the holder's PID and start time so that a refused run can name it.
 //!
-//! The lock is the operating system's (`flock` on Unix, `LockFileEx` on Windows, through
-//! `std::fs::File::try_lock`): it is released when its process ends however it ends, so the
-//! lock file a killed run leaves behind never blocks the next run (it is stale: the file
-//! exists, nobody holds its lock).
+//! The lock is the operating system's (`flock(LOCK_EX | LOCK_NB)` on Unix): it is released
+//! when its process ends however it ends, so the lock file a killed run leaves behind never
+//! blocks the next run (it is stale: the file exists, nobody holds its lock). Elsewhere the
+//! record is written but not enforced.
 
 use crate::error::Error;
 use candle_core::Result;
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -50,9 +50,9 @@ impl RunLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io("open lock file", &path, e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
+        match try_lock(&file) {
+            Ok(true) => {}
+            Ok(false) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = describe_holder(&holder);
@@ -62,7 +62,7 @@ impl RunLock {
                 }
                 .into());
             }
-            Err(TryLockError::Error(e)) => return Err(Error::io("lock", &path, e).into()),
+            Err(e) => return Err(Error::io("lock", &path, e).into()),
         }
         let record = format!(
             "pid {}\nstarted {}\n",
@@ -85,9 +85,39 @@ impl RunLock {
 
 impl Drop for RunLock {
     fn drop(&mut self) {
-        let _ = self.file.unlock();
+        unlock(&self.file);
     }
 }
+
+/// Takes an exclusive lock without waiting: `Ok(false)` when another holds it.
+#[cfg(unix)]
+fn try_lock(file: &File) -> std::io::Result<bool> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock on a file descriptor this `File` owns for the duration of the call.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let err = std::io::Error::last_os_error();
+    match err.kind() {
+        std::io::ErrorKind::WouldBlock => Ok(false),
+        _ => Err(err),
+    }
+}
+
+#[cfg(not(unix))]
+fn try_lock(_file: &File) -> std::io::Result<bool> {
+    Ok(true)
+}
+
+#[cfg(unix)]
+fn unlock(file: &File) {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: as in `try_lock`.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+}
+
+#[cfg(not(unix))]
+fn unlock(_file: &File) {}
 
 /// `PID 4242, started 2026-12-05T21:30:00Z` from a lock file's `pid`/`started` lines.
 fn describe_holder(record: &str) -> String {
