@@ -32,7 +32,7 @@ pub use run_state::{
     load_checkpoint, load_state, save_checkpoint, ModelInfo, OptimizerMeta, TrainingState,
     OPTIMIZER_FILE, STATE_FILE, STATE_FORMAT,
 };
-pub use tta::{evaluate_tta, flip_averaged_probabilities, predict_tta};
+pub use tta::{evaluate_tta, flip_averaged_logits, flip_averaged_probabilities, predict_tta};
 
 #[cfg(test)]
 mod testmodel;
