@@ -763,8 +763,12 @@ mod tests {
     #[test]
     #[ignore = "child process of `resume_after_sigkill_reproduces_the_uninterrupted_run`, which runs it"]
     fn run_child() -> Result<()> {
-        let argv = std::env::var(CHILD_ARGS)
-            .unwrap_or_else(|_| panic!("{CHILD_ARGS} must hold the job's arguments"));
+        let Ok(argv) = std::env::var(CHILD_ARGS) else {
+            // `cargo test -- --ignored` (CI's real-data step) runs it too: it checks nothing
+            // on its own, so it only says what it is.
+            println!("run_child checks nothing by itself: it is the process that `resume_after_sigkill_reproduces_the_uninterrupted_run` starts with {CHILD_ARGS} set");
+            return Ok(());
+        };
         let args = Args::try_parse_from(std::iter::once("cats_vs_dogs").chain(argv.lines()))
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         run(&args).map(|_| ())
@@ -862,7 +866,7 @@ mod tests {
                 / (1u64 << 53) as f64
         };
         let (mut kills, mut resumes) = (0, 0);
-        loop {
+        let last_run = loop {
             let mut args = job.to_vec();
             if killed.join(run_folder::LAST).exists() {
                 args.push("--resume");
@@ -886,8 +890,8 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(&output.stderr)
             );
-            break;
-        }
+            break output;
+        };
         println!("{kills} kills, {resumes} resumes");
         assert!(kills >= 1, "the run was never killed");
         assert_eq!(
@@ -898,6 +902,111 @@ mod tests {
             checkpoint_values(&killed.join(run_folder::BEST)),
             checkpoint_values(&whole.join(run_folder::BEST)),
             "the best checkpoints differ"
+        );
+        // The test score, and again from the finished run's folder with `--resume`.
+        let score = |stdout: &[u8]| -> Vec<String> {
+            String::from_utf8_lossy(stdout)
+                .lines()
+                .filter(|l| l.starts_with("test loss:") || l.starts_with("test accuracy:"))
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(score(&reference.stdout).len(), 2);
+        assert_eq!(score(&last_run.stdout), score(&reference.stdout));
+        let again = child(&whole, &[&job[..], &["--resume"]].concat())
+            .output()
+            .unwrap();
+        assert_eq!(score(&again.stdout), score(&reference.stdout));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// Every file of a run folder but its lock record, by path, with its contents.
+    fn files_of(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+        fn walk(dir: &Path, root: &Path, out: &mut std::collections::BTreeMap<PathBuf, Vec<u8>>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, root, out);
+                } else if path.file_name() != Some(convnet::train::LOCK_FILE.as_ref()) {
+                    let bytes = std::fs::read(&path).unwrap();
+                    out.insert(path.strip_prefix(root).unwrap().to_path_buf(), bytes);
+                }
+            }
+        }
+        let mut out = std::collections::BTreeMap::new();
+        walk(dir, dir, &mut out);
+        out
+    }
+
+    /// A second run on a busy folder is refused at once, naming the first run's PID; an
+    /// `--overwrite` run that fails before its first checkpoint (divergence at batch 2)
+    /// leaves the old run exactly as it was (every file, byte for byte), and no staging
+    /// folder.
+    #[test]
+    fn a_busy_folder_is_refused_and_a_failed_overwrite_keeps_the_old_run() {
+        let job = [
+            "--stages",
+            "64:1",
+            "--synthetic-per-class",
+            "8",
+            "--batch-size",
+            "4",
+            "--precise-bn",
+            "1",
+        ];
+        let root =
+            std::env::temp_dir().join(format!("convnet-cvd-overwrite-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let out = root.join("run");
+        let first = child(&out, &job).output().unwrap();
+        assert!(
+            first.status.success(),
+            "{}",
+            String::from_utf8_lossy(&first.stderr)
+        );
+        let before = files_of(&out);
+        assert!(before.contains_key(Path::new("best/weights.safetensors")));
+
+        let mut diverging = job.to_vec();
+        diverging.extend(["--overwrite", "--lr", "1000"]);
+        let failed = child(&out, &diverging).output().unwrap();
+        let stderr = String::from_utf8_lossy(&failed.stderr);
+        assert!(
+            !failed.status.success() && stderr.contains("diverged"),
+            "{stderr}"
+        );
+        assert!(files_of(&out) == before, "the old run changed");
+        let left: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["run"], "no staging folder is left");
+
+        let mut holder = child(&out, &[&job[..], &["--overwrite"]].concat())
+            .spawn()
+            .unwrap();
+        let record = format!("pid {}", holder.id());
+        let t0 = Instant::now();
+        while !std::fs::read_to_string(out.join(convnet::train::LOCK_FILE))
+            .unwrap_or_default()
+            .contains(&record)
+        {
+            assert!(
+                t0.elapsed().as_secs() < 60,
+                "the first run never took the lock"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let second = child(&out, &[&job[..], &["--overwrite"]].concat())
+            .output()
+            .unwrap();
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        let stderr = String::from_utf8_lossy(&second.stderr);
+        let named = format!("in use by another run (PID {}, started ", holder.id());
+        assert!(
+            !second.status.success() && stderr.contains(&named),
+            "{stderr}"
         );
         let _ = std::fs::remove_dir_all(&root);
     }
