@@ -8,6 +8,8 @@
 
 mod atomic_dir;
 
+pub(crate) use atomic_dir::process_alive;
+
 pub use atomic_dir::{
     remove_abandoned, replace_dir, verify, DirWriter, FileEntry, Manifest, MANIFEST_FILE,
     MANIFEST_FORMAT,

@@ -3,8 +3,10 @@
 //!
 //! The lock is the operating system's (`flock(LOCK_EX | LOCK_NB)` on Unix): it is released
 //! when its process ends however it ends, so the lock file a killed run leaves behind never
-//! blocks the next run (it is stale: the file exists, nobody holds its lock). Elsewhere the
-//! record is written but not enforced.
+//! blocks the next run (it is stale: the file exists, nobody holds its lock). Where the file
+//! system cannot lock, the recorded PID decides: a live process other than this one holds
+//! the folder, a gone one left a stale record. Off Unix the record is written but not
+//! enforced.
 
 use crate::error::Error;
 use candle_core::Result;
@@ -50,19 +52,27 @@ impl RunLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io("open lock file", &path, e))?;
-        match try_lock(&file) {
-            Ok(true) => {}
-            Ok(false) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = describe_holder(&holder);
-                return Err(Error::InUse {
-                    path: dir.to_path_buf(),
-                    holder,
-                }
-                .into());
+        let mut record = String::new();
+        let busy = match try_lock(&file) {
+            Ok(locked) => !locked,
+            // A file system without locks (some network ones): the recorded PID decides,
+            // a holder whose process is gone being stale.
+            Err(_) => {
+                let _ = file.read_to_string(&mut record);
+                recorded_pid(&record).is_some_and(|pid| {
+                    pid != std::process::id() && crate::checkpoint::process_alive(pid) == Some(true)
+                })
             }
-            Err(e) => return Err(Error::io("lock", &path, e).into()),
+        };
+        if busy {
+            if record.is_empty() {
+                let _ = file.read_to_string(&mut record);
+            }
+            return Err(Error::InUse {
+                path: dir.to_path_buf(),
+                holder: describe_holder(&record),
+            }
+            .into());
         }
         let record = format!(
             "pid {}\nstarted {}\n",
@@ -118,6 +128,13 @@ fn unlock(file: &File) {
 
 #[cfg(not(unix))]
 fn unlock(_file: &File) {}
+
+/// The PID a lock file records.
+fn recorded_pid(record: &str) -> Option<u32> {
+    record
+        .lines()
+        .find_map(|l| l.strip_prefix("pid ")?.trim().parse().ok())
+}
 
 /// `PID 4242, started 2026-12-05T21:30:00Z` from a lock file's `pid`/`started` lines.
 fn describe_holder(record: &str) -> String {
