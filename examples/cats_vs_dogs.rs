@@ -36,6 +36,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 mod models;
+/// The README's commands and flags, checked against `--help` by the tests.
+#[cfg(test)]
+#[allow(dead_code)]
+mod readme_check;
 mod recipe;
 mod tuning;
 
@@ -590,6 +594,12 @@ fn train(args: &Args, stages: &Stages, folder: &RunFolder, started: Instant) -> 
 mod tests {
     use super::*;
     use convnet::error::Error;
+
+    #[test]
+    fn flags_the_readme_names_exist() {
+        use clap::CommandFactory;
+        readme_check::assert_flags_exist("cats_vs_dogs", Args::command());
+    }
 
     #[test]
     fn crop_and_label_smoothing_must_be_fractions() {

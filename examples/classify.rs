@@ -28,6 +28,10 @@ use convnet::train::{flip_averaged_logits, load_state, predict, ModelInfo};
 use std::path::{Path, PathBuf};
 
 mod models;
+/// The README's commands and flags, checked against `--help` by the tests.
+#[cfg(test)]
+#[allow(dead_code)]
+mod readme_check;
 mod tuning;
 
 use models::with_mini_xception;
@@ -288,6 +292,12 @@ fn classify<M: Network>(model: &M, info: &ModelInfo, inputs: &[PathBuf]) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_the_readme_names_exist() {
+        readme_check::assert_flags_exist("classify", Cli::command());
+    }
 
     fn temp(name: &str) -> PathBuf {
         let dir =

@@ -26,11 +26,40 @@
 //! # Ok(()) }
 //! ```
 //!
-#![doc = include_str!("../docs/grammar.md")]
+//! # Guide
+//!
+//! - [`guide::grammar`]: the `convnet!` language, every layer and its shape rule;
+//! - [`guide::architecture`]: how a description becomes candle code, and the runtime's parts;
+//! - [`guide::recipe`]: the main job's recipe and its measured runs;
+//! - [`guide::faults`]: every fault a user meets and what it does;
+//! - [`guide::benchmarks`]: speed and memory against PyTorch and candle.
+//!
+//! The crates: [`convnet_macros`] (the `convnet!` entry), the runtime re-exported here
+//! ([`data`], [`train`], [`checkpoint`], [`layers`], [`ops`], ...), and the model [`zoo`].
 
 extern crate self as convnet;
 
 pub mod zoo;
+
+/// The guide pages of `docs/`, rendered here so that `cargo doc` shows them and their Rust
+/// examples run as doc tests.
+pub mod guide {
+    #[doc = include_str!("../docs/grammar.md")]
+    pub mod grammar {}
+    #[doc = include_str!("../docs/architecture.md")]
+    pub mod architecture {}
+    #[doc = include_str!("../docs/recipe.md")]
+    pub mod recipe {}
+    #[doc = include_str!("../docs/faults.md")]
+    pub mod faults {}
+    #[doc = include_str!("../docs/benchmarks.md")]
+    pub mod benchmarks {}
+}
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 pub use convnet_macros::convnet;
 pub use convnet_runtime::{

@@ -142,7 +142,7 @@ pub fn smoothed_binary_cross_entropy_with_logits(
 /// `targets`: the logits' shape without dim 1 (`[N]`, `[N, H, W]`), or with dim 1 of size 1
 /// (`[N, 1]`, `[N, 1, H, W]`), holding class indices in `0..K` (`u32`, `u8`, `i64`, or
 /// floats holding whole numbers). Returns a rank-0 tensor. Other shapes and out-of-range
-/// classes are an [`Error::InvalidArgument`](crate::error::Error::InvalidArgument) naming
+/// classes are an [`Error::InvalidArgument`] naming
 /// both shapes.
 pub fn sparse_categorical_cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     const WHAT: &str = "sparse categorical cross-entropy targets";
@@ -220,7 +220,7 @@ pub fn sparse_categorical_cross_entropy(logits: &Tensor, targets: &Tensor) -> Re
 /// `logits` and `targets`: the same shape, `[N, K]` or `[N, K, H, W]` (classes on dim 1,
 /// any number of trailing dims); targets in any float or integer dtype. Returns a rank-0
 /// tensor. Differing shapes are an
-/// [`Error::InvalidArgument`](crate::error::Error::InvalidArgument) naming both.
+/// [`Error::InvalidArgument`] naming both.
 pub fn categorical_cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     if logits.rank() < 2 || logits.dims() != targets.dims() {
         return Err(Error::invalid(

@@ -58,7 +58,7 @@ enum Step {
     Normalize(Vec<f32>, Vec<f32>),
 }
 
-/// A pipeline of image transforms; see the [module docs](self).
+/// A pipeline of image transforms; see the [`data`](crate::data) module.
 ///
 /// # Shapes
 /// Works on one image `[C, H, W]` ([`apply`](Self::apply)) or a batch `[B, C, H, W]`

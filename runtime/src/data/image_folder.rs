@@ -385,8 +385,8 @@ impl ImageFolderBuilder {
     }
 }
 
-/// A labelled image dataset read from one sub-folder per class (see the [module
-/// docs](self) for the exact semantics). Implements [`Dataset`], so a
+/// A labelled image dataset read from one sub-folder per class (see the [`data`](crate::data)
+/// module docs for the exact semantics). Implements [`Dataset`], so a
 /// [`DataLoader`](super::DataLoader) batches it.
 ///
 /// # Shapes

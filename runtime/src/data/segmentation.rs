@@ -30,7 +30,7 @@ use rayon::prelude::*;
 use super::tensor::TensorDataset;
 use crate::error::Error;
 
-/// Generator settings for the synthetic segmentation dataset (see the [module docs](self)).
+/// Generator settings for the synthetic segmentation dataset (see the [`data`](crate::data) module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyntheticSegmentation {
     height: usize,

@@ -40,7 +40,7 @@ pub const SPLITS: [&str; 3] = ["train", "validation", "test"];
 
 const MARKER: &str = "SYNTHETIC.txt";
 
-/// Generator settings for the synthetic shapes dataset (see the [module docs](self)).
+/// Generator settings for the synthetic shapes dataset (see the [`data`](crate::data) module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyntheticShapes {
     height: usize,

@@ -57,7 +57,7 @@ impl Stats {
     }
 }
 
-/// Output of [`batch_norm_train_cpu`] (and of `ops::batch_norm_train`).
+/// Output of `batch_norm_train_cpu` (and of `ops::batch_norm_train`).
 ///
 /// # Shapes
 /// `y`: the input's, `[N, C, ...]`; `mean`, `var`: `[C]`.
