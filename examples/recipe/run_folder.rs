@@ -47,6 +47,8 @@ pub enum Mode {
 pub struct RunFolder {
     /// The folder the run ends up in.
     pub out: PathBuf,
+    /// `out` resolved (absolute, links followed): what the staging folder replaces.
+    target: PathBuf,
     /// The folder written now: a staging folder until an `--overwrite` run's first
     /// checkpoint, then `out`.
     current: Rc<RefCell<PathBuf>>,
@@ -92,8 +94,14 @@ impl RunFolder {
     /// against `mode`: a fresh run is refused where a run exists, a resume where none does.
     /// An `--overwrite` of an existing run also locks a fresh staging folder beside `out`.
     pub fn open(out: &Path, mode: Mode) -> candle_core::Result<Self> {
+        // A folder a killed swap left aside (where renames cannot exchange) is put back.
+        if out.file_name().is_some() {
+            checkpoint::remove_abandoned(out)?;
+        }
         let lock = RunLock::acquire(out)?;
-        remove_stale_staging(out);
+        // The staging folder and the swap need the folder's real name (`--out .` has none).
+        let target = std::fs::canonicalize(out).map_err(|e| Error::io("resolve", out, e))?;
+        remove_stale_staging(&target);
         for part in [BEST, LAST] {
             checkpoint::remove_abandoned(out.join(part))?;
         }
@@ -124,11 +132,12 @@ impl RunFolder {
                 .into());
             }
             Mode::Overwrite if exists => {
-                let name = out
+                let name = target
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let staging = out.with_file_name(format!(".{name}.staging-{}", std::process::id()));
+                let staging =
+                    target.with_file_name(format!(".{name}.staging-{}", std::process::id()));
                 if staging.exists() {
                     std::fs::remove_dir_all(&staging)
                         .map_err(|e| Error::io("remove", &staging, e))?;
@@ -145,6 +154,7 @@ impl RunFolder {
         }
         Ok(Self {
             out: out.to_path_buf(),
+            target,
             current: Rc::new(RefCell::new(current)),
             _locks: locks,
         })
@@ -179,7 +189,8 @@ impl RunFolder {
         let staging = self.current();
         RunFiles {
             current: self.current.clone(),
-            pending_swap: (staging != self.out).then(|| (staging, self.out.clone())),
+            pending_swap: (staging != self.out)
+                .then(|| (staging, self.target.clone(), self.out.clone())),
             best,
             best_from,
             last: ModelCheckpoint::every_epoch(LAST),
@@ -191,7 +202,10 @@ impl Drop for RunFolder {
     /// A run that ends before its first checkpoint (an error) removes its staging folder.
     fn drop(&mut self) {
         let current = self.current();
-        if current != self.out {
+        let staging = current
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains(".staging-"));
+        if current != self.out && staging {
             let _ = std::fs::remove_dir_all(current);
         }
     }
@@ -204,7 +218,8 @@ impl Drop for RunFolder {
 /// staging folder in for the old run.
 pub struct RunFiles {
     current: Rc<RefCell<PathBuf>>,
-    pending_swap: Option<(PathBuf, PathBuf)>,
+    /// The staging folder, the folder it replaces (resolved), and that folder as named.
+    pending_swap: Option<(PathBuf, PathBuf, PathBuf)>,
     best: ModelCheckpoint,
     best_from: usize,
     last: ModelCheckpoint,
@@ -232,13 +247,14 @@ impl Callback for RunFiles {
         }
         self.last.dir = root.join(LAST);
         self.last.on_epoch_end(logs, ctx)?;
-        if let Some((staging, out)) = self.pending_swap.take() {
-            checkpoint::replace_dir(&staging, &out)?;
+        if let Some((staging, target, out)) = self.pending_swap.take() {
+            checkpoint::replace_dir(&staging, &target)?;
             println!(
                 "--overwrite: the new run has a complete checkpoint; it replaced the old run in {}",
                 out.display()
             );
-            *self.current.borrow_mut() = out;
+            // The resolved path: `--out .` would now name the old folder, deleted.
+            *self.current.borrow_mut() = target;
         }
         Ok(())
     }
