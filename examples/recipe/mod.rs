@@ -1,6 +1,8 @@
 //! The main job's training recipe: progressive resizing stages, and the defaults measured to
 //! reach the book's accuracy on this machine (see the README's "The recipe").
 
+pub mod run_folder;
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -24,6 +26,13 @@ pub const RECIPE: &str = "96:30,128:20,180:8";
 
 /// The stages for the built-in generated data (circles vs squares learn in a few epochs).
 pub const GENERATED: &str = "64:10";
+
+/// Steps of the learning-rate warm-up: 2 epochs (the recipe's), but at most a fifth of the
+/// run, so that a short run is not all warm-up (`--epochs 2` warms up for 0.4 epochs; runs of
+/// 10 epochs or more keep the 2 epochs).
+pub fn warmup_steps(steps_per_epoch: usize, total_steps: usize) -> usize {
+    (2 * steps_per_epoch).min(total_steps / 5)
+}
 
 impl Stages {
     /// Total epochs over all stages.
@@ -104,6 +113,16 @@ mod tests {
                 epochs: 3
             }]
         );
+    }
+
+    #[test]
+    fn warm_up_scales_with_short_runs_only() {
+        let spe = 63;
+        let recipe: Stages = RECIPE.parse().unwrap();
+        assert_eq!(warmup_steps(spe, recipe.epochs() * spe), 2 * spe);
+        assert_eq!(warmup_steps(spe, 10 * spe), 2 * spe);
+        assert_eq!(warmup_steps(spe, 2 * spe), 2 * spe / 5);
+        assert!(warmup_steps(spe, 2 * spe) < 2 * spe);
     }
 
     #[test]

@@ -56,6 +56,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A folder is locked by another live process (a second run on the same run folder).
+    #[error("{} is in use by another run ({holder}); wait for it to end, or choose another folder", path.display())]
+    InUse {
+        /// The locked folder.
+        path: PathBuf,
+        /// Who holds it, as its lock file records: e.g. `PID 4242, started 2026-12-05T21:30:00Z`.
+        holder: String,
+    },
     /// A value that must be finite is not (a loss, a metric, weights, a learning rate).
     #[error("non-finite {what} ({value}){}", location(*epoch, *batch))]
     NonFinite {

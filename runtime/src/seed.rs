@@ -4,9 +4,28 @@
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static GLOBAL_SEED: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static TRAINING_STEP: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// Sets the optimizer step that training-mode forwards on this thread belong to (`None`:
+/// outside a training loop). [`crate::train::Trainer::fit`] sets it before each batch, so
+/// that stochastic layers key their draws by the run's step rather than by how many times
+/// the layer instance was called: a run resumed from a checkpoint at step `s` draws the same
+/// dropout masks as the uninterrupted run. Per thread, so parallel runs (tests) do not mix.
+pub fn set_training_step(step: Option<u64>) {
+    TRAINING_STEP.with(|s| s.set(step));
+}
+
+/// The step set by [`set_training_step`] on this thread.
+pub fn training_step() -> Option<u64> {
+    TRAINING_STEP.with(|s| s.get())
+}
 
 /// Sets the process-wide seed that stochastic layers (dropout) read when a model is
 /// constructed; layers built before the call keep their seed. Default 0.

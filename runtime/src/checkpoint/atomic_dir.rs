@@ -10,9 +10,13 @@
 //! renames leaves the old set under `.{name}.old`, which the next [`DirWriter::begin`] or
 //! [`verify`] puts back.
 //!
-//! Leftover temporary folders (`.{name}.tmp-*`, from a killed writer) are removed by the next
-//! [`DirWriter::begin`] on the same directory, and by [`DirWriter`]'s `Drop` when a write
-//! fails.
+//! Leftover temporary folders (`.{name}.tmp-{pid}-*`, from a killed writer) are removed by
+//! the next [`DirWriter::begin`] on the same directory, by [`verify`] (a load) when their
+//! writer process is gone, by [`remove_abandoned`], and by [`DirWriter`]'s `Drop` when a
+//! write fails.
+//!
+//! The target must be a folder or not exist: an existing regular file (or anything else that
+//! is not a folder) is refused before anything is written.
 
 use crate::error::Error;
 use candle_core::Result;
@@ -91,16 +95,80 @@ fn recover_aside(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Removes `.{name}.tmp-*` folders that killed writers left beside `dir`.
-fn remove_stale_temps(parent: &Path, name: &str) {
+/// Whether process `pid` is running: `Some` on Linux (`/proc/{pid}` exists), `None` where
+/// this cannot be told.
+pub(crate) fn process_alive(pid: u32) -> Option<bool> {
+    if cfg!(target_os = "linux") {
+        Some(Path::new(&format!("/proc/{pid}")).exists())
+    } else {
+        None
+    }
+}
+
+/// The writer PID in a temporary folder's name `.{name}.tmp-{pid}-{nanos}`.
+fn temp_writer(file_name: &str, prefix: &str) -> Option<u32> {
+    file_name
+        .strip_prefix(prefix)?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Removes `.{name}.tmp-*` folders that killed writers left beside `dir`: every one when
+/// `all` (a new writer of the same directory), else only those whose writer process is
+/// known to be gone.
+fn remove_stale_temps(parent: &Path, name: &str, all: bool) {
     let prefix = format!(".{name}.tmp-");
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if !file_name.starts_with(&prefix) {
+            continue;
+        }
+        let gone = temp_writer(&file_name, &prefix)
+            .is_some_and(|pid| pid != std::process::id() && process_alive(pid) == Some(false));
+        if all || gone {
             let _ = std::fs::remove_dir_all(entry.path());
         }
+    }
+}
+
+/// Cleans up after writers of `dir` that were killed: puts back a set a killed writer moved
+/// aside, and removes the temporary folders of writer processes that are gone (on Linux;
+/// elsewhere only [`DirWriter::begin`] removes them). [`verify`] does this before reading.
+pub fn remove_abandoned(dir: impl AsRef<Path>) -> Result<()> {
+    let dir = dir.as_ref();
+    recover_aside(dir)?;
+    let (parent, name) = name_of(dir)?;
+    remove_stale_temps(&parent, &name, false);
+    Ok(())
+}
+
+/// Refuses a target that exists and is not a folder (a regular file, a FIFO...), before
+/// anything is written: the swap would otherwise move it to a temporary name.
+fn ensure_folder_or_absent(dir: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if !m.is_dir() => {
+            let kind = if m.file_type().is_symlink() {
+                "a symbolic link"
+            } else if m.is_file() {
+                "a regular file"
+            } else {
+                "a special file"
+            };
+            Err(Error::invalid(
+                "checkpoint folder",
+                format!(
+                    "{} exists and is {kind}, not a folder: refusing to replace it",
+                    dir.display()
+                ),
+            )
+            .into())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -123,6 +191,17 @@ fn swap_in(new: &Path, dir: &Path, parent: &Path, name: &str) -> Result<()> {
     sync_dir(parent)?;
     let _ = std::fs::remove_dir_all(&aside);
     Ok(())
+}
+
+/// Replaces folder `dir` (which may be absent) with the complete folder `new` in one step,
+/// as a [`DirWriter`] commit does (an exchange on Linux), then deletes the old contents;
+/// `new` is gone afterwards. Used to put a whole new run folder in place of an old one.
+pub fn replace_dir(new: impl AsRef<Path>, dir: impl AsRef<Path>) -> Result<()> {
+    let (new, dir) = (new.as_ref(), dir.as_ref());
+    let (parent, name) = name_of(dir)?;
+    ensure_folder_or_absent(dir)?;
+    sync_dir(new)?;
+    swap_in(new, dir, &parent, &name)
 }
 
 /// Exchanges two paths atomically; `Ok(false)` when the platform or file system cannot.
@@ -197,7 +276,8 @@ impl DirWriter {
         let (parent, name) = name_of(&dir)?;
         std::fs::create_dir_all(&parent).map_err(io("create folder", &parent))?;
         recover_aside(&dir)?;
-        remove_stale_temps(&parent, &name);
+        ensure_folder_or_absent(&dir)?;
+        remove_stale_temps(&parent, &name, true);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -259,6 +339,8 @@ impl DirWriter {
             .and_then(|_| File::open(&path)?.sync_all())
             .map_err(io("write", &path))?;
         sync_dir(&self.temp)?;
+        // The target may have been replaced by a file since `begin`.
+        ensure_folder_or_absent(&self.dir)?;
         swap_in(&self.temp, &self.dir, &self.parent, &self.name)?;
         self.committed = true;
         Ok(())
@@ -279,7 +361,7 @@ impl Drop for DirWriter {
 /// lists every problem.
 pub fn verify(dir: impl AsRef<Path>) -> Result<BTreeMap<String, Vec<u8>>> {
     let dir = dir.as_ref();
-    recover_aside(dir)?;
+    remove_abandoned(dir)?;
     if !dir.is_dir() {
         return Err(Error::checkpoint(dir, "no such checkpoint folder").into());
     }
@@ -413,6 +495,51 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("no manifest.json"), "{err}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn an_existing_regular_file_is_refused_and_kept() {
+        let root = temp_dir("atomic-dir-file");
+        let target = root.join("ckpt");
+        std::fs::write(&target, b"precious").unwrap();
+        let err = DirWriter::begin(&target).unwrap_err();
+        assert!(
+            matches!(Error::find(&err), Some(Error::InvalidArgument { .. })),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("exists and is a regular file, not a folder"),
+            "{text}"
+        );
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+        assert_eq!(names(&root), ["ckpt"], "no hidden temporary is left");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_load_removes_the_temp_folder_of_a_killed_writer() {
+        let root = temp_dir("atomic-dir-abandoned");
+        let dir = root.join("ckpt");
+        let mut w = DirWriter::begin(&dir).unwrap();
+        w.write("a", b"1").unwrap();
+        w.commit().unwrap();
+        // A process that has exited: its PID names the writer of an abandoned folder.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let abandoned = root.join(format!(".ckpt.tmp-{dead}-123"));
+        std::fs::create_dir(&abandoned).unwrap();
+        std::fs::write(abandoned.join("a"), b"partial").unwrap();
+        // A live writer's folder (this process) is kept by a load.
+        let live = root.join(format!(".ckpt.tmp-{}-456", std::process::id()));
+        std::fs::create_dir(&live).unwrap();
+        assert_eq!(verify(&dir).unwrap()["a"], b"1");
+        if process_alive(dead) == Some(false) {
+            assert!(!abandoned.exists(), "a load removes a dead writer's folder");
+        }
+        assert!(live.exists(), "a live writer's folder is left alone");
         let _ = std::fs::remove_dir_all(&root);
     }
 

@@ -8,7 +8,12 @@
 
 mod atomic_dir;
 
-pub use atomic_dir::{verify, DirWriter, FileEntry, Manifest, MANIFEST_FILE, MANIFEST_FORMAT};
+pub(crate) use atomic_dir::process_alive;
+
+pub use atomic_dir::{
+    remove_abandoned, replace_dir, verify, DirWriter, FileEntry, Manifest, MANIFEST_FILE,
+    MANIFEST_FORMAT,
+};
 
 use crate::error::{Error, TensorMismatch};
 use candle_core::{Device, Result, Tensor};

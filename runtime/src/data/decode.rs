@@ -32,16 +32,34 @@ pub(crate) fn decode_file(path: &Path, height: usize, width: usize) -> Result<Ve
     if bytes.starts_with(&[0xFF, 0xD8]) {
         check_jpeg_complete(&bytes).map_err(|reason| Error::data(path, reason))?;
     }
-    let image = image::ImageReader::new(Cursor::new(bytes))
+    let decoder = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::io("read image", path, e))?
-        .decode()
-        .map_err(|e| Error::data(path, format!("cannot decode image: {e}")))?
-        .to_rgb8();
-    let (w, h) = image.dimensions();
+        .into_decoder()
+        .map_err(|e| Error::data(path, format!("cannot decode image: {e}")))?;
+    let (w, h) = image::ImageDecoder::dimensions(&decoder);
+    let color = image::ImageDecoder::color_type(&decoder);
+    let need = decoding_bytes(w, h, color);
+    if need > MAX_IMAGE_BYTES {
+        return Err(Error::data(
+            path,
+            format!(
+                "image of {w}x{h} pixels ({color:?}) would take {} MiB once decoded and converted to RGB, over the limit of {} MiB per image",
+                need >> 20,
+                MAX_IMAGE_BYTES >> 20
+            ),
+        ));
+    }
     if w == 0 || h == 0 {
         return Err(Error::data(path, "image has no pixels"));
     }
+    if let Some(warning) = small_image_warning(path, w, h, height, width) {
+        eprintln!("{warning}");
+    }
+    let _share = DECODING.reserve(need);
+    let image = image::DynamicImage::from_decoder(decoder)
+        .map_err(|e| Error::data(path, format!("cannot decode image: {e}")))?
+        .into_rgb8();
     Ok(resize_bilinear_rgb(
         image.as_raw(),
         h as usize,
@@ -49,6 +67,100 @@ pub(crate) fn decode_file(path: &Path, height: usize, width: usize) -> Result<Ve
         height,
         width,
     ))
+}
+
+/// Most memory one image may take while it is decoded: its decoded pixels plus their RGB
+/// conversion (a 12-megapixel RGB photo takes 36 MiB; a 20000x20000 grayscale PNG, 389 KB
+/// on disk, would take 1.5 GiB and is refused).
+pub const MAX_IMAGE_BYTES: u64 = 256 << 20;
+
+/// Most memory all the images being decoded at once (the parallel decoders of a batch) may
+/// take together; a decoder whose image does not fit waits until others finish.
+pub const MAX_DECODING_BYTES: u64 = 1 << 30;
+
+/// Peak bytes of decoding a `w`x`h` image of `color`: the decoded buffer plus, unless it
+/// is already 8-bit RGB, its RGB conversion.
+fn decoding_bytes(w: u32, h: u32, color: image::ColorType) -> u64 {
+    let pixels = u64::from(w) * u64::from(h);
+    let decoded = pixels * u64::from(color.bytes_per_pixel());
+    match color {
+        image::ColorType::Rgb8 => decoded,
+        _ => decoded + pixels * 3,
+    }
+}
+
+/// Smallest side, in pixels, of an image that is decoded without a warning.
+pub const MIN_IMAGE_SIDE: u32 = 8;
+
+/// The warning for an image with a side under [`MIN_IMAGE_SIDE`] pixels, naming it: resized
+/// to the model's input it carries almost no information (a 1x1 image is one colour).
+pub(crate) fn small_image_warning(
+    path: &Path,
+    w: u32,
+    h: u32,
+    height: usize,
+    width: usize,
+) -> Option<String> {
+    (w < MIN_IMAGE_SIDE || h < MIN_IMAGE_SIDE).then(|| {
+        format!(
+            "warning: {}: a very small image ({w}x{h} pixels), stretched to {width}x{height}",
+            path.display()
+        )
+    })
+}
+
+/// The shared budget of [`MAX_DECODING_BYTES`] across decoding threads.
+static DECODING: Budget = Budget::new(MAX_DECODING_BYTES);
+
+/// A number of bytes shared by threads: [`Budget::reserve`] waits until a share fits.
+pub(crate) struct Budget {
+    limit: u64,
+    used: std::sync::Mutex<u64>,
+    freed: std::sync::Condvar,
+}
+
+/// A reserved share of a [`Budget`], given back when dropped.
+pub(crate) struct Share<'a> {
+    budget: &'a Budget,
+    bytes: u64,
+}
+
+impl Budget {
+    pub(crate) const fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            used: std::sync::Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Reserves `bytes` (at most the limit), waiting while the other shares leave too little.
+    pub(crate) fn reserve(&self, bytes: u64) -> Share<'_> {
+        let bytes = bytes.min(self.limit);
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used + bytes > self.limit {
+            used = self.freed.wait(used).unwrap_or_else(|e| e.into_inner());
+        }
+        *used += bytes;
+        Share {
+            budget: self,
+            bytes,
+        }
+    }
+
+    /// Bytes reserved now.
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> u64 {
+        *self.used.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Share<'_> {
+    fn drop(&mut self) {
+        let mut used = self.budget.used.lock().unwrap_or_else(|e| e.into_inner());
+        *used -= self.bytes;
+        self.budget.freed.notify_all();
+    }
 }
 
 /// Reads `path` after checking that it is a regular file (symbolic links are followed), so
@@ -220,6 +332,91 @@ pub(crate) fn interpolation_weights(in_size: usize, out_size: usize) -> Vec<(usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A PNG whose header says `w`x`h` 8-bit grayscale, with a token of image data: what
+    /// a decoder reads before it allocates the pixels.
+    fn png_header(w: u32, h: u32) -> Vec<u8> {
+        fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+            out.extend((data.len() as u32).to_be_bytes());
+            let start = out.len();
+            out.extend(kind);
+            out.extend(data);
+            let crc = crc32fast::hash(&out[start..]);
+            out.extend(crc.to_be_bytes());
+        }
+        let mut png = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+        let mut ihdr = Vec::new();
+        ihdr.extend(w.to_be_bytes());
+        ihdr.extend(h.to_be_bytes());
+        ihdr.extend([8, 0, 0, 0, 0]); // 8 bits, grayscale, deflate, no filter, no interlace
+        chunk(&mut png, b"IHDR", &ihdr);
+        chunk(
+            &mut png,
+            b"IDAT",
+            &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+        );
+        chunk(&mut png, b"IEND", &[]);
+        png
+    }
+
+    #[test]
+    fn an_image_too_large_once_converted_is_refused_with_its_dimensions() {
+        let dir = crate::testutil::temp_dir("decode-huge");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("huge.png");
+        std::fs::write(&path, png_header(20_000, 20_000)).unwrap();
+        let err = decode_file(&path, 64, 64).unwrap_err();
+        assert!(matches!(err, Error::Data { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("huge.png")
+                && text.contains("20000x20000")
+                && text.contains("over the limit of 256 MiB per image"),
+            "{text}"
+        );
+        // 400 MB of gray pixels are under `image`'s own 512 MiB limit: the RGB copy is not.
+        assert_eq!(
+            decoding_bytes(20_000, 20_000, image::ColorType::L8),
+            1_600_000_000
+        );
+        assert_eq!(decoding_bytes(10, 10, image::ColorType::Rgb8), 300);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn very_small_images_are_named_in_a_warning() {
+        let path = Path::new("train/cats/dot.png");
+        let warning = small_image_warning(path, 1, 1, 64, 64).unwrap();
+        assert!(
+            warning.contains("train/cats/dot.png") && warning.contains("1x1 pixels"),
+            "{warning}"
+        );
+        assert!(small_image_warning(path, 640, 4, 64, 64).is_some());
+        assert!(small_image_warning(path, 8, 8, 64, 64).is_none());
+    }
+
+    #[test]
+    fn parallel_decoders_share_one_budget() {
+        let budget = Budget::new(100);
+        let peak = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        let _share = budget.reserve(40);
+                        peak.fetch_max(budget.used(), std::sync::atomic::Ordering::SeqCst);
+                        std::thread::yield_now();
+                    }
+                });
+            }
+        });
+        let peak = peak.into_inner();
+        assert!((40..=100).contains(&peak), "peak {peak}");
+        assert_eq!(budget.used(), 0, "every share is given back");
+        // A share larger than the whole budget is capped rather than waiting forever.
+        let _all = budget.reserve(1_000);
+        assert_eq!(budget.used(), 100);
+    }
 
     /// A minimal structurally complete JPEG: SOI, a segment, a scan with stuffed bytes and a
     /// restart marker, EOI.

@@ -1,21 +1,24 @@
 //! Inverted dropout with a reproducible mask stream (candle's `ops::dropout` draws from the
 //! device RNG, which cannot be seeded on the CPU).
 
-use crate::seed::{derive_seed, global_seed, splitmix64};
+use crate::seed::{derive_seed, global_seed, splitmix64, training_step};
 use candle_core::{Result, Tensor};
 use candle_nn::ModuleT;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Keras-style inverted dropout: in training mode each element is zeroed with probability
 /// `rate` and the rest are scaled by `1 / (1 - rate)`; in inference mode the input passes
 /// through unchanged.
 ///
-/// The mask of the `k`-th training-mode call is drawn from a ChaCha8 generator seeded from
-/// `(seed, name, k)`, so a model built with the same seed and trained on the same batches
-/// sees the same masks. The call counter starts at 0 when the layer is built (a resumed run
-/// does not continue the mask stream of the saved one).
+/// The mask of a training-mode call is drawn from a ChaCha8 generator seeded from
+/// `(seed, name, step, k)`: inside [`crate::train::Trainer::fit`], `step` is the run's
+/// optimizer step ([`crate::seed::training_step`]) and `k` counts the layer's calls within
+/// that step, so a model built with the same seed and trained on the same batches sees the
+/// same masks, and a run resumed from a checkpoint continues the uninterrupted run's mask
+/// stream. Outside a training loop, `k` counts the layer's calls since it was built or last
+/// used inside one.
 ///
 /// # Shapes
 /// Any shape -> the same shape.
@@ -23,7 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Dropout {
     rate: f64,
     seed: u64,
-    calls: AtomicU64,
+    /// The training step of the last call and the calls made within it.
+    calls: Mutex<(Option<u64>, u64)>,
 }
 
 impl Clone for Dropout {
@@ -31,7 +35,7 @@ impl Clone for Dropout {
         Self {
             rate: self.rate,
             seed: self.seed,
-            calls: AtomicU64::new(self.calls.load(Ordering::Relaxed)),
+            calls: Mutex::new(*self.calls.lock().unwrap_or_else(|e| e.into_inner())),
         }
     }
 }
@@ -50,7 +54,7 @@ impl Dropout {
         Ok(Self {
             rate,
             seed: derive_seed(seed, name),
-            calls: AtomicU64::new(0),
+            calls: Mutex::new((None, 0)),
         })
     }
 
@@ -71,8 +75,20 @@ impl Dropout {
     /// # Shapes
     /// Returns a tensor shaped like `x`, in `x`'s dtype and on its device.
     pub fn next_mask(&self, x: &Tensor) -> Result<Tensor> {
-        let call = self.calls.fetch_add(1, Ordering::Relaxed);
-        let mut rng = ChaCha8Rng::seed_from_u64(splitmix64(self.seed ^ splitmix64(call)));
+        let step = training_step();
+        let call = {
+            let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+            if calls.0 != step {
+                *calls = (step, 0);
+            }
+            calls.1 += 1;
+            calls.1 - 1
+        };
+        let key = match step {
+            None => splitmix64(call),
+            Some(step) => splitmix64(splitmix64(step ^ 0xD80F_D80F) ^ call),
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(splitmix64(self.seed ^ key));
         let keep = (1.0 - self.rate) as f32;
         let scale = 1.0 / keep;
         let mask: Vec<f32> = (0..x.elem_count())
@@ -137,6 +153,28 @@ mod tests {
         assert_ne!(a[0], a[1], "each call draws a new mask");
         assert_ne!(a, run(2, "d1"));
         assert_ne!(a, run(1, "d2"));
+    }
+
+    #[test]
+    fn inside_training_masks_depend_on_the_step_not_on_the_instance() {
+        let x = ones(256);
+        let mask = |d: &Dropout| d.forward_t(&x, true).unwrap().to_vec1::<f32>().unwrap();
+        let (a, b) = (
+            Dropout::new(0.5, "d", 1).unwrap(),
+            Dropout::new(0.5, "d", 1).unwrap(),
+        );
+        // `a` trains steps 0 to 2; a fresh `b` (a resumed run) starts at step 2.
+        crate::seed::set_training_step(Some(0));
+        let first = mask(&a);
+        crate::seed::set_training_step(Some(1));
+        mask(&a);
+        crate::seed::set_training_step(Some(2));
+        let (a2, a2_again) = (mask(&a), mask(&a));
+        crate::seed::set_training_step(Some(2));
+        assert_eq!(mask(&b), a2, "a resumed layer draws the uninterrupted mask");
+        assert_eq!(mask(&b), a2_again, "calls within a step are counted");
+        assert_ne!(first, a2);
+        crate::seed::set_training_step(None);
     }
 
     #[test]

@@ -48,6 +48,12 @@ pub trait Callback {
     fn on_batch_end(&mut self, _batch: usize, _loss: f64, _ctx: &mut TrainContext) -> Result<()> {
         Ok(())
     }
+    /// As soon as an epoch is recorded in `ctx.history`, before its validation loss is
+    /// checked: the place for logs, which then also hold an epoch whose validation loss was
+    /// NaN (`fit` fails right after, and `on_epoch_end` does not run).
+    fn on_epoch_logged(&mut self, _logs: &EpochLogs, _ctx: &mut TrainContext) -> Result<()> {
+        Ok(())
+    }
     /// After each epoch (validation included); `logs` is already in `ctx.history`.
     fn on_epoch_end(&mut self, _logs: &EpochLogs, _ctx: &mut TrainContext) -> Result<()> {
         Ok(())
@@ -118,10 +124,34 @@ impl ModelCheckpoint {
         }
     }
 
+    /// Saves after every epoch (`save_best_only = false`, monitoring the training loss): the
+    /// training checkpoint of the last completed epoch, to resume from.
+    pub fn every_epoch(dir: impl Into<PathBuf>) -> Self {
+        let mut checkpoint = Self::best(dir, "loss");
+        checkpoint.save_best_only = false;
+        checkpoint
+    }
+
     /// Overrides the direction of improvement.
     pub fn with_mode(mut self, mode: Mode) -> Self {
         self.mode = mode;
         self.best = mode.worst();
+        self
+    }
+
+    /// Takes the best value so far from the epochs `from_epoch..` of `history` (a resumed
+    /// run's, so that its next epoch is saved only when it beats them, as in the
+    /// uninterrupted run); epochs without a finite value of the metric are skipped.
+    pub fn with_best_from(mut self, history: &History, from_epoch: usize) -> Self {
+        for logs in history.epochs.iter().filter(|e| e.epoch >= from_epoch) {
+            match logs.get(&self.monitor) {
+                Some(v) if v.is_finite() && self.mode.improves(v, self.best, 0.0) => {
+                    self.best = v;
+                    self.best_epoch = Some(logs.epoch);
+                }
+                _ => {}
+            }
+        }
         self
     }
 
@@ -244,8 +274,8 @@ impl Callback for EarlyStopping {
     }
 }
 
-/// Rewrites `path` with the whole history as CSV after every epoch (atomically); see
-/// [`History::to_csv`].
+/// Rewrites `path` with the whole history as CSV after every epoch (atomically), an epoch
+/// whose validation loss was NaN included; see [`History::to_csv`].
 #[derive(Debug, Clone)]
 pub struct CsvLogger {
     /// Output file.
@@ -260,13 +290,13 @@ impl CsvLogger {
 }
 
 impl Callback for CsvLogger {
-    fn on_epoch_end(&mut self, _logs: &EpochLogs, ctx: &mut TrainContext) -> Result<()> {
+    fn on_epoch_logged(&mut self, _logs: &EpochLogs, ctx: &mut TrainContext) -> Result<()> {
         checkpoint::write_atomic(&self.path, ctx.history.to_csv().as_bytes())
     }
 }
 
-/// Rewrites `path` with the whole history as JSON after every epoch (atomically); see
-/// [`History::to_json`].
+/// Rewrites `path` with the whole history as JSON after every epoch (atomically), an epoch
+/// whose validation loss was NaN included; see [`History::to_json`].
 #[derive(Debug, Clone)]
 pub struct JsonLogger {
     /// Output file.
@@ -281,7 +311,7 @@ impl JsonLogger {
 }
 
 impl Callback for JsonLogger {
-    fn on_epoch_end(&mut self, _logs: &EpochLogs, ctx: &mut TrainContext) -> Result<()> {
+    fn on_epoch_logged(&mut self, _logs: &EpochLogs, ctx: &mut TrainContext) -> Result<()> {
         checkpoint::write_atomic(&self.path, ctx.history.to_json().as_bytes())
     }
 }

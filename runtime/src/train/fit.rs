@@ -140,7 +140,8 @@ pub fn predict_batches<M: ModuleT + ?Sized>(model: &M, data: &mut dyn Batches) -
 /// - a learning rate that is NaN, infinite or negative (see [`crate::optim::validate_lr`]):
 ///   [`Error::InvalidArgument`], before the first step;
 /// - a NaN or infinite validation loss: [`Error::NonFinite`] `val_loss` at that epoch, after
-///   the epoch is recorded in the history and before any `on_epoch_end` callback (so no
+///   the epoch is recorded in the history (and in the logs, through
+///   [`Callback::on_epoch_logged`]) and before any `on_epoch_end` callback (so no
 ///   checkpoint is taken and it never counts as "no improvement");
 /// - training or validation data that yields no examples: [`Error::InvalidArgument`].
 ///
@@ -478,7 +479,11 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
             for (i, batch) in train.epoch(epoch).enumerate() {
                 stop |= self.run_callbacks(cbs, epoch, |cb, ctx| cb.on_batch_begin(i, ctx))?;
                 let batch = batch?;
-                let logits = self.model.forward_t(&batch.inputs, true)?;
+                // Stochastic layers key their draws by the run's step (resumable streams).
+                crate::seed::set_training_step(Some(self.global_step));
+                let logits = self.model.forward_t(&batch.inputs, true);
+                crate::seed::set_training_step(None);
+                let logits = logits?;
                 let loss = self.loss.compute(&logits, &batch.targets)?;
                 let grads = loss.backward()?;
                 let loss_value = scalar(&loss)?;
@@ -536,6 +541,7 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
             progress.finish(&logs);
             self.history.epochs.push(logs.clone());
             self.epoch = epoch + 1;
+            self.run_callbacks(cbs, epoch, |cb, ctx| cb.on_epoch_logged(&logs, ctx))?;
             if let Some(val_loss) = logs.val_loss {
                 ensure_finite("val_loss", val_loss, Some(epoch), None)?;
             }

@@ -11,6 +11,7 @@ mod history;
 mod plot;
 mod precise_bn;
 mod progress;
+mod run_lock;
 mod run_state;
 mod tta;
 
@@ -26,11 +27,12 @@ pub use history::{EpochLogs, History};
 pub use plot::plot_history;
 pub use precise_bn::{recompute_batch_norm_statistics, PreciseBn, PreciseBnReport};
 pub use progress::{epoch_line, Progress, Verbosity};
+pub use run_lock::{RunLock, LOCK_FILE};
 pub use run_state::{
     load_checkpoint, load_state, save_checkpoint, ModelInfo, OptimizerMeta, TrainingState,
     OPTIMIZER_FILE, STATE_FILE, STATE_FORMAT,
 };
-pub use tta::{evaluate_tta, flip_averaged_probabilities, predict_tta};
+pub use tta::{evaluate_tta, flip_averaged_logits, flip_averaged_probabilities, predict_tta};
 
 #[cfg(test)]
 mod testmodel;

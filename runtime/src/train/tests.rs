@@ -273,8 +273,16 @@ fn nan_val_loss_is_an_error_not_a_missed_improvement() {
         adam(&varmap, 0.01),
     )
     .with_verbosity(Verbosity::Silent)
+    .with_callback(CsvLogger::new(dir.join("history.csv")))
     .with_callback(ModelCheckpoint::best(&dir, "val_loss"));
     let err = trainer.fit(&mut train, Some(&mut val), 3).unwrap_err();
+    let csv = std::fs::read_to_string(dir.join("history.csv")).unwrap();
+    let row = csv.lines().nth(1).expect("the NaN epoch is logged");
+    assert_eq!(
+        row.split(',').nth(3),
+        Some("nan"),
+        "val_loss column of the NaN epoch: {csv}"
+    );
     let (what, value, epoch, batch) = non_finite(&err);
     assert_eq!((what.as_str(), epoch, batch), ("val_loss", Some(0), None));
     assert!(value.is_nan());
@@ -287,6 +295,37 @@ fn nan_val_loss_is_an_error_not_a_missed_improvement() {
         "no checkpoint"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_resumed_checkpoint_tracker_keeps_the_best_of_the_history() {
+    let epoch = |epoch, val_loss| EpochLogs {
+        epoch,
+        loss: 1.0,
+        accuracy: None,
+        val_loss: Some(val_loss),
+        val_accuracy: None,
+        lr: 0.1,
+        seconds: 0.0,
+    };
+    let history = History {
+        epochs: vec![
+            epoch(0, 0.1),
+            epoch(1, 0.5),
+            epoch(2, f64::NAN),
+            epoch(3, 0.4),
+        ],
+    };
+    let tracker = ModelCheckpoint::best("unused", "val_loss");
+    assert_eq!(
+        tracker.clone().with_best_from(&history, 0).best_so_far(),
+        Some((0.1, 0))
+    );
+    assert_eq!(
+        tracker.clone().with_best_from(&history, 1).best_so_far(),
+        Some((0.4, 3))
+    );
+    assert_eq!(tracker.with_best_from(&history, 4).best_so_far(), None);
 }
 
 #[test]

@@ -73,6 +73,19 @@ pub fn predict_tta<M: ModuleT + ?Sized>(
     })
 }
 
+/// The logits of [`flip_averaged_probabilities`] (clamped away from probabilities 0 and 1),
+/// for what takes logits: a loss, a confusion matrix.
+///
+/// # Shapes
+/// `x`: `[N, C, H, W]`; returns `[N, ...output]`.
+pub fn flip_averaged_logits<M: ModuleT + ?Sized>(
+    model: &M,
+    loss: Loss,
+    x: &Tensor,
+) -> Result<Tensor> {
+    logits_of(loss, &flip_averaged_probabilities(model, loss, x)?)
+}
+
 /// Like [`super::evaluate`], but on flip-averaged probabilities: the loss is computed from
 /// the averaged probabilities (through the logits that give them) and accuracy from their
 /// argmax / threshold 0.5, over epoch 0 of `data`.
@@ -84,9 +97,7 @@ pub fn evaluate_tta<M: ModuleT + ?Sized>(
     loss: Loss,
     data: &mut dyn Batches,
 ) -> Result<Evaluation> {
-    super::fit::evaluate_logits(loss, data, |x| {
-        logits_of(loss, &flip_averaged_probabilities(model, loss, x)?)
-    })
+    super::fit::evaluate_logits(loss, data, |x| flip_averaged_logits(model, loss, x))
 }
 
 #[cfg(test)]
