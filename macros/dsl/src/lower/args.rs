@@ -164,6 +164,21 @@ impl<'a> Args<'a> {
                     None
                 }
             },
+            // Rule: a layer argument is a value; a call here is a function's (or a typo).
+            ArgValue::Layer(l) if l.body.is_none() && l.label.is_none() => {
+                let f = l.kind.to_string();
+                self.errors.push(
+                    l.kind.span(),
+                    format!(
+                        "unknown function `{f}` in `{name}` of `{}`{} (functions: {})",
+                        self.spec.name,
+                        did_you_mean(&f, crate::ast::FUNCTIONS.iter().copied()),
+                        crate::ast::FUNCTIONS.join(", ")
+                    ),
+                );
+                self.bad.set(true);
+                None
+            }
             other => {
                 self.errors.push(
                     other.span(),
@@ -172,6 +187,33 @@ impl<'a> Args<'a> {
                 self.bad.set(true);
                 None
             }
+        }
+    }
+
+    /// Reports argument `name`'s value `v` as wrong. A float where an integer belongs is
+    /// reported where it was computed when the argument is a name (a block parameter or a
+    /// `let`), with the fix.
+    fn wrong(&self, name: &'static str, v: &Value, message: String) {
+        let Value::Float(_) = v else {
+            return self.fail(name, message);
+        };
+        let hint = "; `*` or `/` with a float gives a float: use integer arithmetic (`c / 2` rather than `c * 0.5`; `/` of integers rounds toward zero) or `round(...)`, `floor(...)`, `ceil(...)`";
+        let var = match self.raw.get(name) {
+            Some(ArgValue::Expr(syn::Expr::Path(p))) if p.path.segments.len() == 1 => {
+                Some(p.path.segments[0].ident.to_string())
+            }
+            _ => None,
+        };
+        match var.as_deref().and_then(|n| Some((n, self.env.origin(n)?))) {
+            Some((var, origin)) => {
+                self.failed.borrow_mut().insert(name);
+                self.errors.push_pinned(
+                    origin,
+                    format!("{message}: `{var}` is `{v}`, computed here{hint}"),
+                );
+                self.bad.set(true);
+            }
+            None => self.fail(name, format!("{message}{hint}")),
         }
     }
 
@@ -200,8 +242,9 @@ impl<'a> Args<'a> {
             None => fallback,
             Some(Value::Int(n)) if (min..=max).contains(&n) => n as usize,
             Some(v) => {
-                self.fail(
+                self.wrong(
                     name,
+                    &v,
                     format!(
                         "`{name}` of `{}` must be an integer from {min} to {max}, found `{v}`",
                         self.spec.name
@@ -224,7 +267,7 @@ impl<'a> Args<'a> {
                 _ => fallback,
             },
             Some(v) => {
-                self.fail(name, format!("`{name}` of `{}` must be an integer or (height, width) from 1 to {max}, found `{v}`", self.spec.name));
+                self.wrong(name, &v, format!("`{name}` of `{}` must be an integer or (height, width) from 1 to {max}, found `{v}`", self.spec.name));
                 fallback
             }
         }

@@ -8,17 +8,21 @@
 //! the catalog's `build` (a function of `crate::layers`) builds each plain layer, and
 //! `composite` the ones holding other layers.
 
-use crate::ast::{BlockDef, Body, LayerCall, ModelDef, ShapeSpec, Stmt};
+use crate::ast::{BlockDef, Body, Item, LayerCall, ModelDef, ShapeSpec, Stmt};
 use crate::catalog::{self, Kind};
 use crate::error::{did_you_mean, Errors};
 use crate::infer;
 use crate::ir::{snake_case, Info, Merge, Model, Node, Op, MAX_DIM, MAX_NODES};
 use crate::value::{eval, thousands, Env, Value, UNKNOWN_SHAPE};
 use proc_macro2::Span;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use syn::spanned::Spanned;
 use syn::Ident;
+
+/// The value a `let` whose expression failed (reported) binds: its uses report nothing more.
+pub(crate) const POISONED: &str = "<error>";
 
 mod args;
 mod composite;
@@ -26,10 +30,31 @@ mod scope;
 
 pub use args::{shape_of, Args};
 
+/// A block a body can use: its definition, the namespace its body's block names resolve
+/// in, and where it was imported from (`None` for a block of this invocation).
+#[derive(Clone)]
+pub(crate) struct BlockRef<'a> {
+    def: &'a BlockDef,
+    namespace: usize,
+    imported: Option<Rc<Imported>>,
+}
+
+/// How an imported block was imported: errors inside it are reported at the caller's token
+/// with a note naming it.
+pub(crate) struct Imported {
+    /// The path of the `use`.
+    path: String,
+}
+
 /// Lowers the models of one description.
 pub struct Lowerer<'a> {
     errors: &'a Errors,
-    blocks: BTreeMap<String, &'a BlockDef>,
+    /// Blocks by name, per namespace: 0 is this invocation's (its blocks and imports); each
+    /// import has its own (the imported block and the blocks it uses), so the helpers of
+    /// two imported blocks never clash.
+    namespaces: Vec<BTreeMap<String, BlockRef<'a>>>,
+    /// The namespace block names resolve in now.
+    namespace: usize,
     /// Models declared earlier in this description: name -> (input, output) shapes.
     models: BTreeMap<String, (Vec<usize>, Vec<usize>)>,
     /// Models of this description that had errors: uses of them are not checked again.
@@ -68,29 +93,12 @@ struct Pending {
 }
 
 impl<'a> Lowerer<'a> {
-    /// A lowerer that knows `blocks`.
-    pub fn new(errors: &'a Errors, blocks: &'a [&'a BlockDef]) -> Self {
-        let mut map = BTreeMap::new();
-        for b in blocks {
-            // Rule: a block name is defined once and does not shadow a built-in layer.
-            if catalog::lookup(&b.name.to_string()).is_some() {
-                errors.push(
-                    b.name.span(),
-                    format!(
-                        "block `{}` would shadow the built-in layer of that name; rename it",
-                        b.name
-                    ),
-                );
-            } else if map.insert(b.name.to_string(), *b).is_some() {
-                errors.push(
-                    b.name.span(),
-                    format!("block `{}` is defined twice", b.name),
-                );
-            }
-        }
-        Lowerer {
+    /// A lowerer that knows the blocks and imports among `items`.
+    pub fn new(errors: &'a Errors, items: &'a [Item]) -> Self {
+        let mut lowerer = Lowerer {
             errors,
-            blocks: map,
+            namespaces: vec![BTreeMap::new()],
+            namespace: 0,
             models: BTreeMap::new(),
             failed: BTreeSet::new(),
             stack: Vec::new(),
@@ -104,7 +112,114 @@ impl<'a> Lowerer<'a> {
             closed: BTreeSet::new(),
             saves: 0,
             saved: BTreeSet::new(),
+        };
+        lowerer.register(items, 0);
+        lowerer
+    }
+
+    /// Registers the blocks and imports of `items` in namespace `ns`; only this invocation's
+    /// own definitions (namespace 0) are checked, an imported one was where it is defined.
+    fn register(&mut self, items: &'a [Item], ns: usize) {
+        let own = ns == 0;
+        for item in items {
+            let (name, block) = match item {
+                Item::Block(b) => (
+                    &b.name,
+                    BlockRef {
+                        def: b,
+                        namespace: ns,
+                        imported: None,
+                    },
+                ),
+                Item::Import(import) => {
+                    let inner = self.namespaces.len();
+                    self.namespaces.push(BTreeMap::new());
+                    self.register(&import.items, inner);
+                    let Some(entry) = self.namespaces[inner].get(&import.entry.to_string()) else {
+                        continue;
+                    };
+                    let mut entry = entry.clone();
+                    entry.imported = Some(Rc::new(Imported {
+                        path: import.path.clone(),
+                    }));
+                    (&import.local, entry)
+                }
+                Item::Model(_) | Item::Use(_) => continue,
+            };
+            let word = if block.imported.is_some() {
+                "imported"
+            } else {
+                "defined"
+            };
+            // Rule: a block name is defined once and does not shadow a built-in layer.
+            if catalog::lookup(&name.to_string()).is_some() {
+                if own {
+                    self.errors.push(
+                        name.span(),
+                        format!(
+                            "block `{name}` would shadow the built-in layer of that name; rename it{}",
+                            if block.imported.is_some() { " (`use path::block as other_name;`)" } else { "" }
+                        ),
+                    );
+                }
+            } else if self.namespaces[ns]
+                .insert(name.to_string(), block)
+                .is_some()
+                && own
+            {
+                self.errors.push(
+                    name.span(),
+                    format!(
+                        "block `{name}` is {word} twice (blocks and imports share one namespace)"
+                    ),
+                );
+            }
         }
+    }
+
+    /// The block `name` as seen from the current namespace.
+    fn block(&self, name: &str) -> Option<BlockRef<'a>> {
+        self.namespaces[self.namespace].get(name).cloned()
+    }
+
+    /// The blocks of this invocation (namespace 0) that their definitions export: each
+    /// block's name, with the block definitions and imports it needs, transitively.
+    pub fn exports(&self, items: &'a [Item]) -> Vec<(&'a BlockDef, Vec<proc_macro2::TokenStream>)> {
+        let mut out = Vec::new();
+        for item in items {
+            let Item::Block(b) = item else { continue };
+            // Only the definition registered under its name (not a duplicate or a shadow).
+            match self.namespaces[0].get(&b.name.to_string()) {
+                Some(r) if std::ptr::eq(r.def, b) => {}
+                _ => continue,
+            }
+            let mut needed = BTreeSet::new();
+            let mut queue = vec![b.name.to_string()];
+            while let Some(name) = queue.pop() {
+                if !needed.insert(name.clone()) {
+                    continue;
+                }
+                if let Some(r) = self.namespaces[0].get(&name) {
+                    if r.imported.is_none() {
+                        crate::import::uses(r.def, &mut queue);
+                    }
+                }
+            }
+            let tokens = items
+                .iter()
+                .filter_map(|i| match i {
+                    Item::Block(d) if needed.contains(&d.name.to_string()) => {
+                        Some(d.tokens.clone())
+                    }
+                    Item::Import(m) if needed.contains(&m.local.to_string()) => {
+                        Some(m.tokens.clone())
+                    }
+                    _ => None,
+                })
+                .collect();
+            out.push((b, tokens));
+        }
+        out
     }
 
     /// Makes an earlier model of this description usable as a layer.
@@ -190,12 +305,14 @@ impl<'a> Lowerer<'a> {
     }
 
     fn stmts(&mut self, stmts: &[Stmt], env: &Env, out: &mut Vec<Pending>) {
+        // `let` rebinds for the statements after it.
+        let mut env = Cow::Borrowed(env);
         for stmt in stmts {
             if self.halted {
                 return;
             }
             match stmt {
-                Stmt::For(f) => self.for_loop(f, env, out),
+                Stmt::For(f) => self.for_loop(f, &env, out),
                 Stmt::Layer(call) => {
                     let env = env.with_shape(self.shape.as_deref());
                     let (before, known) = (self.errors.len(), self.shape.is_some());
@@ -227,16 +344,32 @@ impl<'a> Lowerer<'a> {
                 }
                 Stmt::If(cond) => match eval(&cond.cond, &env.with_shape(self.shape.as_deref())) {
                     // The layers of the chosen body join this body, as a loop's do.
-                    Ok(Value::Bool(true)) => self.stmts(&cond.then.stmts, env, out),
-                    Ok(Value::Bool(false)) => self.stmts(&cond.otherwise, env, out),
-                    // Rule: a condition is `true` or `false`.
+                    Ok(Value::Bool(true)) => self.stmts(&cond.then.stmts, &env, out),
+                    Ok(Value::Bool(false)) => self.stmts(&cond.otherwise, &env, out),
+                    // Rule: a condition is `true` or `false`. The message does not quote the
+                    // value, so a loop reports it once; the fix keeps a truth test's intent.
                     Ok(v) => {
+                        let text = quote::ToTokens::to_token_stream(&cond.cond).to_string();
+                        let fix = match v {
+                            Value::Int(_) => {
+                                format!("; to test that it is nonzero, write `if {text} != 0`")
+                            }
+                            Value::Float(_) => {
+                                format!("; to test that it is nonzero, write `if {text} != 0.0`")
+                            }
+                            _ => String::new(),
+                        };
+                        let what = match v {
+                            Value::Int(_) => "an integer".to_string(),
+                            Value::Float(_) => "a float".to_string(),
+                            Value::Word(_) => "a word".to_string(),
+                            Value::Tuple(_) => "a tuple".to_string(),
+                            Value::Layer(_) => "a layer".to_string(),
+                            Value::Bool(_) => "a boolean".to_string(),
+                        };
                         self.errors.push(
                             cond.cond.span(),
-                            format!(
-                                "an `if` condition is `true` or `false`, found `{v}`; compare it, e.g. `{} == {v}`",
-                                quote::ToTokens::to_token_stream(&cond.cond)
-                            ),
+                            format!("an `if` condition is `true` or `false`, but `{text}` is {what}{fix}"),
                         );
                         out.push(poison(cond.cond.span(), "if"));
                         self.shape = None;
@@ -248,6 +381,19 @@ impl<'a> Lowerer<'a> {
                         }
                         out.push(poison(cond.cond.span(), "if"));
                         self.shape = None;
+                    }
+                },
+                Stmt::Let(l) => match eval(&l.value, &env.with_shape(self.shape.as_deref())) {
+                    Ok(v) => {
+                        env = Cow::Owned(env.with_origin(&l.name.to_string(), v, l.value.span()));
+                    }
+                    Err(e) => {
+                        if self.shape.is_some() || !e.to_string().contains(UNKNOWN_SHAPE) {
+                            self.errors.push_error(e);
+                        }
+                        // Later uses of the name are follow-on errors: bind a poison marker.
+                        env =
+                            Cow::Owned(env.with(&l.name.to_string(), Value::Word(POISONED.into())));
                     }
                 },
                 // Rule: a skip is a branch of a merge.
@@ -328,8 +474,12 @@ impl<'a> Lowerer<'a> {
     fn layer_call(&mut self, call: &LayerCall, env: &Env) -> Option<Pending> {
         let kind = call.kind.to_string();
         let label = call.label.clone();
-        if let Some(block) = self.blocks.get(&kind).copied() {
-            let node = self.block_call(call, block, env);
+        // A block parameter that holds a layer: the layer passed (or `none`: nothing).
+        if let Some(value) = env.get(&kind) {
+            return self.passed_layer(call, value.clone(), env);
+        }
+        if let Some(block) = self.block(&kind) {
+            let node = self.block_call(call, &block, env);
             return Some(Pending {
                 label,
                 prefix: kind,
@@ -355,7 +505,7 @@ impl<'a> Lowerer<'a> {
         let Some(spec) = catalog::lookup(&kind) else {
             // Rule: only catalogue layers, blocks of this description and earlier models.
             let mut known: Vec<&str> = catalog::names().collect();
-            known.extend(self.blocks.keys().map(String::as_str));
+            known.extend(self.namespaces[self.namespace].keys().map(String::as_str));
             known.extend(self.models.keys().map(String::as_str));
             self.errors.push(
                 call.kind.span(),
