@@ -41,6 +41,8 @@ pub enum Item {
     /// `@import local [path] entry { items }`: an imported block's definitions, spliced in
     /// by the block's hidden macro (see `crate::import`).
     Import(Import),
+    /// `defaults { ... }`: argument defaults for every model of the invocation.
+    Defaults(Defaults),
 }
 
 /// `vis block name(p1, p2 = default) { ... }`.
@@ -130,6 +132,43 @@ pub enum Stmt {
     If(IfStmt),
     /// `let name = value`: a name for the statements after it in this body.
     Let(LetStmt),
+    /// `defaults { layer(arg = value), ... }`: argument defaults for the rest of this body.
+    Defaults(Defaults),
+}
+
+/// `defaults { batch_norm(eps = 1e-5), conv2d(bias = false) }`: new defaults for layer
+/// arguments, as an item (the whole invocation) or a statement (the rest of its body).
+#[derive(Clone)]
+pub struct Defaults {
+    /// The `defaults` keyword.
+    pub span: Span,
+    /// One call per layer, with named arguments only.
+    pub layers: Vec<LayerCall>,
+}
+
+impl Parse for Defaults {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let kw: Ident = input.parse()?;
+        if kw != "defaults" {
+            return Err(syn::Error::new(
+                kw.span(),
+                format!("expected a model `Name(C, H, W) -> (out) {{ ... }}`, a block or `defaults {{ ... }}`, found `{kw} {{`"),
+            ));
+        }
+        let content;
+        braced!(content in input);
+        let mut layers = Vec::new();
+        while !content.is_empty() {
+            layers.push(content.parse()?);
+            if !content.is_empty() {
+                content.parse::<Token![,]>()?;
+            }
+        }
+        Ok(Defaults {
+            span: kw.span(),
+            layers,
+        })
+    }
 }
 
 /// `let name = value`.
@@ -232,6 +271,46 @@ impl Parse for Description {
     }
 }
 
+/// Prefix of the identifier that stands for a numeric label (`3: { ... }`), so that paths
+/// can mirror PyTorch's `features.3.0.weight`; [`label_name`] gives the label as written.
+pub const NUMERIC_LABEL: &str = "__convnet_index_";
+
+/// A label as written: `stem`, or `3` for a numeric one.
+pub fn label_name(label: &Ident) -> String {
+    let text = label.to_string();
+    match text.strip_prefix(NUMERIC_LABEL) {
+        Some(n) => n.to_string(),
+        None => text,
+    }
+}
+
+/// `label:` (an identifier or an integer, then one colon), if next.
+fn parse_label(input: ParseStream) -> syn::Result<Option<Ident>> {
+    if input.peek(Ident) && input.peek2(Token![:]) && !input.peek2(Token![::]) {
+        let label: Ident = input.parse()?;
+        input.parse::<Token![:]>()?;
+        return Ok(Some(label));
+    }
+    if input.peek(syn::LitInt) && input.peek2(Token![:]) && !input.peek2(Token![::]) {
+        let lit: syn::LitInt = input.parse()?;
+        let n: u64 = lit.base10_parse().map_err(|_| {
+            syn::Error::new(
+                lit.span(),
+                "a numeric label is a plain non-negative integer, such as `3`",
+            )
+        })?;
+        if !lit.suffix().is_empty() {
+            return Err(syn::Error::new(
+                lit.span(),
+                "a numeric label is a plain non-negative integer, such as `3`",
+            ));
+        }
+        input.parse::<Token![:]>()?;
+        return Ok(Some(Ident::new(&format!("{NUMERIC_LABEL}{n}"), lit.span())));
+    }
+    Ok(None)
+}
+
 /// The tokens from `begin` up to (not including) `end`.
 fn tokens_between(begin: Cursor, end: Cursor) -> TokenStream {
     let mut tokens = TokenStream::new();
@@ -254,6 +333,9 @@ impl Parse for Item {
         }
         let attrs = input.call(Attribute::parse_outer)?;
         let vis: Visibility = input.parse()?;
+        if input.peek(Ident) && input.peek2(token::Brace) {
+            return Ok(Item::Defaults(input.parse()?));
+        }
         if input.peek(Token![use]) {
             // Rule: an import inside the macro only imports; re-export with a Rust `pub use`.
             if !matches!(vis, Visibility::Inherited) {
@@ -406,6 +488,7 @@ impl Parse for Body {
                 Stmt::For(_) | Stmt::Branch(_) | Stmt::If(_) => true,
                 Stmt::Layer(l) => l.body.is_some(),
                 Stmt::Skip(_) | Stmt::Let(_) => false,
+                Stmt::Defaults(_) => true,
             };
             stmts.push(stmt);
             if content.is_empty() {
@@ -483,18 +566,19 @@ impl Parse for Stmt {
                 body: input.parse()?,
             }));
         }
-        if input.peek(Ident) && input.peek2(Token![:]) && !input.peek2(Token![::]) {
+        if input.peek(Ident) && input.peek2(token::Brace) {
             let fork = input.fork();
-            fork.parse::<Ident>()?;
-            fork.parse::<Token![:]>()?;
-            if fork.peek(token::Brace) {
-                let label: Ident = input.parse()?;
-                input.parse::<Token![:]>()?;
-                return Ok(Stmt::Branch(Branch {
-                    label: Some(label),
-                    body: input.parse()?,
-                }));
+            if fork.parse::<Ident>()? == "defaults" {
+                return Ok(Stmt::Defaults(input.parse()?));
             }
+        }
+        let fork = input.fork();
+        if parse_label(&fork)?.is_some() && fork.peek(token::Brace) {
+            let label = parse_label(input)?;
+            return Ok(Stmt::Branch(Branch {
+                label,
+                body: input.parse()?,
+            }));
         }
         Ok(Stmt::Layer(input.parse()?))
     }
@@ -502,13 +586,7 @@ impl Parse for Stmt {
 
 impl Parse for LayerCall {
     fn parse(input: ParseStream) -> syn::Result<Self> {
-        let label = if input.peek(Ident) && input.peek2(Token![:]) && !input.peek2(Token![::]) {
-            let label: Ident = input.parse()?;
-            input.parse::<Token![:]>()?;
-            Some(label)
-        } else {
-            None
-        };
+        let label = parse_label(input)?;
         let kind: Ident = input.parse()?;
         let mut args = Vec::new();
         let mut args_span = kind.span();

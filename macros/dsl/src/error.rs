@@ -44,10 +44,11 @@ impl Errors {
 
     /// Records an error at `span`, a token of the caller's (where a value was computed): it
     /// stays there when the errors of an imported block are moved to the caller's token.
-    pub fn push_pinned(&self, span: Span, message: impl Display) {
-        self.push(span, message);
+    pub fn push_pinned(&self, start: Span, end: Span, message: impl Display) {
+        self.push(start, message);
         if let Some(e) = self.errors.borrow_mut().last_mut() {
             e.pinned = true;
+            e.end = end;
         }
     }
 

@@ -77,8 +77,9 @@ impl fmt::Display for Value {
 pub struct Env {
     vars: BTreeMap<String, Value>,
     /// Where each block parameter's and `let`'s value was computed (the caller's argument,
-    /// the `let`'s expression): a value of the wrong type is reported there.
-    origins: BTreeMap<String, Span>,
+    /// the `let`'s expression; first and last token): a value of the wrong type is reported
+    /// there.
+    origins: BTreeMap<String, (Span, Span)>,
 }
 
 impl Env {
@@ -108,10 +109,20 @@ impl Env {
         env
     }
 
-    /// A copy with `name` bound to `value`, computed by the expression at `origin`.
-    pub fn with_origin(&self, name: &str, value: Value, origin: Span) -> Env {
+    /// A copy with `name` bound to `value`, computed by the expression `origin`.
+    pub fn with_origin(&self, name: &str, value: Value, origin: &ArgValue) -> Env {
         let mut env = self.with(name, value);
-        env.origins.insert(name.to_string(), origin);
+        let range = match origin {
+            ArgValue::Expr(e) => {
+                let tokens: Vec<_> = quote::ToTokens::to_token_stream(e).into_iter().collect();
+                match (tokens.first(), tokens.last()) {
+                    (Some(a), Some(b)) => (a.span(), b.span()),
+                    _ => (e.span(), e.span()),
+                }
+            }
+            other => (other.span(), other.span()),
+        };
+        env.origins.insert(name.to_string(), range);
         env
     }
 
@@ -120,8 +131,9 @@ impl Env {
         self.vars.get(name)
     }
 
-    /// Where the value of `name` was computed, for a block parameter or a `let`.
-    pub fn origin(&self, name: &str) -> Option<Span> {
+    /// Where the value of `name` was computed (first and last token), for a block
+    /// parameter or a `let`.
+    pub fn origin(&self, name: &str) -> Option<(Span, Span)> {
         self.origins.get(name).copied()
     }
 }
@@ -254,6 +266,35 @@ fn block_value(block: &syn::Block, whole: &Expr, env: &Env) -> syn::Result<Value
             "each arm of a conditional value is one value: `if cond { a } else { b }`",
         )),
     }
+}
+
+/// How many arguments each of the [`FUNCTIONS`] takes (least, most).
+fn arity(function: &str) -> (usize, usize) {
+    match function {
+        "min" | "max" => (2, usize::MAX),
+        "make_divisible" => (2, 3),
+        _ => (1, 1),
+    }
+}
+
+/// The message for a call of `name`, not a function, with `args` arguments: the nearest
+/// function that takes as many (a hint that would compile), and the functions.
+pub fn unknown_function(name: &str, args: usize) -> String {
+    let fits = FUNCTIONS.iter().copied().filter(|f| {
+        let (lo, hi) = arity(f);
+        (lo..=hi).contains(&args)
+    });
+    let mut hint = did_you_mean(name, fits);
+    if hint.is_empty()
+        && args >= 2
+        && (name.contains("round") || name.contains("divisible") || name.contains("multiple"))
+    {
+        hint = "; to round to a multiple, write `make_divisible(value, divisor)`".to_string();
+    }
+    format!(
+        "unknown function `{name}`{hint} (functions: {})",
+        FUNCTIONS.join(", ")
+    )
 }
 
 /// A call of one of the [`FUNCTIONS`].

@@ -308,3 +308,75 @@ fn a_let_that_fails_reports_once() {
         &["unknown name `nope`"],
     );
 }
+
+#[test]
+fn defaults_set_layer_arguments_for_the_invocation_and_the_rest_of_a_body() {
+    let out = convnet_dsl::expand(quote! {
+        defaults { batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased) }
+        block cbr(c) { conv2d(c, 3, padding = same), batch_norm, relu }
+        pub Net(3, 8, 8) {
+            cbr(4),
+            defaults { conv2d(bias = false), batch_norm(eps = 0.25) }
+            cbr(4),
+            batch_norm(eps = 0.5),
+        }
+    })
+    .to_string();
+    assert!(!out.contains("compile_error"), "{out}");
+    // The invocation's eps everywhere it is not overridden, the body's after its `defaults`,
+    // and an argument written on a layer wins.
+    assert_eq!(out.matches("eps : 0.00001f64").count(), 1, "{out}");
+    assert_eq!(out.matches("eps : 0.25f64").count(), 1, "{out}");
+    assert_eq!(out.matches("eps : 0.5f64").count(), 1, "{out}");
+    assert_eq!(out.matches("momentum : 0.1f64").count(), 3, "{out}");
+    // The second conv has no bias: 3x3x3x4 + 4 and 3x3x4x4; three batch norms of 4 channels.
+    assert_eq!(
+        total_params(&out, "Net"),
+        (3 * 9 * 4 + 4) + 4 * 9 * 4 + 3 * 16
+    );
+}
+
+#[test]
+fn a_wrong_default_is_one_error_at_the_default() {
+    one_error(
+        quote! { defaults { batch_norm(momentun = 0.1) } pub N(4, 4, 4) { batch_norm } },
+        &["`batch_norm` has no argument `momentun`; did you mean `momentum`?"],
+    );
+    one_error(
+        quote! { defaults { conv2d(stride = 0.5) } pub N(4, 4, 4) { conv2d(4, 1), conv2d(4, 1) } },
+        &["`stride` of `conv2d`"],
+    );
+    one_error(
+        quote! { block b(c) { conv2d(c, 1) } defaults { b(c = 2) } pub N(4, 4, 4) { b(4) } },
+        &["`b` is a block"],
+    );
+}
+
+#[test]
+fn labelled_groups_scope_their_layers_and_numeric_labels_mirror_pytorch_paths() {
+    let out = convnet_dsl::expand(quote! {
+        pub Net(3, 8, 8) {
+            features: {
+                0: { 0: conv2d(4, 3, padding = 1), 1: batch_norm, 2: relu },
+                1: { block: { 0: conv2d(4, 1) } },
+            },
+            stem: { conv2d(4, 1) }
+        }
+    })
+    .to_string();
+    assert!(!out.contains("compile_error"), "{out}");
+    assert!(out.contains("pp (\"features.0.1\")"), "{out}");
+    assert!(out.contains("pp (\"features.1.block.0\")"), "{out}");
+    assert!(out.contains("features_0_0"), "{out}");
+    assert!(out.contains("features_1_block_0"), "{out}");
+    assert!(out.contains("stem_conv1"), "{out}");
+    // An unlabelled group in a chain stays an error, with the fix.
+    one_error(
+        quote! { pub N(3, 8, 8) { { conv2d(4, 1) } } },
+        &["label the group (`name: { ... }`)"],
+    );
+    one_error(
+        quote! { pub N(3, 8, 8) { 0: conv2d(4, 1), 0: conv2d(4, 1) } },
+        &["duplicate layer name `0`"],
+    );
+}

@@ -44,6 +44,8 @@ pub struct Args<'a> {
     pub(super) bad: Cell<bool>,
     /// Arguments already reported wrong: a default that reads one of them is not checked.
     failed: RefCell<BTreeSet<&'static str>>,
+    /// Defaults set by `defaults { ... }` for this layer: argument -> (value, where set).
+    pub(super) overrides: Option<BTreeMap<&'static str, (Value, Span)>>,
 }
 
 impl<'a> Args<'a> {
@@ -61,6 +63,7 @@ impl<'a> Args<'a> {
             spans: BTreeMap::new(),
             bad: Cell::new(false),
             failed: RefCell::new(BTreeSet::new()),
+            overrides: None,
         };
         let mut args = args;
         let all: Vec<&'static str> = spec.params().map(|p| p.name).collect();
@@ -144,6 +147,7 @@ impl<'a> Args<'a> {
             .spans
             .get(name)
             .copied()
+            .or_else(|| self.overrides.as_ref()?.get(name).map(|(_, s)| *s))
             .unwrap_or_else(Span::call_site);
         self.errors.push(span, message);
         self.bad.set(true);
@@ -167,13 +171,13 @@ impl<'a> Args<'a> {
             // Rule: a layer argument is a value; a call here is a function's (or a typo).
             ArgValue::Layer(l) if l.body.is_none() && l.label.is_none() => {
                 let f = l.kind.to_string();
+                let message = crate::value::unknown_function(&f, l.args.len());
                 self.errors.push(
                     l.kind.span(),
-                    format!(
-                        "unknown function `{f}` in `{name}` of `{}`{} (functions: {})",
-                        self.spec.name,
-                        did_you_mean(&f, crate::ast::FUNCTIONS.iter().copied()),
-                        crate::ast::FUNCTIONS.join(", ")
+                    message.replacen(
+                        &format!("`{f}`"),
+                        &format!("`{f}` in `{name}` of `{}`", self.spec.name),
+                        1,
                     ),
                 );
                 self.bad.set(true);
@@ -205,10 +209,11 @@ impl<'a> Args<'a> {
             _ => None,
         };
         match var.as_deref().and_then(|n| Some((n, self.env.origin(n)?))) {
-            Some((var, origin)) => {
+            Some((var, (first, last))) => {
                 self.failed.borrow_mut().insert(name);
                 self.errors.push_pinned(
-                    origin,
+                    first,
+                    last,
                     format!("{message}: `{var}` is `{v}`, computed here{hint}"),
                 );
                 self.bad.set(true);
@@ -219,6 +224,9 @@ impl<'a> Args<'a> {
 
     /// The catalog default of argument `name`, as a value.
     fn default(&self, name: &'static str) -> Option<Value> {
+        if let Some((v, _)) = self.overrides.as_ref().and_then(|o| o.get(name)) {
+            return Some(v.clone());
+        }
         match self.spec.param(name)?.default {
             ArgDefault::Required | ArgDefault::Absent => None,
             ArgDefault::Int(n) => Some(Value::Int(n)),

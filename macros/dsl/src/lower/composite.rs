@@ -263,6 +263,14 @@ impl Lowerer<'_> {
                     continue;
                 }
                 // Rule: a merge's body holds branches only.
+                Stmt::Defaults(d) => {
+                    self.errors.push(
+                        d.span,
+                        format!("`defaults` cannot stand among the branches of `{word}`; write it before the `{word}` or inside a branch's `{{ layers }}`"),
+                    );
+                    bad = true;
+                    continue;
+                }
                 Stmt::Let(l) => {
                     self.errors.push(
                         l.name.span(),

@@ -8,7 +8,7 @@
 //! the catalog's `build` (a function of `crate::layers`) builds each plain layer, and
 //! `composite` the ones holding other layers.
 
-use crate::ast::{BlockDef, Body, Item, LayerCall, ModelDef, ShapeSpec, Stmt};
+use crate::ast::{label_name, BlockDef, Body, Item, LayerCall, ModelDef, ShapeSpec, Stmt};
 use crate::catalog::{self, Kind};
 use crate::error::{did_you_mean, Errors};
 use crate::infer;
@@ -55,6 +55,11 @@ pub struct Lowerer<'a> {
     namespaces: Vec<BTreeMap<String, BlockRef<'a>>>,
     /// The namespace block names resolve in now.
     namespace: usize,
+    /// Argument defaults of the invocation's `defaults { ... }` items.
+    base_defaults: Rc<Defaults>,
+    /// Argument defaults in force here (the invocation's, then those of `defaults`
+    /// statements of the bodies being lowered).
+    current_defaults: Rc<Defaults>,
     /// Models declared earlier in this description: name -> (input, output) shapes.
     models: BTreeMap<String, (Vec<usize>, Vec<usize>)>,
     /// Models of this description that had errors: uses of them are not checked again.
@@ -83,6 +88,9 @@ pub struct Lowerer<'a> {
     saved: BTreeSet<usize>,
 }
 
+/// Argument defaults set by `defaults { ... }`: layer name -> argument -> (value, where set).
+pub(crate) type Defaults = BTreeMap<&'static str, BTreeMap<&'static str, (Value, Span)>>;
+
 /// A labelled layer a skip may use: its save id and output shape (`None` after an error).
 type Labelled = (usize, Option<Vec<usize>>);
 
@@ -99,6 +107,8 @@ impl<'a> Lowerer<'a> {
             errors,
             namespaces: vec![BTreeMap::new()],
             namespace: 0,
+            base_defaults: Rc::default(),
+            current_defaults: Rc::default(),
             models: BTreeMap::new(),
             failed: BTreeSet::new(),
             stack: Vec::new(),
@@ -144,7 +154,12 @@ impl<'a> Lowerer<'a> {
                     }));
                     (&import.local, entry)
                 }
-                Item::Model(_) | Item::Use(_) => continue,
+                Item::Defaults(d) if own => {
+                    let base = self.defaults(&self.base_defaults.clone(), d, &Env::default());
+                    self.base_defaults = base;
+                    continue;
+                }
+                Item::Model(_) | Item::Use(_) | Item::Defaults(_) => continue,
             };
             let word = if block.imported.is_some() {
                 "imported"
@@ -244,6 +259,7 @@ impl<'a> Lowerer<'a> {
             .as_ref()
             .and_then(|o| self.shape(o, &env, "output").map(|s| (s, o.span)));
         self.shape = input.clone();
+        self.current_defaults = self.base_defaults.clone();
         self.labels.clear();
         self.closed.clear();
         self.saves = 0;
@@ -294,9 +310,11 @@ impl<'a> Lowerer<'a> {
     /// afterwards (the caller moves it past the whole composite layer).
     fn body(&mut self, body: &Body, env: &Env) -> Vec<Node> {
         let entry = self.shape.clone();
+        let defaults = self.current_defaults.clone();
         let mut pending = Vec::new();
         self.labels.push(BTreeMap::new());
         self.stmts(&body.stmts, env, &mut pending);
+        self.current_defaults = defaults;
         if let Some(scope) = self.labels.pop() {
             self.closed.extend(scope.into_keys());
         }
@@ -321,23 +339,29 @@ impl<'a> Lowerer<'a> {
                     if !known {
                         self.errors.drop_since(before, UNKNOWN_SHAPE);
                     }
-                    if let Some(mut p) = lowered {
-                        self.shape = self.shape.take().and_then(|s| infer::probe(&p.node, &s));
-                        if let Some(label) = &p.label {
-                            self.saves += 1;
-                            p.node.save = Some(self.saves);
-                            if let Some(scope) = self.labels.last_mut() {
-                                scope.insert(label.to_string(), (self.saves, self.shape.clone()));
-                            }
-                        }
-                        out.push(p);
+                    if let Some(p) = lowered {
+                        self.push_pending(p, out);
                     }
                 }
-                // Rule: a braced branch only goes inside a merge.
+                // A labelled group in a chain: its layers in a scope named by the label.
+                Stmt::Branch(b) if b.label.is_some() => {
+                    let body = self.body(&b.body, &env);
+                    let p = Pending {
+                        label: b.label.clone(),
+                        prefix: "group".into(),
+                        node: node_at(b.body.span, "group", BTreeMap::new(), Op::Block { body }),
+                    };
+                    self.push_pending(p, out);
+                }
+                Stmt::Defaults(d) => {
+                    let merged = self.defaults(&self.current_defaults.clone(), d, &env);
+                    self.current_defaults = merged;
+                }
+                // Rule: an unlabelled braced branch only goes inside a merge.
                 Stmt::Branch(b) => {
                     self.errors.push(
                         b.body.span,
-                        "a `{ ... }` branch goes inside `concat { ... }`, `add { ... }` or `multiply { ... }`; in a chain, write the layers without braces",
+                        "a `{ ... }` branch goes inside `concat { ... }`, `add { ... }` or `multiply { ... }`; in a chain, write the layers without braces, or label the group (`name: { ... }`) to give its layers a scope",
                     );
                     out.push(poison(b.body.span, "branch"));
                     self.shape = None;
@@ -385,7 +409,11 @@ impl<'a> Lowerer<'a> {
                 },
                 Stmt::Let(l) => match eval(&l.value, &env.with_shape(self.shape.as_deref())) {
                     Ok(v) => {
-                        env = Cow::Owned(env.with_origin(&l.name.to_string(), v, l.value.span()));
+                        env = Cow::Owned(env.with_origin(
+                            &l.name.to_string(),
+                            v,
+                            &crate::ast::ArgValue::Expr(l.value.clone()),
+                        ));
                     }
                     Err(e) => {
                         if self.shape.is_some() || !e.to_string().contains(UNKNOWN_SHAPE) {
@@ -409,16 +437,105 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// Adds a lowered layer to the body: the shape moves past it, and a labelled one is
+    /// visible to later skips.
+    fn push_pending(&mut self, mut p: Pending, out: &mut Vec<Pending>) {
+        self.shape = self.shape.take().and_then(|s| infer::probe(&p.node, &s));
+        if let Some(label) = &p.label {
+            self.saves += 1;
+            p.node.save = Some(self.saves);
+            if let Some(scope) = self.labels.last_mut() {
+                scope.insert(label_name(label), (self.saves, self.shape.clone()));
+            }
+        }
+        out.push(p);
+    }
+
+    /// `base` with the defaults of `d` on top; each is checked: a built-in layer, a named
+    /// argument of it, a value.
+    fn defaults(&self, base: &Rc<Defaults>, d: &crate::ast::Defaults, env: &Env) -> Rc<Defaults> {
+        let mut merged = (**base).clone();
+        for call in &d.layers {
+            let kind = call.kind.to_string();
+            // Rule: defaults are for the arguments of built-in layers.
+            let Some(spec) = catalog::lookup(&kind) else {
+                let why = if self.block(&kind).is_some() {
+                    format!("`{kind}` is a block: give its parameters defaults where it is defined, or pass arguments where it is used")
+                } else {
+                    format!(
+                        "unknown layer `{kind}`{}",
+                        did_you_mean(&kind, catalog::names())
+                    )
+                };
+                self.errors.push(
+                    call.kind.span(),
+                    format!("`defaults` sets arguments of built-in layers; {why}"),
+                );
+                continue;
+            };
+            if let Some(body) = &call.body {
+                self.errors.push(
+                    body.span,
+                    "`defaults` sets argument values; a layer's `{ ... }` body has no default",
+                );
+            }
+            let entry = merged.entry(spec.name).or_default();
+            for arg in &call.args {
+                // Rule: a default names the argument it sets.
+                let Some(name) = &arg.name else {
+                    self.errors.push(
+                        arg.value.span(),
+                        format!(
+                            "name the argument a default sets: `{}(name = value)` ({})",
+                            spec.name, spec.usage
+                        ),
+                    );
+                    continue;
+                };
+                let text = name.to_string();
+                let Some(param) = spec.params().find(|p| p.name == text) else {
+                    self.errors.push(
+                        name.span(),
+                        format!(
+                            "`{}` has no argument `{text}`{} (arguments: {})",
+                            spec.name,
+                            did_you_mean(&text, spec.params().map(|p| p.name)),
+                            spec.usage
+                        ),
+                    );
+                    continue;
+                };
+                match &arg.value {
+                    crate::ast::ArgValue::Expr(e) => match eval(e, env) {
+                        Ok(v) => {
+                            entry.insert(param.name, (v, e.span()));
+                        }
+                        Err(e) => self.errors.push_error(e),
+                    },
+                    other => self.errors.push(
+                        other.span(),
+                        format!(
+                            "a default is a value; `{text}` of `{}` takes no layers",
+                            spec.name
+                        ),
+                    ),
+                }
+            }
+        }
+        Rc::new(merged)
+    }
+
     /// Assigns names: user labels first, then `prefix{n}` with the smallest free counter.
     fn name(&self, pending: Vec<Pending>) -> Vec<Node> {
         let mut taken = BTreeSet::new();
         for p in &pending {
             if let Some(label) = &p.label {
                 // Rule: names within one scope are unique (they become parameter paths).
-                if !taken.insert(label.to_string()) {
+                let name = label_name(label);
+                if !taken.insert(name.clone()) {
                     self.errors.push(
                         label.span(),
-                        format!("duplicate layer name `{label}` in this scope (a labelled layer inside a `for` loop repeats on every iteration)"),
+                        format!("duplicate layer name `{name}` in this scope (a labelled layer inside a `for` loop repeats on every iteration)"),
                     );
                 }
             }
@@ -429,7 +546,7 @@ impl<'a> Lowerer<'a> {
             .map(|p| {
                 let mut node = p.node;
                 node.name = match p.label {
-                    Some(label) => label.to_string(),
+                    Some(label) => label_name(&label),
                     None => {
                         let n = counters.entry(p.prefix.clone()).or_insert(0);
                         loop {
@@ -524,7 +641,8 @@ impl<'a> Lowerer<'a> {
                 node: self.assert_shape(call, env),
             });
         }
-        let args = Args::collect(spec, call, env, self.errors);
+        let mut args = Args::collect(spec, call, env, self.errors);
+        args.overrides = self.current_defaults.get(spec.name).cloned();
         let merge = match spec.kind {
             Kind::Concat => Some(Merge::Concat),
             Kind::Add => Some(Merge::Add),

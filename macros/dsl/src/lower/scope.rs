@@ -113,7 +113,7 @@ impl Lowerer<'_> {
         }
         let params: Vec<String> = def.params.iter().map(|(p, _)| p.to_string()).collect();
         let usage = format!("{name}({})", params.join(", "));
-        let mut bound: BTreeMap<String, (Value, Span)> = BTreeMap::new();
+        let mut bound: BTreeMap<String, (Value, &ArgValue)> = BTreeMap::new();
         let mut ok = true;
         // After a misspelt parameter name, a parameter without a value is not reported too.
         let mut misnamed = false;
@@ -157,7 +157,7 @@ impl Lowerer<'_> {
             };
             match self.argument(&arg.value, env) {
                 Ok(v) => {
-                    if bound.insert(pname.clone(), (v, arg.value.span())).is_some() {
+                    if bound.insert(pname.clone(), (v, &arg.value)).is_some() {
                         self.errors.push(
                             arg.value.span(),
                             format!("parameter `{pname}` of block `{name}` is given twice"),
@@ -182,8 +182,8 @@ impl Lowerer<'_> {
                 continue;
             }
             let value = match (bound.remove(&pname), default) {
-                (Some((v, span)), _) => {
-                    block_env = block_env.with_origin(&pname, v, span);
+                (Some((v, written)), _) => {
+                    block_env = block_env.with_origin(&pname, v, written);
                     continue;
                 }
                 // A default sees the earlier parameters and the block's input shape names.
