@@ -18,7 +18,7 @@ convnet! {
 
     /// One dense layer: its `growth` new features concatenated to its input
     /// (bn, relu, 1x1 conv to `4 * growth`, bn, relu, 3x3 conv to `growth`).
-    block dense_layer(growth) {
+    pub block dense_layer(growth) {
         concat {
             identity,
             new: {

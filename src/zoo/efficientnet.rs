@@ -3,17 +3,8 @@
 use crate::convnet;
 
 convnet! {
-    /// torchvision's `SqueezeExcitation` with SiLU: the input times a per-channel sigmoid
-    /// gate from a 1x1 squeeze to `squeeze` channels and back to `channels` (the input's).
-    block efficientnet_se(squeeze, channels) {
-        multiply {
-            identity,
-            gate: {
-                global_avg_pool2d(keepdims = true),
-                conv2d(squeeze, 1), silu, conv2d(channels, 1), sigmoid,
-            },
-        }
-    }
+    // torchvision's `SqueezeExcitation` with SiLU (the zoo's shared block, named as before).
+    use super::blocks::squeeze_excitation as efficientnet_se;
 
     /// MBConv's layers: 1x1 expansion of `block_in` channels (skipped at ratio 1), depthwise
     /// `kernel`, SE squeezing to a quarter of `block_in`, 1x1 projection to `out`.
@@ -24,13 +15,13 @@ convnet! {
         }
         depthwise_conv2d(kernel, stride = stride, padding = kernel / 2, bias = false),
         batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), silu,
-        efficientnet_se(block_in / 4, block_in * expand),
+        efficientnet_se(block_in / 4, block_in * expand, act = silu),
         conv2d(out, 1, bias = false),
         batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
     }
 
     /// MBConv: residual when the stride is 1 and the channels are kept.
-    block mbconv(expand, kernel, stride, block_in, out) {
+    pub block mbconv(expand, kernel, stride, block_in, out) {
         if stride == 1 && block_in == out {
             residual { mbconv_layers(expand, kernel, stride, block_in, out) }
         } else {

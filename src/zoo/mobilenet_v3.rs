@@ -4,16 +4,8 @@
 use crate::convnet;
 
 convnet! {
-    /// MobileNetV3's squeeze-and-excitation: ReLU inside, hard-sigmoid gate.
-    block mobilenet_v3_se(squeeze, channels) {
-        multiply {
-            identity,
-            gate: {
-                global_avg_pool2d(keepdims = true),
-                conv2d(squeeze, 1), relu, conv2d(channels, 1), hard_sigmoid,
-            },
-        }
-    }
+    // MobileNetV3's squeeze-and-excitation is the zoo's with a hard-sigmoid gate.
+    use super::blocks::squeeze_excitation as mobilenet_v3_se;
 
     /// The activation of a layer: hard-swish (`HS`) or ReLU (`RE`).
     block mobilenet_v3_act(hs) {
@@ -29,7 +21,7 @@ convnet! {
         }
         depthwise_conv2d(kernel, stride = stride, padding = kernel / 2, bias = false),
         batch_norm(eps = 1e-3, momentum = 0.01, variance = unbiased), mobilenet_v3_act(hs),
-        if squeeze > 0 { mobilenet_v3_se(squeeze, expanded) }
+        if squeeze > 0 { mobilenet_v3_se(squeeze, expanded, gate = hard_sigmoid) }
         conv2d(out, 1, bias = false), batch_norm(eps = 1e-3, momentum = 0.01, variance = unbiased),
     }
 

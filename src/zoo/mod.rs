@@ -91,6 +91,9 @@ convnet! {
 }
 
 convnet! {
+    // The ResNet-50 bottlenecks are ResNeXt's with one group of width `planes`.
+    use self::resnext::{resnext_bottleneck as bottleneck, resnext_bottleneck_down as bottleneck_down};
+
     /// ResNet basic block keeping the shape (identity shortcut).
     block basic(filters) {
         residual {
@@ -123,24 +126,6 @@ convnet! {
         linear(1000),
     }
 
-    block bottleneck(width) {
-        residual {
-            conv2d(width, 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
-            conv2d(width, 3, padding = 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
-            conv2d(width * 4, 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
-        }
-        relu,
-    }
-
-    block bottleneck_down(width, stride) {
-        residual(project = { conv2d(width * 4, 1, stride = stride, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased) }) {
-            conv2d(width, 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
-            conv2d(width, 3, stride = stride, padding = 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
-            conv2d(width * 4, 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
-        }
-        relu,
-    }
-
     /// ResNet-50 (torchvision v1.5 layout: stride on the 3x3 convolution; torchvision's batch
     /// norm), 224x224 input.
     pub ResNet50(3, 224, 224) -> (1000) {
@@ -154,6 +139,7 @@ convnet! {
     }
 }
 
+mod blocks;
 mod densenet;
 mod efficientnet;
 mod googlenet;
@@ -161,9 +147,10 @@ mod mobilenet_v3;
 mod resnext;
 mod unet;
 
-pub use densenet::DenseNet121;
-pub use efficientnet::EfficientNetB0;
+pub use blocks::{conv_norm_act, squeeze_excitation};
+pub use densenet::{dense_layer, DenseNet121};
+pub use efficientnet::{mbconv, EfficientNetB0};
 pub use googlenet::GoogLeNet;
 pub use mobilenet_v3::MobileNetV3Large;
-pub use resnext::ResNeXt50;
+pub use resnext::{resnext_bottleneck, resnext_bottleneck_down, ResNeXt50};
 pub use unet::UNet;

@@ -4,23 +4,35 @@
 use crate::convnet;
 
 convnet! {
-    /// ResNeXt bottleneck keeping the shape: grouped 3x3 (32 groups) of width `width`,
-    /// widened to `planes * 4` (identity shortcut).
-    block resnext_bottleneck(planes, width) {
+    /// torchvision's `Bottleneck` (v1.5) keeping the shape (identity shortcut): 1x1 to
+    /// `width`, 3x3 in `groups` groups, 1x1 to `planes * 4`, each followed by `norm`.
+    /// ResNet-50 uses it as is; ResNeXt-50 32x4d with `width = planes * 2, groups = 32`.
+    pub block resnext_bottleneck(
+        planes,
+        width = planes,
+        groups = 1,
+        norm = batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
+    ) {
         residual {
-            conv2d(width, 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
-            conv2d(width, 3, padding = 1, groups = 32, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
-            conv2d(planes * 4, 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
+            conv2d(width, 1, bias = false), norm, relu,
+            conv2d(width, 3, padding = 1, groups = groups, bias = false), norm, relu,
+            conv2d(planes * 4, 1, bias = false), norm,
         }
         relu,
     }
 
-    /// First bottleneck of a stage: strided grouped 3x3 and a projected shortcut.
-    block resnext_bottleneck_down(planes, width, stride) {
-        residual(project = { conv2d(planes * 4, 1, stride = stride, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased) }) {
-            conv2d(width, 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
-            conv2d(width, 3, stride = stride, padding = 1, groups = 32, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
-            conv2d(planes * 4, 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
+    /// First bottleneck of a stage: the 3x3 strided by `stride` and a projected shortcut.
+    pub block resnext_bottleneck_down(
+        planes,
+        stride = 1,
+        width = planes,
+        groups = 1,
+        norm = batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
+    ) {
+        residual(project = { conv2d(planes * 4, 1, stride = stride, bias = false), norm }) {
+            conv2d(width, 1, bias = false), norm, relu,
+            conv2d(width, 3, stride = stride, padding = 1, groups = groups, bias = false), norm, relu,
+            conv2d(planes * 4, 1, bias = false), norm,
         }
         relu,
     }
@@ -34,8 +46,8 @@ convnet! {
         conv2d(64, 7, stride = 2, padding = 3, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
         max_pool2d(3, stride = 2, padding = 1),
         for (planes, stride, blocks) in [(64, 1, 3), (128, 2, 4), (256, 2, 6), (512, 2, 3)] {
-            resnext_bottleneck_down(planes, planes * 2, stride),
-            for i in 2..=blocks { resnext_bottleneck(planes, planes * 2) }
+            resnext_bottleneck_down(planes, stride, width = planes * 2, groups = 32),
+            for i in 2..=blocks { resnext_bottleneck(planes, width = planes * 2, groups = 32) }
         }
         global_avg_pool2d,
         linear(1000),

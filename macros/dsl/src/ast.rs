@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! description := item*
-//! item        := "block" IDENT "(" (IDENT ("=" expr)?),* ")" body
+//! item        := attr* vis "block" IDENT "(" (IDENT ("=" (expr | layer | body))?),* ")" body
 //!              | attr* vis IDENT shape ("->" shape)? body
+//!              | "use" use-tree ";"                          (blocks of other invocations)
+//!              | "@" "import" IDENT "[" path "]" IDENT "{" item* "}"  (an import, expanded)
 //! shape       := "(" expr,* ")"
 //! body        := "{" (stmt ","?)* "}"
 //! stmt        := "for" (IDENT | "(" IDENT,* ")") "in" expr body
@@ -12,10 +14,12 @@
 //!              | (IDENT ":")? body          (a branch, inside concat/add/multiply)
 //!              | "@" IDENT                  (an earlier labelled activation, as a branch)
 //!              | "if" expr body ("else" (body | if-stmt))?
+//!              | "let" IDENT "=" expr
 //! arg         := (IDENT "=")? (expr | layer | body)
 //! ```
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream};
+use syn::buffer::Cursor;
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::{braced, parenthesized, token, Attribute, Expr, Ident, Token, Visibility};
@@ -32,19 +36,54 @@ pub enum Item {
     Block(BlockDef),
     /// `pub Name(C, H, W) -> (out) { ... }`: a model struct.
     Model(ModelDef),
+    /// `use path::to::block;`: blocks defined by other invocations.
+    Use(UseItem),
+    /// `@import local [path] entry { items }`: an imported block's definitions, spliced in
+    /// by the block's hidden macro (see `crate::import`).
+    Import(Import),
+    /// `defaults { ... }`: argument defaults for every model of the invocation.
+    Defaults(Defaults),
 }
 
-/// `block name(p1, p2 = default) { ... }`.
+/// `vis block name(p1, p2 = default) { ... }`.
+#[derive(Clone)]
 pub struct BlockDef {
+    /// Outer attributes (doc comments), carried to the block's hidden macro.
+    pub attrs: Vec<Attribute>,
+    /// Who may import the block from other invocations (private by default).
+    pub vis: Visibility,
     /// The block's name, used as `name(args)` inside bodies.
     pub name: Ident,
-    /// Parameter names with optional default values.
-    pub params: Vec<(Ident, Option<Expr>)>,
+    /// Parameter names with optional default values (a value, a layer or `{ layers }`).
+    pub params: Vec<(Ident, Option<ArgValue>)>,
     /// The layers.
     pub body: Body,
+    /// The definition's tokens, as written: what an importing invocation receives.
+    pub tokens: TokenStream,
+}
+
+/// `use a::b::{c, d as e};` inside an invocation.
+pub struct UseItem {
+    /// The imported paths and the names they are used under: (path tokens, local name).
+    pub leaves: Vec<(TokenStream, Ident)>,
+}
+
+/// An imported block as spliced in by its hidden macro: `@import local [path] entry { items }`.
+pub struct Import {
+    /// The name the importing invocation uses (the `as` name, or the block's own).
+    pub local: Ident,
+    /// The import path as written in the `use`, for messages.
+    pub path: String,
+    /// The block's name where it is defined.
+    pub entry: Ident,
+    /// The block and the blocks it uses (themselves blocks or imports).
+    pub items: Vec<Item>,
+    /// The item's tokens, as received: re-exported blocks pass them on.
+    pub tokens: TokenStream,
 }
 
 /// `#[attrs] vis Name(input) -> (output) { ... }`.
+#[derive(Clone)]
 pub struct ModelDef {
     /// Outer attributes, doc comments included; they carry over to the struct.
     pub attrs: Vec<Attribute>,
@@ -61,6 +100,7 @@ pub struct ModelDef {
 }
 
 /// `(d1, d2, ...)`: a shape written by the user.
+#[derive(Clone)]
 pub struct ShapeSpec {
     /// Span of the parentheses.
     pub span: Span,
@@ -69,6 +109,7 @@ pub struct ShapeSpec {
 }
 
 /// `{ stmt, stmt, ... }`.
+#[derive(Clone)]
 pub struct Body {
     /// Span of the braces.
     pub span: Span,
@@ -77,6 +118,7 @@ pub struct Body {
 }
 
 /// One statement of a body.
+#[derive(Clone)]
 pub enum Stmt {
     /// A layer, a block use, a residual or a nested model.
     Layer(LayerCall),
@@ -88,9 +130,58 @@ pub enum Stmt {
     Skip(Ident),
     /// A compile-time conditional.
     If(IfStmt),
+    /// `let name = value`: a name for the statements after it in this body.
+    Let(LetStmt),
+    /// `defaults { layer(arg = value), ... }`: argument defaults for the rest of this body.
+    Defaults(Defaults),
+}
+
+/// `defaults { batch_norm(eps = 1e-5), conv2d(bias = false) }`: new defaults for layer
+/// arguments, as an item (the whole invocation) or a statement (the rest of its body).
+#[derive(Clone)]
+pub struct Defaults {
+    /// The `defaults` keyword.
+    pub span: Span,
+    /// One call per layer, with named arguments only.
+    pub layers: Vec<LayerCall>,
+}
+
+impl Parse for Defaults {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let kw: Ident = input.parse()?;
+        if kw != "defaults" {
+            return Err(syn::Error::new(
+                kw.span(),
+                format!("expected a model `Name(C, H, W) -> (out) {{ ... }}`, a block or `defaults {{ ... }}`, found `{kw} {{`"),
+            ));
+        }
+        let content;
+        braced!(content in input);
+        let mut layers = Vec::new();
+        while !content.is_empty() {
+            layers.push(content.parse()?);
+            if !content.is_empty() {
+                content.parse::<Token![,]>()?;
+            }
+        }
+        Ok(Defaults {
+            span: kw.span(),
+            layers,
+        })
+    }
+}
+
+/// `let name = value`.
+#[derive(Clone)]
+pub struct LetStmt {
+    /// The name bound.
+    pub name: Ident,
+    /// Its value, evaluated where the `let` is.
+    pub value: Expr,
 }
 
 /// `if cond { ... } else { ... }`; `else if` nests another `IfStmt` as the else body.
+#[derive(Clone)]
 pub struct IfStmt {
     /// The condition, evaluated at compile time.
     pub cond: Expr,
@@ -101,6 +192,7 @@ pub struct IfStmt {
 }
 
 /// `label: { layers }` inside a merge.
+#[derive(Clone)]
 pub struct Branch {
     /// User-chosen branch name.
     pub label: Option<Ident>,
@@ -109,6 +201,7 @@ pub struct Branch {
 }
 
 /// `label: kind(args) { body }`.
+#[derive(Clone)]
 pub struct LayerCall {
     /// User-chosen layer name.
     pub label: Option<Ident>,
@@ -123,6 +216,7 @@ pub struct LayerCall {
 }
 
 /// `name = value` or a positional `value`.
+#[derive(Clone)]
 pub struct Arg {
     /// The argument's name, for named arguments.
     pub name: Option<Ident>,
@@ -131,6 +225,7 @@ pub struct Arg {
 }
 
 /// An argument value: an expression, or layers (for `project = ...`).
+#[derive(Clone)]
 pub enum ArgValue {
     /// A compile-time expression.
     Expr(Expr),
@@ -152,6 +247,7 @@ impl ArgValue {
 }
 
 /// `for pattern in iter { body }`.
+#[derive(Clone)]
 pub struct ForLoop {
     /// Span of `for`.
     pub span: Span,
@@ -175,10 +271,84 @@ impl Parse for Description {
     }
 }
 
+/// Prefix of the identifier that stands for a numeric label (`3: { ... }`), so that paths
+/// can mirror PyTorch's `features.3.0.weight`; [`label_name`] gives the label as written.
+pub const NUMERIC_LABEL: &str = "__convnet_index_";
+
+/// A label as written: `stem`, or `3` for a numeric one.
+pub fn label_name(label: &Ident) -> String {
+    let text = label.to_string();
+    match text.strip_prefix(NUMERIC_LABEL) {
+        Some(n) => n.to_string(),
+        None => text,
+    }
+}
+
+/// `label:` (an identifier or an integer, then one colon), if next.
+fn parse_label(input: ParseStream) -> syn::Result<Option<Ident>> {
+    if input.peek(Ident) && input.peek2(Token![:]) && !input.peek2(Token![::]) {
+        let label: Ident = input.parse()?;
+        input.parse::<Token![:]>()?;
+        return Ok(Some(label));
+    }
+    if input.peek(syn::LitInt) && input.peek2(Token![:]) && !input.peek2(Token![::]) {
+        let lit: syn::LitInt = input.parse()?;
+        let n: u64 = lit.base10_parse().map_err(|_| {
+            syn::Error::new(
+                lit.span(),
+                "a numeric label is a plain non-negative integer, such as `3`",
+            )
+        })?;
+        if !lit.suffix().is_empty() {
+            return Err(syn::Error::new(
+                lit.span(),
+                "a numeric label is a plain non-negative integer, such as `3`",
+            ));
+        }
+        input.parse::<Token![:]>()?;
+        return Ok(Some(Ident::new(&format!("{NUMERIC_LABEL}{n}"), lit.span())));
+    }
+    Ok(None)
+}
+
+/// The tokens from `begin` up to (not including) `end`.
+fn tokens_between(begin: Cursor, end: Cursor) -> TokenStream {
+    let mut tokens = TokenStream::new();
+    let mut cursor = begin;
+    while cursor < end {
+        let Some((tt, next)) = cursor.token_tree() else {
+            break;
+        };
+        tokens.extend([tt]);
+        cursor = next;
+    }
+    tokens
+}
+
 impl Parse for Item {
     fn parse(input: ParseStream) -> syn::Result<Self> {
+        let begin = input.cursor();
+        if input.peek(Token![@]) {
+            return parse_import(input, begin).map(Item::Import);
+        }
         let attrs = input.call(Attribute::parse_outer)?;
         let vis: Visibility = input.parse()?;
+        if input.peek(Ident) && input.peek2(token::Brace) {
+            return Ok(Item::Defaults(input.parse()?));
+        }
+        if input.peek(Token![use]) {
+            // Rule: an import inside the macro only imports; re-export with a Rust `pub use`.
+            if !matches!(vis, Visibility::Inherited) {
+                return Err(syn::Error::new(
+                    vis.span(),
+                    "a `use` inside `convnet!` imports blocks for this invocation only; to re-export a block, write `pub use path::to::block;` outside the macro",
+                ));
+            }
+            let item: syn::ItemUse = input.parse()?;
+            let mut leaves = Vec::new();
+            use_leaves(&item.tree, &TokenStream::new(), &mut leaves)?;
+            return Ok(Item::Use(UseItem { leaves }));
+        }
         if input.peek(Ident) && input.peek2(Ident) {
             let kw: Ident = input.parse()?;
             if kw != "block" {
@@ -195,7 +365,7 @@ impl Parse for Item {
                 let p: Ident = content.parse()?;
                 let default = if content.peek(Token![=]) {
                     content.parse::<Token![=]>()?;
-                    Some(content.parse::<Expr>()?)
+                    Some(content.parse::<ArgValue>()?)
                 } else {
                     None
                 };
@@ -205,7 +375,15 @@ impl Parse for Item {
                 }
             }
             let body = input.parse()?;
-            return Ok(Item::Block(BlockDef { name, params, body }));
+            let tokens = tokens_between(begin, input.cursor());
+            return Ok(Item::Block(BlockDef {
+                attrs,
+                vis,
+                name,
+                params,
+                body,
+                tokens,
+            }));
         }
         let name: Ident = input.parse()?;
         let input_shape: ShapeSpec = input.parse()?;
@@ -224,6 +402,66 @@ impl Parse for Item {
             output,
             body,
         }))
+    }
+}
+
+/// `@import local [path] entry { items }`, after `begin`.
+fn parse_import(input: ParseStream, begin: Cursor) -> syn::Result<Import> {
+    input.parse::<Token![@]>()?;
+    let kw: Ident = input.parse()?;
+    if kw != "import" {
+        return Err(syn::Error::new(kw.span(), "expected `@import`"));
+    }
+    let local: Ident = input.parse()?;
+    let path;
+    syn::bracketed!(path in input);
+    let path: TokenStream = path.parse()?;
+    let entry: Ident = input.parse()?;
+    let content;
+    braced!(content in input);
+    let mut items = Vec::new();
+    while !content.is_empty() {
+        items.push(content.parse()?);
+    }
+    Ok(Import {
+        local,
+        path: path.to_string().replace(' ', ""),
+        entry,
+        items,
+        tokens: tokens_between(begin, input.cursor()),
+    })
+}
+
+/// The (path, local name) pairs a `use` tree imports; `prefix` is the path so far.
+fn use_leaves(
+    tree: &syn::UseTree,
+    prefix: &TokenStream,
+    out: &mut Vec<(TokenStream, Ident)>,
+) -> syn::Result<()> {
+    let join = |ident: &Ident| {
+        let mut path = prefix.clone();
+        if !path.is_empty() {
+            path.extend(quote::quote!(::));
+        }
+        path.extend(quote::quote!(#ident));
+        path
+    };
+    match tree {
+        syn::UseTree::Path(p) => use_leaves(&p.tree, &join(&p.ident), out),
+        syn::UseTree::Name(n) => {
+            out.push((join(&n.ident), n.ident.clone()));
+            Ok(())
+        }
+        syn::UseTree::Rename(r) => {
+            out.push((join(&r.ident), r.rename.clone()));
+            Ok(())
+        }
+        syn::UseTree::Group(g) => g.items.iter().try_for_each(|t| use_leaves(t, prefix, out)),
+        // Rule: blocks are imported by name (the macro must know which to fetch).
+        syn::UseTree::Glob(g) => Err(syn::Error::new(
+            g.star_token.span,
+            "import blocks by name (`use path::{a, b};`): `convnet!` fetches each imported block's definition, so it must know which",
+        )),
     }
 }
 
@@ -249,7 +487,8 @@ impl Parse for Body {
             let ends_in_brace = match &stmt {
                 Stmt::For(_) | Stmt::Branch(_) | Stmt::If(_) => true,
                 Stmt::Layer(l) => l.body.is_some(),
-                Stmt::Skip(_) => false,
+                Stmt::Skip(_) | Stmt::Let(_) => false,
+                Stmt::Defaults(_) => true,
             };
             stmts.push(stmt);
             if content.is_empty() {
@@ -310,6 +549,13 @@ impl Parse for Stmt {
                 otherwise,
             }));
         }
+        if input.peek(Token![let]) {
+            input.parse::<Token![let]>()?;
+            let name: Ident = input.parse()?;
+            input.parse::<Token![=]>()?;
+            let value = input.parse()?;
+            return Ok(Stmt::Let(LetStmt { name, value }));
+        }
         if input.peek(Token![@]) {
             input.parse::<Token![@]>()?;
             return Ok(Stmt::Skip(input.parse()?));
@@ -320,18 +566,19 @@ impl Parse for Stmt {
                 body: input.parse()?,
             }));
         }
-        if input.peek(Ident) && input.peek2(Token![:]) && !input.peek2(Token![::]) {
+        if input.peek(Ident) && input.peek2(token::Brace) {
             let fork = input.fork();
-            fork.parse::<Ident>()?;
-            fork.parse::<Token![:]>()?;
-            if fork.peek(token::Brace) {
-                let label: Ident = input.parse()?;
-                input.parse::<Token![:]>()?;
-                return Ok(Stmt::Branch(Branch {
-                    label: Some(label),
-                    body: input.parse()?,
-                }));
+            if fork.parse::<Ident>()? == "defaults" {
+                return Ok(Stmt::Defaults(input.parse()?));
             }
+        }
+        let fork = input.fork();
+        if parse_label(&fork)?.is_some() && fork.peek(token::Brace) {
+            let label = parse_label(input)?;
+            return Ok(Stmt::Branch(Branch {
+                label,
+                body: input.parse()?,
+            }));
         }
         Ok(Stmt::Layer(input.parse()?))
     }
@@ -339,13 +586,7 @@ impl Parse for Stmt {
 
 impl Parse for LayerCall {
     fn parse(input: ParseStream) -> syn::Result<Self> {
-        let label = if input.peek(Ident) && input.peek2(Token![:]) && !input.peek2(Token![::]) {
-            let label: Ident = input.parse()?;
-            input.parse::<Token![:]>()?;
-            Some(label)
-        } else {
-            None
-        };
+        let label = parse_label(input)?;
         let kind: Ident = input.parse()?;
         let mut args = Vec::new();
         let mut args_span = kind.span();
@@ -384,14 +625,37 @@ impl Parse for Arg {
         } else {
             None
         };
-        let value = if input.peek(token::Brace) {
+        let value = input.parse()?;
+        Ok(Arg { name, value })
+    }
+}
+
+/// The functions a value may call (`max(a, b)`): a call of one of these is a value, any
+/// other `name(...)` a layer.
+pub const FUNCTIONS: &[&str] = &[
+    "min",
+    "max",
+    "round",
+    "floor",
+    "ceil",
+    "make_divisible",
+    "int",
+    "float",
+];
+
+impl Parse for ArgValue {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let function = input
+            .fork()
+            .parse::<Ident>()
+            .is_ok_and(|i| FUNCTIONS.contains(&i.to_string().as_str()));
+        Ok(if input.peek(token::Brace) {
             ArgValue::Layers(input.parse()?)
-        } else if input.peek(Ident) && input.peek2(token::Paren) {
+        } else if input.peek(Ident) && input.peek2(token::Paren) && !function {
             ArgValue::Layer(Box::new(input.parse()?))
         } else {
             ArgValue::Expr(input.parse()?)
-        };
-        Ok(Arg { name, value })
+        })
     }
 }
 

@@ -15,6 +15,10 @@ struct Entry {
     end: Span,
     message: String,
     note: Option<String>,
+    /// Where in an imported block the error arose (it is reported at the caller's token).
+    origin: Option<String>,
+    /// Reported on the caller's own token already: not moved by `relocate_since`.
+    pinned: bool,
 }
 
 /// Collects errors while a description is checked.
@@ -33,7 +37,19 @@ impl Errors {
             end: span,
             message: message.to_string(),
             note: None,
+            origin: None,
+            pinned: false,
         });
+    }
+
+    /// Records an error at `span`, a token of the caller's (where a value was computed): it
+    /// stays there when the errors of an imported block are moved to the caller's token.
+    pub fn push_pinned(&self, start: Span, end: Span, message: impl Display) {
+        self.push(start, message);
+        if let Some(e) = self.errors.borrow_mut().last_mut() {
+            e.pinned = true;
+            e.end = end;
+        }
     }
 
     /// Records an already-built error (keeping the range of tokens it covers).
@@ -50,6 +66,8 @@ impl Errors {
                 end,
                 message: e.to_string(),
                 note: None,
+                origin: None,
+                pinned: false,
             });
         }
     }
@@ -87,6 +105,32 @@ impl Errors {
         self.annotated.set(errors.len());
     }
 
+    /// Moves the errors recorded since index `since` onto `span` (a use of an imported
+    /// block: the caller's token), noting `note` (which block) and, when the source is
+    /// available, the token where each arose.
+    pub fn relocate_since(&self, since: usize, span: Span, note: &str) {
+        let mut errors = self.errors.borrow_mut();
+        for e in errors.iter_mut().skip(since).filter(|e| !e.pinned) {
+            let origin = match e.origin.take() {
+                Some(inner) => format!("{note}, {inner}"),
+                None => {
+                    let text = e.start.join(e.end).unwrap_or(e.start).source_text();
+                    match text.as_deref().and_then(|t| t.lines().next()) {
+                        Some(line) if line.len() <= 60 => format!("{note}, at `{line}`"),
+                        Some(line) => format!(
+                            "{note}, at `{}...`",
+                            &line[..line.char_indices().nth(57).map_or(line.len(), |(i, _)| i)]
+                        ),
+                        None => note.to_string(),
+                    }
+                }
+            };
+            e.origin = Some(origin);
+            e.start = span;
+            e.end = span;
+        }
+    }
+
     /// All errors combined into one (`None` when there were none). An error repeated on the
     /// same tokens with the same message (a mistake in a loop body fails on every iteration)
     /// is kept once, with the note of its first occurrence.
@@ -94,14 +138,20 @@ impl Errors {
         let mut seen = HashSet::new();
         let mut combined: Option<syn::Error> = None;
         for e in self.errors.into_inner() {
+            if e.message.contains(crate::value::FOLLOW_ON) {
+                continue;
+            }
             let key = (format!("{:?}..{:?}", e.start, e.end), e.message.clone());
             if !seen.insert(key) {
                 continue;
             }
-            let message = match &e.note {
+            let mut message = match &e.note {
                 Some(note) => format!("{} ({note})", e.message),
                 None => e.message,
             };
+            if let Some(origin) = &e.origin {
+                message = format!("{message} ({origin})");
+            }
             let tokens: TokenStream = [Ident::new("first", e.start), Ident::new("last", e.end)]
                 .into_iter()
                 .map(proc_macro2::TokenTree::Ident)

@@ -12,6 +12,7 @@ pub mod ast;
 pub mod catalog;
 pub mod error;
 pub mod expand;
+pub mod import;
 pub mod infer;
 pub mod ir;
 pub mod layers;
@@ -32,17 +33,16 @@ pub fn expand(input: TokenStream) -> TokenStream {
             return quote!(#(#stubs)* #error);
         }
     };
+    // Imported blocks are fetched one by one, each by a macro call that re-invokes this one.
+    if let Some(fetch) = import::fetch_next(&description, &input) {
+        return fetch;
+    }
     let errors = error::Errors::default();
-    let blocks: Vec<&ast::BlockDef> = description
-        .items
-        .iter()
-        .filter_map(|i| match i {
-            Item::Block(b) => Some(b),
-            Item::Model(_) => None,
-        })
-        .collect();
-    let mut lowerer = lower::Lowerer::new(&errors, &blocks);
+    let mut lowerer = lower::Lowerer::new(&errors, &description.items);
     let mut out = TokenStream::new();
+    for (def, payload) in lowerer.exports(&description.items) {
+        out.extend(import::block_macro(def, &payload));
+    }
     for item in &description.items {
         let Item::Model(def) = item else { continue };
         let before = errors.len();

@@ -1,9 +1,12 @@
 //! Compile-time values and the evaluation of argument expressions (literals, loop variables,
 //! block parameters, arithmetic, tuples).
 
+use crate::ast::{ArgValue, FUNCTIONS};
 use crate::error::did_you_mean;
+use proc_macro2::Span;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::rc::Rc;
 use syn::spanned::Spanned;
 use syn::{BinOp, Expr, Lit, UnOp};
 
@@ -25,6 +28,32 @@ pub enum Value {
     Word(String),
     /// `(a, b, ...)`.
     Tuple(Vec<Value>),
+    /// A layer, block use or `{ layers }` passed to a block parameter.
+    Layer(Rc<LayerValue>),
+}
+
+/// A layer given as a block argument: its tokens, with the names they see where written.
+pub struct LayerValue {
+    /// The layer call or `{ layers }` as written.
+    pub value: ArgValue,
+    /// The names bound where it was written (its arguments are evaluated there).
+    pub env: Env,
+    /// The block namespace it was written in (its block names resolve there).
+    pub namespace: usize,
+    /// As written, for messages.
+    pub text: String,
+}
+
+impl fmt::Debug for LayerValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.text)
+    }
+}
+
+impl PartialEq for LayerValue {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
 }
 
 impl fmt::Display for Value {
@@ -38,6 +67,7 @@ impl fmt::Display for Value {
                 let parts: Vec<String> = items.iter().map(|v| v.to_string()).collect();
                 write!(f, "({})", parts.join(", "))
             }
+            Value::Layer(l) => write!(f, "{}", l.text),
         }
     }
 }
@@ -46,6 +76,10 @@ impl fmt::Display for Value {
 #[derive(Debug, Clone, Default)]
 pub struct Env {
     vars: BTreeMap<String, Value>,
+    /// Where each block parameter's and `let`'s value was computed (the caller's argument,
+    /// the `let`'s expression; first and last token): a value of the wrong type is reported
+    /// there.
+    origins: BTreeMap<String, (Span, Span)>,
 }
 
 impl Env {
@@ -71,7 +105,36 @@ impl Env {
     pub fn with(&self, name: &str, value: Value) -> Env {
         let mut env = self.clone();
         env.vars.insert(name.to_string(), value);
+        env.origins.remove(name);
         env
+    }
+
+    /// A copy with `name` bound to `value`, computed by the expression `origin`.
+    pub fn with_origin(&self, name: &str, value: Value, origin: &ArgValue) -> Env {
+        let mut env = self.with(name, value);
+        let range = match origin {
+            ArgValue::Expr(e) => {
+                let tokens: Vec<_> = quote::ToTokens::to_token_stream(e).into_iter().collect();
+                match (tokens.first(), tokens.last()) {
+                    (Some(a), Some(b)) => (a.span(), b.span()),
+                    _ => (e.span(), e.span()),
+                }
+            }
+            other => (other.span(), other.span()),
+        };
+        env.origins.insert(name.to_string(), range);
+        env
+    }
+
+    /// The value bound to `name`, if any.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.vars.get(name)
+    }
+
+    /// Where the value of `name` was computed (first and last token), for a block
+    /// parameter or a `let`.
+    pub fn origin(&self, name: &str) -> Option<(Span, Span)> {
+        self.origins.get(name).copied()
     }
 }
 
@@ -86,6 +149,10 @@ pub const SHAPE_NAMES: [&str; 4] = ["in_channels", "in_height", "in_width", "in_
 /// Ends the message of a shape name used where the shape is unknown after an earlier error:
 /// lowering drops these follow-on errors.
 pub const UNKNOWN_SHAPE: &str = "the input here is unknown after an earlier error";
+
+/// The message of an error that only follows from one already reported (a name whose
+/// value failed): it is counted, so the layer fails, but never shown.
+pub const FOLLOW_ON: &str = "\u{1}follow-on error";
 
 /// Evaluates `expr` under `env`.
 pub fn eval(expr: &Expr, env: &Env) -> syn::Result<Value> {
@@ -102,7 +169,10 @@ pub fn eval(expr: &Expr, env: &Env) -> syn::Result<Value> {
         Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
             let name = p.path.segments[0].ident.to_string();
             if let Some(v) = env.vars.get(&name) {
-                Ok(v.clone())
+                match v {
+                    Value::Word(w) if w == crate::lower::POISONED => Err(err(expr, FOLLOW_ON)),
+                    v => Ok(v.clone()),
+                }
             } else if WORDS.contains(&name.as_str()) {
                 Ok(Value::Word(name))
             } else if SHAPE_NAMES.contains(&name.as_str()) {
@@ -161,10 +231,197 @@ pub fn eval(expr: &Expr, env: &Env) -> syn::Result<Value> {
             let r = eval(&b.right, env)?;
             arith(expr, &b.op, l, r)
         }
+        Expr::Call(c) => call(expr, c, env),
+        Expr::If(i) => {
+            let cond = match eval(&i.cond, env)? {
+                Value::Bool(b) => b,
+                v => return Err(err(&i.cond, format!("an `if` condition is `true` or `false`, found `{v}`"))),
+            };
+            let Some((_, otherwise)) = &i.else_branch else {
+                return Err(err(expr, "a conditional value needs an `else`: `if cond { a } else { b }`"));
+            };
+            if cond {
+                block_value(&i.then_branch, expr, env)
+            } else {
+                match &**otherwise {
+                    Expr::Block(b) => block_value(&b.block, expr, env),
+                    other => eval(other, env),
+                }
+            }
+        }
+        Expr::Block(b) => block_value(&b.block, expr, env),
         _ => Err(err(
             expr,
-            "unsupported expression: use numbers, `true`/`false`, keywords, loop variables, block parameters, tuples and + - * / %",
+            "unsupported expression: use numbers, `true`/`false`, keywords, names, tuples, + - * / %, comparisons, functions (min, max, round, floor, ceil, int, float, make_divisible) and `if c { a } else { b }`",
         )),
+    }
+}
+
+/// The value of `{ expr }`, the arm of a conditional value.
+fn block_value(block: &syn::Block, whole: &Expr, env: &Env) -> syn::Result<Value> {
+    match block.stmts.as_slice() {
+        [syn::Stmt::Expr(e, None)] => eval(e, env),
+        _ => Err(err(
+            whole,
+            "each arm of a conditional value is one value: `if cond { a } else { b }`",
+        )),
+    }
+}
+
+/// How many arguments each of the [`FUNCTIONS`] takes (least, most).
+fn arity(function: &str) -> (usize, usize) {
+    match function {
+        "min" | "max" => (2, usize::MAX),
+        "make_divisible" => (2, 3),
+        _ => (1, 1),
+    }
+}
+
+/// The message for a call of `name`, not a function, with `args` arguments: the nearest
+/// function that takes as many (a hint that would compile), and the functions.
+pub fn unknown_function(name: &str, args: usize) -> String {
+    let fits = FUNCTIONS.iter().copied().filter(|f| {
+        let (lo, hi) = arity(f);
+        (lo..=hi).contains(&args)
+    });
+    let mut hint = did_you_mean(name, fits);
+    if hint.is_empty()
+        && args >= 2
+        && (name.contains("round") || name.contains("divisible") || name.contains("multiple"))
+    {
+        hint = "; to round to a multiple, write `make_divisible(value, divisor)`".to_string();
+    }
+    format!(
+        "unknown function `{name}`{hint} (functions: {})",
+        FUNCTIONS.join(", ")
+    )
+}
+
+/// A call of one of the [`FUNCTIONS`].
+fn call(expr: &Expr, c: &syn::ExprCall, env: &Env) -> syn::Result<Value> {
+    let name = match &*c.func {
+        Expr::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
+            p.path.segments[0].ident.to_string()
+        }
+        f => return Err(err(
+            f,
+            "expected a function name: min, max, round, floor, ceil, int, float or make_divisible",
+        )),
+    };
+    // Rule: only the built-in functions; suggest the nearest.
+    if !FUNCTIONS.contains(&name.as_str()) {
+        return Err(err(
+            &c.func,
+            format!(
+                "unknown function `{name}`{} (functions: {})",
+                did_you_mean(&name, FUNCTIONS.iter().copied()),
+                FUNCTIONS.join(", ")
+            ),
+        ));
+    }
+    let args: Vec<Value> = c
+        .args
+        .iter()
+        .map(|a| eval(a, env))
+        .collect::<syn::Result<_>>()?;
+    let number = |i: usize| -> syn::Result<f64> {
+        as_f64(&args[i]).ok_or_else(|| {
+            err(
+                &c.args[i],
+                format!("`{name}` takes numbers, found `{}`", args[i]),
+            )
+        })
+    };
+    let arity = |lo: usize, hi: usize, usage: &str| -> syn::Result<()> {
+        if (lo..=hi).contains(&args.len()) {
+            Ok(())
+        } else {
+            Err(err(
+                expr,
+                format!(
+                    "`{name}` takes {usage}, found {} argument{}",
+                    args.len(),
+                    if args.len() == 1 { "" } else { "s" }
+                ),
+            ))
+        }
+    };
+    // A float made an integer: it must be finite and fit in 64 bits.
+    let to_int = |x: f64| -> syn::Result<Value> {
+        if x.is_finite() && x.abs() < 9.0e18 {
+            Ok(Value::Int(x as i64))
+        } else {
+            Err(err(
+                expr,
+                format!("`{name}` gives `{x}`, which is not an integer in 64 bits"),
+            ))
+        }
+    };
+    match name.as_str() {
+        "min" | "max" => {
+            arity(2, usize::MAX, "two or more numbers")?;
+            let mut best = args[0].clone();
+            number(0)?;
+            for (i, v) in args.iter().enumerate().skip(1) {
+                let x = number(i)?;
+                let b = as_f64(&best).unwrap_or(x);
+                let better = if name == "min" { x < b } else { x > b };
+                if better {
+                    best = v.clone();
+                }
+            }
+            // Integers stay integers; one float makes the result a float.
+            if args.iter().any(|v| matches!(v, Value::Float(_))) {
+                best = Value::Float(as_f64(&best).unwrap_or(0.0));
+            }
+            Ok(best)
+        }
+        "round" | "floor" | "ceil" | "int" => {
+            arity(1, 1, "one number")?;
+            if let Value::Int(i) = args[0] {
+                return Ok(Value::Int(i));
+            }
+            let x = number(0)?;
+            to_int(match name.as_str() {
+                "round" => x.round(),
+                "floor" => x.floor(),
+                "ceil" => x.ceil(),
+                _ => x.trunc(),
+            })
+        }
+        "float" => {
+            arity(1, 1, "one number")?;
+            Ok(Value::Float(number(0)?))
+        }
+        _ => {
+            arity(2, 3, "(value, divisor) or (value, divisor, min_value)")?;
+            let (v, d) = (number(0)?, number(1)?);
+            let Value::Int(divisor) = args[1] else {
+                return Err(err(
+                    &c.args[1],
+                    format!(
+                        "the divisor of `make_divisible` is a positive integer, found `{}`",
+                        args[1]
+                    ),
+                ));
+            };
+            if divisor < 1 {
+                return Err(err(
+                    &c.args[1],
+                    format!(
+                        "the divisor of `make_divisible` is a positive integer, found `{divisor}`"
+                    ),
+                ));
+            }
+            let min_value = if args.len() == 3 { number(2)? } else { d };
+            // torchvision's `_make_divisible`: the nearest multiple, at least `min_value`,
+            // and never more than 10% below `v`.
+            let mut new_v = min_value.max(((v + d / 2.0).trunc() / d).floor() * d);
+            if new_v < 0.9 * v {
+                new_v += d;
+            }
+            to_int(new_v)
+        }
     }
 }
 

@@ -357,9 +357,15 @@ fn an_if_condition_that_is_not_a_boolean_is_an_error() {
     one_error(
         quote! { block b(stride) { if stride { relu } } pub N(8, 8, 8) { b(2) } },
         &[
-            "an `if` condition is `true` or `false`, found `2`",
-            "stride == 2",
+            "an `if` condition is `true` or `false`, but `stride` is an integer",
+            "write `if stride != 0`",
         ],
+    );
+    // A float condition in a loop: one error (not one per value), and the fix keeps the
+    // truth test's meaning (nonzero), not a comparison with one iteration's value.
+    one_error(
+        quote! { pub N(8, 8, 8) { for rate in [0.0, 0.1, 0.2] { if rate { drop_path(rate) } } } },
+        &["but `rate` is a float; to test that it is nonzero, write `if rate != 0.0`"],
     );
     one_error(
         quote! { pub N(8, 8, 8) { if in_channels == same { relu } } },

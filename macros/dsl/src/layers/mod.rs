@@ -137,7 +137,12 @@ impl Emit<'_> {
 
     /// Declares this layer's field of type `ty` created by `init`; returns its name.
     pub fn field(&mut self, ty: TokenStream, init: TokenStream) -> Ident {
-        let ident = format_ident!("{}", self.path.replace('.', "_"));
+        // A numeric label (`3: { ... }`) may start the path: a field name cannot.
+        let name = self.path.replace('.', "_");
+        let ident = match name.starts_with(|c: char| c.is_ascii_digit()) {
+            true => format_ident!("n{}", name),
+            false => format_ident!("{}", name),
+        };
         self.fields.push(Field {
             ident: ident.clone(),
             ty,

@@ -44,6 +44,8 @@ pub struct Args<'a> {
     pub(super) bad: Cell<bool>,
     /// Arguments already reported wrong: a default that reads one of them is not checked.
     failed: RefCell<BTreeSet<&'static str>>,
+    /// Defaults set by `defaults { ... }` for this layer: argument -> (value, where set).
+    pub(super) overrides: Option<BTreeMap<&'static str, (Value, Span)>>,
 }
 
 impl<'a> Args<'a> {
@@ -61,6 +63,7 @@ impl<'a> Args<'a> {
             spans: BTreeMap::new(),
             bad: Cell::new(false),
             failed: RefCell::new(BTreeSet::new()),
+            overrides: None,
         };
         let mut args = args;
         let all: Vec<&'static str> = spec.params().map(|p| p.name).collect();
@@ -144,6 +147,7 @@ impl<'a> Args<'a> {
             .spans
             .get(name)
             .copied()
+            .or_else(|| self.overrides.as_ref()?.get(name).map(|(_, s)| *s))
             .unwrap_or_else(Span::call_site);
         self.errors.push(span, message);
         self.bad.set(true);
@@ -164,6 +168,21 @@ impl<'a> Args<'a> {
                     None
                 }
             },
+            // Rule: a layer argument is a value; a call here is a function's (or a typo).
+            ArgValue::Layer(l) if l.body.is_none() && l.label.is_none() => {
+                let f = l.kind.to_string();
+                let message = crate::value::unknown_function(&f, l.args.len());
+                self.errors.push(
+                    l.kind.span(),
+                    message.replacen(
+                        &format!("`{f}`"),
+                        &format!("`{f}` in `{name}` of `{}`", self.spec.name),
+                        1,
+                    ),
+                );
+                self.bad.set(true);
+                None
+            }
             other => {
                 self.errors.push(
                     other.span(),
@@ -175,8 +194,39 @@ impl<'a> Args<'a> {
         }
     }
 
+    /// Reports argument `name`'s value `v` as wrong. A float where an integer belongs is
+    /// reported where it was computed when the argument is a name (a block parameter or a
+    /// `let`), with the fix.
+    fn wrong(&self, name: &'static str, v: &Value, message: String) {
+        let Value::Float(_) = v else {
+            return self.fail(name, message);
+        };
+        let hint = "; `*` or `/` with a float gives a float: use integer arithmetic (`c / 2` rather than `c * 0.5`; `/` of integers rounds toward zero) or `round(...)`, `floor(...)`, `ceil(...)`";
+        let var = match self.raw.get(name) {
+            Some(ArgValue::Expr(syn::Expr::Path(p))) if p.path.segments.len() == 1 => {
+                Some(p.path.segments[0].ident.to_string())
+            }
+            _ => None,
+        };
+        match var.as_deref().and_then(|n| Some((n, self.env.origin(n)?))) {
+            Some((var, (first, last))) => {
+                self.failed.borrow_mut().insert(name);
+                self.errors.push_pinned(
+                    first,
+                    last,
+                    format!("{message}: `{var}` is `{v}`, computed here{hint}"),
+                );
+                self.bad.set(true);
+            }
+            None => self.fail(name, format!("{message}{hint}")),
+        }
+    }
+
     /// The catalog default of argument `name`, as a value.
     fn default(&self, name: &'static str) -> Option<Value> {
+        if let Some((v, _)) = self.overrides.as_ref().and_then(|o| o.get(name)) {
+            return Some(v.clone());
+        }
         match self.spec.param(name)?.default {
             ArgDefault::Required | ArgDefault::Absent => None,
             ArgDefault::Int(n) => Some(Value::Int(n)),
@@ -200,8 +250,9 @@ impl<'a> Args<'a> {
             None => fallback,
             Some(Value::Int(n)) if (min..=max).contains(&n) => n as usize,
             Some(v) => {
-                self.fail(
+                self.wrong(
                     name,
+                    &v,
                     format!(
                         "`{name}` of `{}` must be an integer from {min} to {max}, found `{v}`",
                         self.spec.name
@@ -224,7 +275,7 @@ impl<'a> Args<'a> {
                 _ => fallback,
             },
             Some(v) => {
-                self.fail(name, format!("`{name}` of `{}` must be an integer or (height, width) from 1 to {max}, found `{v}`", self.spec.name));
+                self.wrong(name, &v, format!("`{name}` of `{}` must be an integer or (height, width) from 1 to {max}, found `{v}`", self.spec.name));
                 fallback
             }
         }

@@ -262,6 +262,23 @@ impl Lowerer<'_> {
                     bad = true;
                     continue;
                 }
+                // Rule: a merge's body holds branches only.
+                Stmt::Defaults(d) => {
+                    self.errors.push(
+                        d.span,
+                        format!("`defaults` cannot stand among the branches of `{word}`; write it before the `{word}` or inside a branch's `{{ layers }}`"),
+                    );
+                    bad = true;
+                    continue;
+                }
+                Stmt::Let(l) => {
+                    self.errors.push(
+                        l.name.span(),
+                        format!("`let` cannot stand among the branches of `{word}`; write it before the `{word}` or inside a branch's `{{ layers }}`"),
+                    );
+                    bad = true;
+                    continue;
+                }
                 // Rule: branches are written one by one (a loop would repeat one label).
                 Stmt::For(f) => {
                     self.errors.push(

@@ -8,17 +8,21 @@
 //! the catalog's `build` (a function of `crate::layers`) builds each plain layer, and
 //! `composite` the ones holding other layers.
 
-use crate::ast::{BlockDef, Body, LayerCall, ModelDef, ShapeSpec, Stmt};
+use crate::ast::{label_name, BlockDef, Body, Item, LayerCall, ModelDef, ShapeSpec, Stmt};
 use crate::catalog::{self, Kind};
 use crate::error::{did_you_mean, Errors};
 use crate::infer;
 use crate::ir::{snake_case, Info, Merge, Model, Node, Op, MAX_DIM, MAX_NODES};
 use crate::value::{eval, thousands, Env, Value, UNKNOWN_SHAPE};
 use proc_macro2::Span;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use syn::spanned::Spanned;
 use syn::Ident;
+
+/// The value a `let` whose expression failed (reported) binds: its uses report nothing more.
+pub(crate) const POISONED: &str = "<error>";
 
 mod args;
 mod composite;
@@ -26,10 +30,36 @@ mod scope;
 
 pub use args::{shape_of, Args};
 
+/// A block a body can use: its definition, the namespace its body's block names resolve
+/// in, and where it was imported from (`None` for a block of this invocation).
+#[derive(Clone)]
+pub(crate) struct BlockRef<'a> {
+    def: &'a BlockDef,
+    namespace: usize,
+    imported: Option<Rc<Imported>>,
+}
+
+/// How an imported block was imported: errors inside it are reported at the caller's token
+/// with a note naming it.
+pub(crate) struct Imported {
+    /// The path of the `use`.
+    path: String,
+}
+
 /// Lowers the models of one description.
 pub struct Lowerer<'a> {
     errors: &'a Errors,
-    blocks: BTreeMap<String, &'a BlockDef>,
+    /// Blocks by name, per namespace: 0 is this invocation's (its blocks and imports); each
+    /// import has its own (the imported block and the blocks it uses), so the helpers of
+    /// two imported blocks never clash.
+    namespaces: Vec<BTreeMap<String, BlockRef<'a>>>,
+    /// The namespace block names resolve in now.
+    namespace: usize,
+    /// Argument defaults of the invocation's `defaults { ... }` items.
+    base_defaults: Rc<Defaults>,
+    /// Argument defaults in force here (the invocation's, then those of `defaults`
+    /// statements of the bodies being lowered).
+    current_defaults: Rc<Defaults>,
     /// Models declared earlier in this description: name -> (input, output) shapes.
     models: BTreeMap<String, (Vec<usize>, Vec<usize>)>,
     /// Models of this description that had errors: uses of them are not checked again.
@@ -58,6 +88,9 @@ pub struct Lowerer<'a> {
     saved: BTreeSet<usize>,
 }
 
+/// Argument defaults set by `defaults { ... }`: layer name -> argument -> (value, where set).
+pub(crate) type Defaults = BTreeMap<&'static str, BTreeMap<&'static str, (Value, Span)>>;
+
 /// A labelled layer a skip may use: its save id and output shape (`None` after an error).
 type Labelled = (usize, Option<Vec<usize>>);
 
@@ -68,29 +101,14 @@ struct Pending {
 }
 
 impl<'a> Lowerer<'a> {
-    /// A lowerer that knows `blocks`.
-    pub fn new(errors: &'a Errors, blocks: &'a [&'a BlockDef]) -> Self {
-        let mut map = BTreeMap::new();
-        for b in blocks {
-            // Rule: a block name is defined once and does not shadow a built-in layer.
-            if catalog::lookup(&b.name.to_string()).is_some() {
-                errors.push(
-                    b.name.span(),
-                    format!(
-                        "block `{}` would shadow the built-in layer of that name; rename it",
-                        b.name
-                    ),
-                );
-            } else if map.insert(b.name.to_string(), *b).is_some() {
-                errors.push(
-                    b.name.span(),
-                    format!("block `{}` is defined twice", b.name),
-                );
-            }
-        }
-        Lowerer {
+    /// A lowerer that knows the blocks and imports among `items`.
+    pub fn new(errors: &'a Errors, items: &'a [Item]) -> Self {
+        let mut lowerer = Lowerer {
             errors,
-            blocks: map,
+            namespaces: vec![BTreeMap::new()],
+            namespace: 0,
+            base_defaults: Rc::default(),
+            current_defaults: Rc::default(),
             models: BTreeMap::new(),
             failed: BTreeSet::new(),
             stack: Vec::new(),
@@ -104,7 +122,119 @@ impl<'a> Lowerer<'a> {
             closed: BTreeSet::new(),
             saves: 0,
             saved: BTreeSet::new(),
+        };
+        lowerer.register(items, 0);
+        lowerer
+    }
+
+    /// Registers the blocks and imports of `items` in namespace `ns`; only this invocation's
+    /// own definitions (namespace 0) are checked, an imported one was where it is defined.
+    fn register(&mut self, items: &'a [Item], ns: usize) {
+        let own = ns == 0;
+        for item in items {
+            let (name, block) = match item {
+                Item::Block(b) => (
+                    &b.name,
+                    BlockRef {
+                        def: b,
+                        namespace: ns,
+                        imported: None,
+                    },
+                ),
+                Item::Import(import) => {
+                    let inner = self.namespaces.len();
+                    self.namespaces.push(BTreeMap::new());
+                    self.register(&import.items, inner);
+                    let Some(entry) = self.namespaces[inner].get(&import.entry.to_string()) else {
+                        continue;
+                    };
+                    let mut entry = entry.clone();
+                    entry.imported = Some(Rc::new(Imported {
+                        path: import.path.clone(),
+                    }));
+                    (&import.local, entry)
+                }
+                Item::Defaults(d) if own => {
+                    let base = self.defaults(&self.base_defaults.clone(), d, &Env::default());
+                    self.base_defaults = base;
+                    continue;
+                }
+                Item::Model(_) | Item::Use(_) | Item::Defaults(_) => continue,
+            };
+            let word = if block.imported.is_some() {
+                "imported"
+            } else {
+                "defined"
+            };
+            // Rule: a block name is defined once and does not shadow a built-in layer.
+            if catalog::lookup(&name.to_string()).is_some() {
+                if own {
+                    self.errors.push(
+                        name.span(),
+                        format!(
+                            "block `{name}` would shadow the built-in layer of that name; rename it{}",
+                            if block.imported.is_some() { " (`use path::block as other_name;`)" } else { "" }
+                        ),
+                    );
+                }
+            } else if self.namespaces[ns]
+                .insert(name.to_string(), block)
+                .is_some()
+                && own
+            {
+                self.errors.push(
+                    name.span(),
+                    format!(
+                        "block `{name}` is {word} twice (blocks and imports share one namespace)"
+                    ),
+                );
+            }
         }
+    }
+
+    /// The block `name` as seen from the current namespace.
+    fn block(&self, name: &str) -> Option<BlockRef<'a>> {
+        self.namespaces[self.namespace].get(name).cloned()
+    }
+
+    /// The blocks of this invocation (namespace 0) that their definitions export: each
+    /// block's name, with the block definitions and imports it needs, transitively.
+    pub fn exports(&self, items: &'a [Item]) -> Vec<(&'a BlockDef, Vec<proc_macro2::TokenStream>)> {
+        let mut out = Vec::new();
+        for item in items {
+            let Item::Block(b) = item else { continue };
+            // Only the definition registered under its name (not a duplicate or a shadow).
+            match self.namespaces[0].get(&b.name.to_string()) {
+                Some(r) if std::ptr::eq(r.def, b) => {}
+                _ => continue,
+            }
+            let mut needed = BTreeSet::new();
+            let mut queue = vec![b.name.to_string()];
+            while let Some(name) = queue.pop() {
+                if !needed.insert(name.clone()) {
+                    continue;
+                }
+                if let Some(r) = self.namespaces[0].get(&name) {
+                    if r.imported.is_none() {
+                        crate::import::uses(r.def, &mut queue);
+                    }
+                }
+            }
+            let tokens = items
+                .iter()
+                .filter_map(|i| match i {
+                    Item::Block(d) if needed.contains(&d.name.to_string()) => {
+                        Some(d.tokens.clone())
+                    }
+                    Item::Import(m) if needed.contains(&m.local.to_string()) => {
+                        Some(m.tokens.clone())
+                    }
+                    _ => None,
+                })
+                .collect();
+            out.push((b, tokens));
+        }
+        out
     }
 
     /// Makes an earlier model of this description usable as a layer.
@@ -129,6 +259,7 @@ impl<'a> Lowerer<'a> {
             .as_ref()
             .and_then(|o| self.shape(o, &env, "output").map(|s| (s, o.span)));
         self.shape = input.clone();
+        self.current_defaults = self.base_defaults.clone();
         self.labels.clear();
         self.closed.clear();
         self.saves = 0;
@@ -179,9 +310,11 @@ impl<'a> Lowerer<'a> {
     /// afterwards (the caller moves it past the whole composite layer).
     fn body(&mut self, body: &Body, env: &Env) -> Vec<Node> {
         let entry = self.shape.clone();
+        let defaults = self.current_defaults.clone();
         let mut pending = Vec::new();
         self.labels.push(BTreeMap::new());
         self.stmts(&body.stmts, env, &mut pending);
+        self.current_defaults = defaults;
         if let Some(scope) = self.labels.pop() {
             self.closed.extend(scope.into_keys());
         }
@@ -190,12 +323,14 @@ impl<'a> Lowerer<'a> {
     }
 
     fn stmts(&mut self, stmts: &[Stmt], env: &Env, out: &mut Vec<Pending>) {
+        // `let` rebinds for the statements after it.
+        let mut env = Cow::Borrowed(env);
         for stmt in stmts {
             if self.halted {
                 return;
             }
             match stmt {
-                Stmt::For(f) => self.for_loop(f, env, out),
+                Stmt::For(f) => self.for_loop(f, &env, out),
                 Stmt::Layer(call) => {
                     let env = env.with_shape(self.shape.as_deref());
                     let (before, known) = (self.errors.len(), self.shape.is_some());
@@ -204,39 +339,61 @@ impl<'a> Lowerer<'a> {
                     if !known {
                         self.errors.drop_since(before, UNKNOWN_SHAPE);
                     }
-                    if let Some(mut p) = lowered {
-                        self.shape = self.shape.take().and_then(|s| infer::probe(&p.node, &s));
-                        if let Some(label) = &p.label {
-                            self.saves += 1;
-                            p.node.save = Some(self.saves);
-                            if let Some(scope) = self.labels.last_mut() {
-                                scope.insert(label.to_string(), (self.saves, self.shape.clone()));
-                            }
-                        }
-                        out.push(p);
+                    if let Some(p) = lowered {
+                        self.push_pending(p, out);
                     }
                 }
-                // Rule: a braced branch only goes inside a merge.
+                // A labelled group in a chain: its layers in a scope named by the label.
+                Stmt::Branch(b) if b.label.is_some() => {
+                    let body = self.body(&b.body, &env);
+                    let p = Pending {
+                        label: b.label.clone(),
+                        prefix: "group".into(),
+                        node: node_at(b.body.span, "group", BTreeMap::new(), Op::Block { body }),
+                    };
+                    self.push_pending(p, out);
+                }
+                Stmt::Defaults(d) => {
+                    let merged = self.defaults(&self.current_defaults.clone(), d, &env);
+                    self.current_defaults = merged;
+                }
+                // Rule: an unlabelled braced branch only goes inside a merge.
                 Stmt::Branch(b) => {
                     self.errors.push(
                         b.body.span,
-                        "a `{ ... }` branch goes inside `concat { ... }`, `add { ... }` or `multiply { ... }`; in a chain, write the layers without braces",
+                        "a `{ ... }` branch goes inside `concat { ... }`, `add { ... }` or `multiply { ... }`; in a chain, write the layers without braces, or label the group (`name: { ... }`) to give its layers a scope",
                     );
                     out.push(poison(b.body.span, "branch"));
                     self.shape = None;
                 }
                 Stmt::If(cond) => match eval(&cond.cond, &env.with_shape(self.shape.as_deref())) {
                     // The layers of the chosen body join this body, as a loop's do.
-                    Ok(Value::Bool(true)) => self.stmts(&cond.then.stmts, env, out),
-                    Ok(Value::Bool(false)) => self.stmts(&cond.otherwise, env, out),
-                    // Rule: a condition is `true` or `false`.
+                    Ok(Value::Bool(true)) => self.stmts(&cond.then.stmts, &env, out),
+                    Ok(Value::Bool(false)) => self.stmts(&cond.otherwise, &env, out),
+                    // Rule: a condition is `true` or `false`. The message does not quote the
+                    // value, so a loop reports it once; the fix keeps a truth test's intent.
                     Ok(v) => {
+                        let text = quote::ToTokens::to_token_stream(&cond.cond).to_string();
+                        let fix = match v {
+                            Value::Int(_) => {
+                                format!("; to test that it is nonzero, write `if {text} != 0`")
+                            }
+                            Value::Float(_) => {
+                                format!("; to test that it is nonzero, write `if {text} != 0.0`")
+                            }
+                            _ => String::new(),
+                        };
+                        let what = match v {
+                            Value::Int(_) => "an integer".to_string(),
+                            Value::Float(_) => "a float".to_string(),
+                            Value::Word(_) => "a word".to_string(),
+                            Value::Tuple(_) => "a tuple".to_string(),
+                            Value::Layer(_) => "a layer".to_string(),
+                            Value::Bool(_) => "a boolean".to_string(),
+                        };
                         self.errors.push(
                             cond.cond.span(),
-                            format!(
-                                "an `if` condition is `true` or `false`, found `{v}`; compare it, e.g. `{} == {v}`",
-                                quote::ToTokens::to_token_stream(&cond.cond)
-                            ),
+                            format!("an `if` condition is `true` or `false`, but `{text}` is {what}{fix}"),
                         );
                         out.push(poison(cond.cond.span(), "if"));
                         self.shape = None;
@@ -248,6 +405,23 @@ impl<'a> Lowerer<'a> {
                         }
                         out.push(poison(cond.cond.span(), "if"));
                         self.shape = None;
+                    }
+                },
+                Stmt::Let(l) => match eval(&l.value, &env.with_shape(self.shape.as_deref())) {
+                    Ok(v) => {
+                        env = Cow::Owned(env.with_origin(
+                            &l.name.to_string(),
+                            v,
+                            &crate::ast::ArgValue::Expr(l.value.clone()),
+                        ));
+                    }
+                    Err(e) => {
+                        if self.shape.is_some() || !e.to_string().contains(UNKNOWN_SHAPE) {
+                            self.errors.push_error(e);
+                        }
+                        // Later uses of the name are follow-on errors: bind a poison marker.
+                        env =
+                            Cow::Owned(env.with(&l.name.to_string(), Value::Word(POISONED.into())));
                     }
                 },
                 // Rule: a skip is a branch of a merge.
@@ -263,16 +437,105 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// Adds a lowered layer to the body: the shape moves past it, and a labelled one is
+    /// visible to later skips.
+    fn push_pending(&mut self, mut p: Pending, out: &mut Vec<Pending>) {
+        self.shape = self.shape.take().and_then(|s| infer::probe(&p.node, &s));
+        if let Some(label) = &p.label {
+            self.saves += 1;
+            p.node.save = Some(self.saves);
+            if let Some(scope) = self.labels.last_mut() {
+                scope.insert(label_name(label), (self.saves, self.shape.clone()));
+            }
+        }
+        out.push(p);
+    }
+
+    /// `base` with the defaults of `d` on top; each is checked: a built-in layer, a named
+    /// argument of it, a value.
+    fn defaults(&self, base: &Rc<Defaults>, d: &crate::ast::Defaults, env: &Env) -> Rc<Defaults> {
+        let mut merged = (**base).clone();
+        for call in &d.layers {
+            let kind = call.kind.to_string();
+            // Rule: defaults are for the arguments of built-in layers.
+            let Some(spec) = catalog::lookup(&kind) else {
+                let why = if self.block(&kind).is_some() {
+                    format!("`{kind}` is a block: give its parameters defaults where it is defined, or pass arguments where it is used")
+                } else {
+                    format!(
+                        "unknown layer `{kind}`{}",
+                        did_you_mean(&kind, catalog::names())
+                    )
+                };
+                self.errors.push(
+                    call.kind.span(),
+                    format!("`defaults` sets arguments of built-in layers; {why}"),
+                );
+                continue;
+            };
+            if let Some(body) = &call.body {
+                self.errors.push(
+                    body.span,
+                    "`defaults` sets argument values; a layer's `{ ... }` body has no default",
+                );
+            }
+            let entry = merged.entry(spec.name).or_default();
+            for arg in &call.args {
+                // Rule: a default names the argument it sets.
+                let Some(name) = &arg.name else {
+                    self.errors.push(
+                        arg.value.span(),
+                        format!(
+                            "name the argument a default sets: `{}(name = value)` ({})",
+                            spec.name, spec.usage
+                        ),
+                    );
+                    continue;
+                };
+                let text = name.to_string();
+                let Some(param) = spec.params().find(|p| p.name == text) else {
+                    self.errors.push(
+                        name.span(),
+                        format!(
+                            "`{}` has no argument `{text}`{} (arguments: {})",
+                            spec.name,
+                            did_you_mean(&text, spec.params().map(|p| p.name)),
+                            spec.usage
+                        ),
+                    );
+                    continue;
+                };
+                match &arg.value {
+                    crate::ast::ArgValue::Expr(e) => match eval(e, env) {
+                        Ok(v) => {
+                            entry.insert(param.name, (v, e.span()));
+                        }
+                        Err(e) => self.errors.push_error(e),
+                    },
+                    other => self.errors.push(
+                        other.span(),
+                        format!(
+                            "a default is a value; `{text}` of `{}` takes no layers",
+                            spec.name
+                        ),
+                    ),
+                }
+            }
+        }
+        Rc::new(merged)
+    }
+
     /// Assigns names: user labels first, then `prefix{n}` with the smallest free counter.
     fn name(&self, pending: Vec<Pending>) -> Vec<Node> {
         let mut taken = BTreeSet::new();
         for p in &pending {
             if let Some(label) = &p.label {
                 // Rule: names within one scope are unique (they become parameter paths).
-                if !taken.insert(label.to_string()) {
+                let name = label_name(label);
+                if !taken.insert(name.clone()) {
                     self.errors.push(
                         label.span(),
-                        format!("duplicate layer name `{label}` in this scope (a labelled layer inside a `for` loop repeats on every iteration)"),
+                        format!("duplicate layer name `{name}` in this scope (a labelled layer inside a `for` loop repeats on every iteration)"),
                     );
                 }
             }
@@ -283,7 +546,7 @@ impl<'a> Lowerer<'a> {
             .map(|p| {
                 let mut node = p.node;
                 node.name = match p.label {
-                    Some(label) => label.to_string(),
+                    Some(label) => label_name(&label),
                     None => {
                         let n = counters.entry(p.prefix.clone()).or_insert(0);
                         loop {
@@ -328,8 +591,12 @@ impl<'a> Lowerer<'a> {
     fn layer_call(&mut self, call: &LayerCall, env: &Env) -> Option<Pending> {
         let kind = call.kind.to_string();
         let label = call.label.clone();
-        if let Some(block) = self.blocks.get(&kind).copied() {
-            let node = self.block_call(call, block, env);
+        // A block parameter that holds a layer: the layer passed (or `none`: nothing).
+        if let Some(value) = env.get(&kind) {
+            return self.passed_layer(call, value.clone(), env);
+        }
+        if let Some(block) = self.block(&kind) {
+            let node = self.block_call(call, &block, env);
             return Some(Pending {
                 label,
                 prefix: kind,
@@ -355,7 +622,7 @@ impl<'a> Lowerer<'a> {
         let Some(spec) = catalog::lookup(&kind) else {
             // Rule: only catalogue layers, blocks of this description and earlier models.
             let mut known: Vec<&str> = catalog::names().collect();
-            known.extend(self.blocks.keys().map(String::as_str));
+            known.extend(self.namespaces[self.namespace].keys().map(String::as_str));
             known.extend(self.models.keys().map(String::as_str));
             self.errors.push(
                 call.kind.span(),
@@ -374,7 +641,8 @@ impl<'a> Lowerer<'a> {
                 node: self.assert_shape(call, env),
             });
         }
-        let args = Args::collect(spec, call, env, self.errors);
+        let mut args = Args::collect(spec, call, env, self.errors);
+        args.overrides = self.current_defaults.get(spec.name).cloned();
         let merge = match spec.kind {
             Kind::Concat => Some(Merge::Concat),
             Kind::Add => Some(Merge::Add),

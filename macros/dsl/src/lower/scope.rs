@@ -1,15 +1,17 @@
 //! Scopes: `for` loops unrolled, user blocks inlined with their parameters bound, and the
 //! labels that `@label` skips read.
 
-use super::{node, poison, Lowerer, Pending};
-use crate::ast::{ArgValue, BlockDef, ForLoop, LayerCall};
+use super::{node, poison, BlockRef, Lowerer, Pending, POISONED};
+use crate::ast::{ArgValue, ForLoop, LayerCall};
+use crate::catalog;
 use crate::error::did_you_mean;
-use crate::ir::{Node, Op};
-use crate::value::{eval, iterate, thousands, Env, Value, MAX_ITERATIONS};
+use crate::ir::{Node, Op, Project};
+use crate::value::{eval, iterate, thousands, Env, LayerValue, Value, MAX_ITERATIONS};
 use proc_macro2::Span;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use syn::spanned::Spanned;
+use syn::Expr;
 use syn::Ident;
 
 impl Lowerer<'_> {
@@ -90,8 +92,9 @@ impl Lowerer<'_> {
         out.push(poison(span, "for"));
     }
 
-    pub(super) fn block_call(&mut self, call: &LayerCall, block: &BlockDef, env: &Env) -> Node {
-        let name = block.name.to_string();
+    pub(super) fn block_call(&mut self, call: &LayerCall, block: &BlockRef, env: &Env) -> Node {
+        let def = block.def;
+        let name = call.kind.to_string();
         let bad = || node(&call.kind, &name, BTreeMap::new(), Op::Poison);
         // Rule: blocks cannot use themselves, directly or through other blocks.
         if self.stack.contains(&name) {
@@ -108,9 +111,9 @@ impl Lowerer<'_> {
             );
             return bad();
         }
-        let params: Vec<String> = block.params.iter().map(|(p, _)| p.to_string()).collect();
+        let params: Vec<String> = def.params.iter().map(|(p, _)| p.to_string()).collect();
         let usage = format!("{name}({})", params.join(", "));
-        let mut bound: BTreeMap<String, Value> = BTreeMap::new();
+        let mut bound: BTreeMap<String, (Value, &ArgValue)> = BTreeMap::new();
         let mut ok = true;
         // After a misspelt parameter name, a parameter without a value is not reported too.
         let mut misnamed = false;
@@ -152,16 +155,9 @@ impl Lowerer<'_> {
                     }
                 }
             };
-            let value = match &arg.value {
-                ArgValue::Expr(e) => eval(e, env),
-                other => Err(syn::Error::new(
-                    other.span(),
-                    "block arguments are values, not layers",
-                )),
-            };
-            match value {
+            match self.argument(&arg.value, env) {
                 Ok(v) => {
-                    if bound.insert(pname.clone(), v).is_some() {
+                    if bound.insert(pname.clone(), (v, &arg.value)).is_some() {
                         self.errors.push(
                             arg.value.span(),
                             format!("parameter `{pname}` of block `{name}` is given twice"),
@@ -176,23 +172,31 @@ impl Lowerer<'_> {
                 }
             }
         }
+        // Errors from here on arise inside the block's definition.
+        let inside = self.errors.len();
+        let saved_namespace = std::mem::replace(&mut self.namespace, block.namespace);
         let mut block_env = Env::default();
-        for (p, default) in &block.params {
+        for (p, default) in &def.params {
             let pname = p.to_string();
             if unevaluated.contains(&pname) {
                 continue;
             }
             let value = match (bound.remove(&pname), default) {
-                (Some(v), _) => v,
+                (Some((v, written)), _) => {
+                    block_env = block_env.with_origin(&pname, v, written);
+                    continue;
+                }
                 // A default sees the earlier parameters and the block's input shape names.
-                (None, Some(d)) => match eval(d, &block_env.with_shape(self.shape.as_deref())) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        self.errors.push_error(e);
-                        ok = false;
-                        continue;
+                (None, Some(d)) => {
+                    match self.argument(d, &block_env.with_shape(self.shape.as_deref())) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            self.errors.push_error(e);
+                            ok = false;
+                            continue;
+                        }
                     }
-                },
+                }
                 (None, None) => {
                     if misnamed {
                         ok = false;
@@ -208,13 +212,117 @@ impl Lowerer<'_> {
             };
             block_env = block_env.with(&pname, value);
         }
+        let mut body = Vec::new();
+        if ok {
+            self.stack.push(name.clone());
+            body = self.body(&def.body, &block_env);
+            self.stack.pop();
+        }
+        self.namespace = saved_namespace;
+        if let Some(imported) = &block.imported {
+            // Errors inside an imported block are the caller's: at its token, with where
+            // in the block they arose.
+            let note = format!("in block `{name}` imported from `{}`", imported.path);
+            self.errors.relocate_since(inside, call.kind.span(), &note);
+            relocate(&mut body, call.kind.span(), &note, "");
+        }
         if !ok {
             return bad();
         }
-        self.stack.push(name.clone());
-        let body = self.body(&block.body, &block_env);
-        self.stack.pop();
         node(&call.kind, &name, BTreeMap::new(), Op::Block { body })
+    }
+
+    /// A block argument's value: a value, or a layer (`relu`, `batch_norm(eps = 1e-5)`, a
+    /// block's name or use, `{ layers }`) kept with the names it sees here.
+    pub(super) fn argument(&self, value: &ArgValue, env: &Env) -> syn::Result<Value> {
+        let text = match value {
+            ArgValue::Expr(Expr::Path(p)) if p.qself.is_none() && p.path.segments.len() == 1 => {
+                let word = p.path.segments[0].ident.to_string();
+                let layer = env.get(&word).is_none()
+                    && (catalog::lookup(&word).is_some() || self.block(&word).is_some());
+                if !layer {
+                    return eval(&Expr::Path(p.clone()), env);
+                }
+                word
+            }
+            ArgValue::Expr(e) => return eval(e, env),
+            ArgValue::Layer(l) => format!("{}(...)", l.kind),
+            ArgValue::Layers(_) => "{ ... }".to_string(),
+        };
+        Ok(Value::Layer(Rc::new(LayerValue {
+            value: value.clone(),
+            env: env.clone(),
+            namespace: self.namespace,
+            text,
+        })))
+    }
+
+    /// A use of a block parameter that holds a layer: lowers the layer passed, with the names
+    /// and blocks of where it was written and the input here; `none` is no layer.
+    pub(super) fn passed_layer(
+        &mut self,
+        call: &LayerCall,
+        value: Value,
+        env: &Env,
+    ) -> Option<Pending> {
+        let kind = call.kind.to_string();
+        let layer = match value {
+            Value::Layer(l) => l,
+            Value::Word(w) if w == "none" && call.args.is_empty() && call.body.is_none() => {
+                return None
+            }
+            Value::Word(w) if w == POISONED => return Some(poison(call.kind.span(), "invalid")),
+            // Rule: a name used as a layer holds a layer.
+            other => {
+                self.errors.push(
+                    call.kind.span(),
+                    format!("`{kind}` is the value `{other}` here, not a layer; a block parameter used as a layer takes a layer such as `relu`, `batch_norm(eps = 1e-5)`, a block, `{{ layers }}` or `none`"),
+                );
+                return Some(poison(call.kind.span(), "invalid"));
+            }
+        };
+        // Rule: a layer passed as an argument comes with its own arguments.
+        if !call.args.is_empty() || call.body.is_some() {
+            self.errors.push(
+                call.args_span,
+                format!("`{kind}` is the layer `{}` passed to the block, complete with its arguments; write them where the block is used: `{kind} = layer(args)`", layer.text),
+            );
+            return Some(poison(call.kind.span(), "invalid"));
+        }
+        let _ = env;
+        let saved = std::mem::replace(&mut self.namespace, layer.namespace);
+        let here = layer.env.with_shape(self.shape.as_deref());
+        let pending = match &layer.value {
+            ArgValue::Layer(l) => {
+                let mut l = (**l).clone();
+                l.label = call.label.clone().or(l.label);
+                self.layer_call(&l, &here)
+            }
+            ArgValue::Expr(Expr::Path(p)) => {
+                let l = LayerCall {
+                    label: call.label.clone(),
+                    kind: p.path.segments[0].ident.clone(),
+                    args: Vec::new(),
+                    args_span: p.span(),
+                    body: None,
+                };
+                self.layer_call(&l, &here)
+            }
+            ArgValue::Expr(e) => {
+                self.errors.push(e.span(), "expected a layer");
+                Some(poison(e.span(), "invalid"))
+            }
+            ArgValue::Layers(b) => {
+                let body = self.body(b, &here);
+                Some(Pending {
+                    label: call.label.clone(),
+                    prefix: kind.clone(),
+                    node: node(&call.kind, &kind, BTreeMap::new(), Op::Block { body }),
+                })
+            }
+        };
+        self.namespace = saved;
+        pending
     }
 
     /// The op of a skip branch `@label`, or `None` after reporting why there is none.
@@ -267,6 +375,34 @@ impl Lowerer<'_> {
                 );
                 None
             }
+        }
+    }
+}
+
+/// Moves the nodes of an imported block's body onto `span` (the caller's token); their
+/// errors note the block and the layer's path in it (`scope`).
+fn relocate(nodes: &mut [Node], span: Span, note: &str, scope: &str) {
+    for n in nodes {
+        let at = crate::ir::path(scope, &n.name);
+        n.span = span;
+        for s in n.arg_spans.values_mut() {
+            *s = span;
+        }
+        let here = format!("{note}, layer `{at}`");
+        n.context = Some(match &n.context {
+            Some(c) => format!("{c}, {here}").into(),
+            None => here.into(),
+        });
+        match &mut n.op {
+            Op::Block { body } => relocate(body, span, note, &at),
+            Op::Residual { project, body } => {
+                if let Project::Node(p) = project {
+                    relocate(std::slice::from_mut(p), span, note, &at);
+                }
+                relocate(body, span, note, &at);
+            }
+            Op::Merge { branches, .. } => relocate(branches, span, note, &at),
+            _ => {}
         }
     }
 }
