@@ -653,7 +653,7 @@ pub fn foreign_name_hint(name: &str) -> Option<String> {
     LAYERS
         .iter()
         .find(|s| normalized(s.name) == key)
-        .map(|s| format!("; layer names are lower case here: write `{}`", s.name))
+        .map(|s| format!("; write `{}` (layer names are snake_case)", s.name))
 }
 
 /// The spec of layer `name`.
