@@ -23,6 +23,14 @@ convnet! {
         avg_pool2d(3, stride = 2, padding = 1, ceil_mode = true),
     }
 
+    /// A ceil-mode max pool run inside the separable convolution before it, and the
+    /// convolution alone (the same parameter names, so the same weights in one `VarMap`).
+    pub SepPool(4, 9, 9) -> (8, 5, 5) {
+        separable_conv2d(8, 3, padding = 1),
+        max_pool2d(2, ceil_mode = true),
+    }
+    pub SepOnly(4, 9, 9) -> (8, 9, 9) { separable_conv2d(8, 3, padding = 1) }
+
     /// PyTorch's `Conv2d(3, 4, 3, stride=2, padding=1)` and TensorFlow's `same`.
     pub Symmetric(3, 8, 8) -> (4, 4, 4) { conv2d(4, 3, stride = 2, padding = 1) }
     pub TfSame(3, 8, 8) -> (4, 4, 4) { conv2d(4, 3, stride = 2, padding = same) }
@@ -160,6 +168,21 @@ fn pooling_ceil_mode_and_count_include_pad_match_aten() -> Result<()> {
     // The two counts differ at the borders: the point of the argument.
     let aten_included = aten_pool(&x, 3, 2, 1, true, Some(true));
     assert!(max_abs_diff(&keras, &aten_included) > 1e-3);
+    Ok(())
+}
+
+#[test]
+fn a_ceil_mode_max_pool_fused_into_a_separable_convolution_matches_aten() -> Result<()> {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let (fused, conv) = (SepPool::new(vb.clone())?, SepOnly::new(vb)?);
+    assert_eq!(varmap.all_vars().len(), 3, "one set of weights");
+    let x = input(&[2, 4, 9, 9], 7)?;
+    for train in [false, true] {
+        let reference = aten_pool(&conv.forward_t(&x, train)?, 2, 2, 0, true, None);
+        assert_eq!(reference.dims(), &[2, 8, 5, 5]);
+        assert!(max_abs_diff(&fused.forward_t(&x, train)?, &reference) < 1e-5);
+    }
     Ok(())
 }
 
