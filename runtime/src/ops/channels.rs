@@ -1,12 +1,13 @@
 //! Channel gathers: output channel `j` is a copy of input channel `src[j]` (a slice of
 //! channels, ShuffleNet's channel shuffle). On the CPU one custom op copies each output plane
-//! once (parallel over batch x channel planes); its backward is another custom op that sums
-//! each input channel's readers' gradients into a zeroed plane, so a channel nobody reads
-//! gets zero. Elsewhere, candle's `narrow` and `index_select` (which have backward ops on
+//! once (parallel over batch x channel planes); its backward is another custom op that writes
+//! each input channel's gradient once: a copy of its reader's (the sum of its readers'), or
+//! zero for a channel nobody reads. Elsewhere, candle's `narrow` and `index_select` (which have backward ops on
 //! every device).
 
-use super::cpu::{contiguous, par_planes, par_planes_uninit, Real};
+use super::cpu::{contiguous, par_planes_uninit, Real};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 /// The input channel each output channel of `channel_shuffle` reads: PyTorch's
@@ -66,6 +67,14 @@ fn batch_and_plane(l: &Layout) -> (usize, usize) {
     (d[0], d[2..].iter().product())
 }
 
+/// Writes `src` into the uninitialised `dst` of the same length (one `memcpy`).
+fn copy_plane<T: Real>(dst: &mut [MaybeUninit<T>], src: &[T]) {
+    assert_eq!(dst.len(), src.len());
+    // SAFETY: both slices hold `src.len()` elements, `MaybeUninit<T>` has the layout of `T`,
+    // and an output buffer never overlaps its input.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<T>(), src.len()) };
+}
+
 fn gather_forward<T: Real>(x: &[T], n: usize, c: usize, hw: usize, src: &[usize]) -> Vec<T> {
     let co = src.len();
     // SAFETY: every plane is overwritten by one copy of an input plane of the same length.
@@ -76,10 +85,7 @@ fn gather_forward<T: Real>(x: &[T], n: usize, c: usize, hw: usize, src: &[usize]
             || (),
             |_, i, out| {
                 let (b, j) = (i / co, i % co);
-                let inp = &x[(b * c + src[j]) * hw..][..hw];
-                for (o, &v) in out.iter_mut().zip(inp) {
-                    o.write(v);
-                }
+                copy_plane(out, &x[(b * c + src[j]) * hw..][..hw]);
             },
         )
     }
@@ -97,20 +103,37 @@ fn readers(c: usize, src: &[usize]) -> Vec<Vec<usize>> {
 fn gather_backward<T: Real>(gy: &[T], n: usize, c: usize, hw: usize, src: &[usize]) -> Vec<T> {
     let co = src.len();
     let readers = readers(c, src);
-    par_planes(
-        n * c,
-        hw,
-        || (),
-        |_, i, dx| {
-            let (b, ch) = (i / c, i % c);
-            for &j in &readers[ch] {
-                let g = &gy[(b * co + j) * hw..][..hw];
-                for (d, &v) in dx.iter_mut().zip(g) {
-                    *d += v;
+    let plane = |b: usize, j: usize| &gy[(b * co + j) * hw..][..hw];
+    // SAFETY: every plane is written whole: zeros, one reader's copy, or a sum.
+    unsafe {
+        par_planes_uninit(
+            n * c,
+            hw,
+            || (),
+            |_, i, dx| {
+                let (b, ch) = (i / c, i % c);
+                match readers[ch].as_slice() {
+                    // A permutation or a slice: each channel read at most once.
+                    [] => {
+                        for d in dx.iter_mut() {
+                            d.write(T::ZERO);
+                        }
+                    }
+                    [j] => copy_plane(dx, plane(b, *j)),
+                    [first, rest @ ..] => {
+                        copy_plane(dx, plane(b, *first));
+                        // SAFETY: initialised by the copy just above.
+                        let dx = &mut *(dx as *mut [MaybeUninit<T>] as *mut [T]);
+                        for &j in rest {
+                            for (d, &v) in dx.iter_mut().zip(plane(b, j)) {
+                                *d += v;
+                            }
+                        }
+                    }
                 }
-            }
-        },
-    )
+            },
+        )
+    }
 }
 
 /// The forward op: output channel `j` copies input channel `src[j]` of `channels`.
