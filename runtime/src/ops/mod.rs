@@ -55,8 +55,15 @@
 //! use convnet_runtime::ops::composite::batch_norm_train;
 //! ```
 //!
+//! ```compile_fail,E0603
+//! use convnet_runtime::ops::channels::gather_channels_cpu;
 //! ```
-//! use convnet_runtime::ops::{avg_pool2d, depthwise_conv2d, max_pool2d, pad2d_with, Window2d};
+//!
+//! ```
+//! use convnet_runtime::ops::{
+//!     avg_pool2d, avg_pool2d_counted, channel_shuffle, channel_slice, depthwise_conv2d, max_pool2d,
+//!     pad2d_with, Window2d,
+//! };
 //! ```
 
 mod batch_norm;
