@@ -11,7 +11,9 @@
 //! `lower`, `infer` and `expand` need no change: they reach the layer through
 //! [`crate::layers::Primitive`].
 
-use crate::layers::{activation, conv, linear, norm, pool, regularization, scale, shape, Build};
+use crate::layers::{
+    activation, channels, conv, linear, norm, pool, regularization, scale, shape, Build,
+};
 
 /// A layer kind of the catalog: lowering matches on this, never on the written name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,9 @@ pub enum Kind {
     Reshape,
     Crop2d,
     CenterCrop,
+    ChannelSlice,
+    ChannelShuffle,
+    ChannelLinear,
     Residual,
     Concat,
     Add,
@@ -212,6 +217,9 @@ const POOL_POSITIONAL: &[Param] = &[
     },
 ];
 
+/// PyTorch's rounding up of a pooling's output size.
+const CEIL_MODE: Param = boolean("ceil_mode", false);
+
 /// Every layer kind.
 pub const LAYERS: &[LayerSpec] = &[
     LayerSpec {
@@ -279,9 +287,9 @@ pub const LAYERS: &[LayerSpec] = &[
         build: Some(pool::max_pool2d),
         name: "max_pool2d",
         positional: POOL_POSITIONAL,
-        named: &[PADDING],
+        named: &[PADDING, CEIL_MODE],
         prefix: "maxpool",
-        usage: "max_pool2d(kernel, stride = kernel, padding = valid | same | p | (ph, pw) | (top, bottom, left, right))",
+        usage: "max_pool2d(kernel, stride = kernel, padding = valid | same | p | (ph, pw) | (top, bottom, left, right), ceil_mode = false)",
         shape: "(C, H', W')",
     },
     LayerSpec {
@@ -289,9 +297,9 @@ pub const LAYERS: &[LayerSpec] = &[
         build: Some(pool::avg_pool2d),
         name: "avg_pool2d",
         positional: POOL_POSITIONAL,
-        named: &[PADDING],
+        named: &[PADDING, CEIL_MODE, boolean("count_include_pad", false)],
         prefix: "avgpool",
-        usage: "avg_pool2d(kernel, stride = kernel, padding = valid | same | p | (ph, pw) | (top, bottom, left, right))",
+        usage: "avg_pool2d(kernel, stride = kernel, padding = valid | same | p | (ph, pw) | (top, bottom, left, right), ceil_mode = false, count_include_pad = false)",
         shape: "(C, H', W')",
     },
     LayerSpec {
@@ -457,6 +465,36 @@ pub const LAYERS: &[LayerSpec] = &[
         shape: "(C, height, width)",
     },
     LayerSpec {
+        kind: Kind::ChannelSlice,
+        build: Some(channels::channel_slice),
+        name: "channel_slice",
+        positional: &[req("start"), absent("end")],
+        named: &[],
+        prefix: "channel_slice",
+        usage: "channel_slice(start, end = <all channels>) with 0 <= start < end <= channels",
+        shape: "(C, H, W) -> (end - start, H, W)",
+    },
+    LayerSpec {
+        kind: Kind::ChannelShuffle,
+        build: Some(channels::channel_shuffle),
+        name: "channel_shuffle",
+        positional: &[req("groups")],
+        named: &[],
+        prefix: "channel_shuffle",
+        usage: "channel_shuffle(groups) with groups dividing the channels",
+        shape: "same",
+    },
+    LayerSpec {
+        kind: Kind::ChannelLinear,
+        build: Some(channels::channel_linear),
+        name: "channel_linear",
+        positional: &[req("units")],
+        named: &[BIAS],
+        prefix: "channel_linear",
+        usage: "channel_linear(units, bias = true)",
+        shape: "(C, H, W) -> (units, H, W)",
+    },
+    LayerSpec {
         kind: Kind::Residual,
         build: None,
         name: "residual",
@@ -468,7 +506,7 @@ pub const LAYERS: &[LayerSpec] = &[
     },
     composite(Kind::Concat, "concat", "concat { { layers }, { layers }, identity, ... }: branches concatenated along channels"),
     composite(Kind::Add, "add", "add { { layers }, { layers }, identity, ... }: branches summed element-wise"),
-    composite(Kind::Multiply, "multiply", "multiply { identity, { layers ending in C channels } }: branches multiplied element-wise, H and W of 1 broadcast (a gate)"),
+    composite(Kind::Multiply, "multiply", "multiply { identity, { layers ending in C or 1 channels } }: branches multiplied element-wise, a C, H or W of 1 broadcast (a gate)"),
     LayerSpec {
         prefix: "branch",
         ..composite(
@@ -520,6 +558,102 @@ const fn simple(kind: Kind, name: &'static str, build: Build) -> LayerSpec {
         usage: name,
         shape: "same",
     }
+}
+
+/// Layer names of PyTorch (`torch.nn`) and Keras that this catalog writes differently:
+/// `(names, what to write instead, a note)`; an empty "write" means the note says it all.
+/// The "unknown layer" error reads this table (see [`foreign_name_hint`]); a name that
+/// differs from a catalog name only in case and underscores (`Conv2d`, `MaxPool2d`, `ReLU`,
+/// `Hardswish`, `GroupNorm`, `Linear`) needs no entry.
+pub const ALIASES: &[(&[&str], &str, &str)] = &[
+    (&["Dense"], "linear(units)", "on a feature vector"),
+    (
+        &["BatchNorm2d", "BatchNorm1d", "BatchNormalization"],
+        "batch_norm",
+        "PyTorch's defaults are `batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased)`",
+    ),
+    (
+        &["AdaptiveAvgPool2d", "GlobalAveragePooling2D", "GlobalAvgPool2D"],
+        "global_avg_pool2d(keepdims = true)",
+        "for an output of 1 x 1; plain `global_avg_pool2d` gives (C) for a `linear` after it",
+    ),
+    (
+        &["AdaptiveMaxPool2d", "GlobalMaxPooling2D", "GlobalMaxPool2D"],
+        "global_max_pool2d(keepdims = true)",
+        "for an output of 1 x 1; plain `global_max_pool2d` gives (C) for a `linear` after it",
+    ),
+    (&["MaxPooling2D"], "max_pool2d(kernel)", ""),
+    (&["AveragePooling2D", "AvgPooling2D"], "avg_pool2d(kernel)", ""),
+    (&["Conv2DTranspose"], "conv_transpose2d(filters, kernel)", ""),
+    (&["ZeroPadding2D"], "zero_pad2d(padding)", ""),
+    (&["Cropping2D"], "crop2d(cropping)", ""),
+    (
+        &["UpSampling2D", "Upsample", "UpsamplingNearest2d"],
+        "upsample2d(scale)",
+        "",
+    ),
+    (
+        &["UpsamplingBilinear2d"],
+        "upsample2d(scale, mode = bilinear)",
+        "which does not align corners, as PyTorch's `Upsample(mode='bilinear')`",
+    ),
+    (
+        &["LayerNorm", "LayerNormalization"],
+        "layer_norm2d",
+        "over each pixel's channels, or the features of a vector",
+    ),
+    (&["Rescaling"], "rescale(scale, offset = 0.0)", ""),
+    (&["Swish"], "silu", ""),
+    (&["HardSiLU"], "hard_swish", ""),
+    (&["StochasticDepth"], "drop_path(rate)", ""),
+    (
+        &["Concatenate", "cat"],
+        "concat { { layers }, { layers } }",
+        "branches that all see the same input",
+    ),
+    (
+        &["Identity"],
+        "",
+        "`nn.Identity` does nothing in a sequence: leave it out (`identity` is only a branch of a merge)",
+    ),
+    (
+        &["Sequential"],
+        "",
+        "write its layers in order, or a `block` for a group used more than once",
+    ),
+    (
+        &["Activation"],
+        "",
+        "write the activation itself: `relu`, `silu`, `sigmoid`, ...",
+    ),
+];
+
+/// Lower case without underscores: `MaxPool2d`, `max_pool2d` and `maxpool2d` compare equal.
+fn normalized(name: &str) -> String {
+    name.chars()
+        .filter(|c| *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// What to write for a name this catalog does not know, when it is a PyTorch or Keras name
+/// ([`ALIASES`]) or a catalog name in other case or underscores: a hint to append to the
+/// "unknown layer" error, `None` otherwise (then an edit-distance suggestion applies).
+pub fn foreign_name_hint(name: &str) -> Option<String> {
+    let key = normalized(name);
+    for (names, write, note) in ALIASES {
+        if names.iter().any(|n| normalized(n) == key) {
+            return Some(match (*write, *note) {
+                ("", note) => format!("; {note}"),
+                (write, "") => format!("; write `{write}` here"),
+                (write, note) => format!("; write `{write}` here ({note})"),
+            });
+        }
+    }
+    LAYERS
+        .iter()
+        .find(|s| normalized(s.name) == key)
+        .map(|s| format!("; write `{}` (layer names are snake_case)", s.name))
 }
 
 /// The spec of layer `name`.
@@ -578,6 +712,57 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Every alias names a layer that exists (or, for `concat`, a merge) and is no catalog
+    /// name itself; PyTorch's and Keras' common names all get a hint.
+    #[test]
+    fn foreign_names_get_the_catalog_name() {
+        for (names, write, _) in ALIASES {
+            for n in *names {
+                assert!(lookup(n).is_none(), "{n} is a catalog name");
+                assert!(foreign_name_hint(n).is_some(), "{n}");
+            }
+            let head: String = write
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                write.is_empty() || lookup(&head).is_some(),
+                "alias target `{write}` is not a layer"
+            );
+        }
+        let hint = |n: &str| foreign_name_hint(n).unwrap_or_else(|| panic!("no hint for {n}"));
+        for (name, want) in [
+            ("Conv2d", "`conv2d`"),
+            ("Conv2D", "`conv2d`"),
+            ("Dense", "`linear(units)`"),
+            ("Linear", "`linear`"),
+            ("BatchNorm2d", "`batch_norm`"),
+            ("BatchNormalization", "`batch_norm`"),
+            (
+                "adaptive_avg_pool2d",
+                "`global_avg_pool2d(keepdims = true)`",
+            ),
+            ("AdaptiveAvgPool2d", "`global_avg_pool2d(keepdims = true)`"),
+            ("MaxPool2d", "`max_pool2d`"),
+            ("MaxPooling2D", "`max_pool2d(kernel)`"),
+            ("ReLU", "`relu`"),
+            ("ReLU6", "`relu6`"),
+            ("Hardswish", "`hard_swish`"),
+            ("SiLU", "`silu`"),
+            ("Flatten", "`flatten`"),
+            ("Dropout", "`dropout`"),
+            ("GroupNorm", "`group_norm`"),
+            ("ConvTranspose2d", "`conv_transpose2d`"),
+            ("DepthwiseConv2D", "`depthwise_conv2d`"),
+            ("UpSampling2D", "`upsample2d(scale)`"),
+            ("Identity", "leave it out"),
+        ] {
+            assert!(hint(name).contains(want), "{name}: {}", hint(name));
+        }
+        assert_eq!(foreign_name_hint("conv3d"), None);
+        assert_eq!(foreign_name_hint("my_block"), None);
     }
 
     /// The usage text shown in errors states each default as the catalog does.

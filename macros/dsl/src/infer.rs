@@ -200,7 +200,7 @@ fn layer(node: &mut Node, s: &[usize], scope: &str, errors: &Errors) -> Option<V
                 return None;
             }
             let outs: Vec<Vec<usize>> = outs.into_iter().flatten().collect();
-            merged(*merge, &inner, branches, &outs, errors)
+            merged(*merge, &inner, s, branches, &outs, errors)
         }
         Op::Residual { project, body } => {
             let inner = path(scope, name);
@@ -338,11 +338,12 @@ fn auto_projection(input: &[usize], output: &[usize]) -> Option<Result<Op, ()>> 
     Some(Ok(layers::op(Conv2d::projection(output[0], stride))))
 }
 
-/// The output of merge `me` (a path) given its branches' outputs, or errors on each branch
-/// that does not fit the ones before it.
+/// The output of merge `me` (a path, on input `input`) given its branches' outputs, or
+/// errors on each branch that does not fit the ones before it.
 fn merged(
     merge: Merge,
     me: &str,
+    input: &[usize],
     branches: &[Node],
     outs: &[Vec<usize>],
     errors: &Errors,
@@ -356,26 +357,46 @@ fn merged(
     let (first, first_out) = (&shown(&branches[0]), &outs[0]);
     let mut acc = first_out.clone();
     let mut ok = true;
-    for (branch, out) in branches.iter().zip(outs).skip(1) {
+    for (i, (branch, out)) in branches.iter().zip(outs).enumerate().skip(1) {
         let b = &shown(branch);
+        // An `identity` before this branch: the merge's input, which a projection can replace.
+        let identity_before = branches[..i].iter().any(is_identity);
         let problem = match merge {
             // Rule: concatenated branches agree on every dim but channels (features).
             Merge::Concat => {
                 if out.len() != acc.len() {
-                    Some(format!("branch `{b}` outputs {} but branch `{first}` outputs {}; concatenated branches must both be images (C, H, W) or both feature vectors", fmt_shape(out), fmt_shape(first_out)))
+                    let fix = if out.len() == 3 {
+                        flatten_fix(branch, b, out)
+                    } else {
+                        flatten_fix(&branches[0], first, first_out)
+                    };
+                    let fix = fix.map(|f| format!(", so {f}")).unwrap_or_default();
+                    Some(format!("branch `{b}` outputs {} but branch `{first}` outputs {}; concatenated branches must both be images (C, H, W) or both feature vectors{fix}", fmt_shape(out), fmt_shape(first_out)))
                 } else if out.get(1..) != acc.get(1..) {
                     let size = |s: &[usize]| {
                         s[1..].iter().map(usize::to_string).collect::<Vec<_>>().join(" x ")
                     };
-                    let fix = match branch.op {
-                        Op::Skip { .. } => format!(
-                            "so make the branches before it output {} (e.g. with `upsample2d`) to match `{b}`",
+                    let fix = if is_identity(branch) {
+                        format!(
+                            "and `identity` is the merge's input, which keeps {}, so make the branches before it keep {} (stride 1, `padding = same`)",
+                            size(out),
                             size(out)
-                        ),
-                        _ => format!(
-                            "so make `{b}` keep {} (stride 1, `padding = same`) or resize the other branches",
-                            size(&acc)
-                        ),
+                        )
+                    } else {
+                        match branch.op {
+                            Op::Skip { .. } => format!(
+                                "so make the branches before it output {} (e.g. with `upsample2d`) to match `{b}`",
+                                size(out)
+                            ),
+                            _ if identity_before => format!(
+                                "so make `{b}` keep {} (stride 1, `padding = same`), as `identity` cannot be resized",
+                                size(&acc)
+                            ),
+                            _ => format!(
+                                "so make `{b}` keep {} (stride 1, `padding = same`) or resize the other branches",
+                                size(&acc)
+                            ),
+                        }
                     };
                     Some(format!(
                         "branch `{b}` outputs {} but branch `{first}` outputs {}; concatenation along channels needs the same height and width, {fix}",
@@ -389,18 +410,16 @@ fn merged(
             }
             // Rule: added branches have equal shapes.
             Merge::Add => (out != &acc).then(|| {
-                let fix = if out.len() == acc.len() && out.get(1..) == acc.get(1..) {
-                    end_with(branch, b, acc[0], out[0])
-                } else {
-                    format!("make `{b}` keep the spatial size (stride 1, `padding = same`)")
-                };
+                let fix = add_fix(input, branch, b, out, &acc, identity_before);
                 format!(
-                    "branch `{b}` outputs {} but branch `{first}` outputs {}; added branches need the same shape, so {fix}",
+                    "branch `{b}` outputs {} but branch `{first}` outputs {} ({}); added branches need the same shape, so {fix}",
                     fmt_shape(out),
-                    fmt_shape(first_out)
+                    fmt_shape(first_out),
+                    differences(out, &acc)
                 )
             }),
-            // Rule: multiplied branches have equal channels, and H and W equal or 1.
+            // Rule: multiplied branches have C, H and W each equal or 1 (a per-channel gate
+            // (C, 1, 1), a spatial gate (1, H, W), as PyTorch broadcasts them).
             Merge::Multiply => {
                 let earlier = if acc == *first_out {
                     format!("branch `{first}` outputs {}", fmt_shape(first_out))
@@ -409,9 +428,9 @@ fn merged(
                 };
                 if out.len() != acc.len() {
                     Some(format!("branch `{b}` outputs {} but {earlier}; multiplied branches must both be images (C, H, W) or both feature vectors", fmt_shape(out)))
-                } else if out[0] != acc[0] {
+                } else if out[0] != acc[0] && out[0] != 1 && acc[0] != 1 {
                     Some(format!(
-                        "branch `{b}` outputs {} but {earlier}; a gate multiplies channel by channel, so it needs {} channels: {}",
+                        "branch `{b}` outputs {} but {earlier}; a gate multiplies channel by channel, so it needs {} channels (or 1, a spatial gate): {}",
                         fmt_shape(out),
                         acc[0],
                         end_with(branch, b, acc[0], out[0])
@@ -437,11 +456,110 @@ fn merged(
     ok.then_some(acc)
 }
 
+/// Whether `branch` is `identity`: the merge's input itself, which nothing inside the merge
+/// can change.
+fn is_identity(branch: &Node) -> bool {
+    branch.kind == "identity" && matches!(&branch.op, Op::Block { body } if body.is_empty())
+}
+
+/// How the dims of `out` differ from `want`'s: "channels 64 vs 32, 4 x 4 vs 8 x 8".
+fn differences(out: &[usize], want: &[usize]) -> String {
+    let mut what = Vec::new();
+    if out.len() != want.len() {
+        return "an image and a feature vector".into();
+    }
+    if out[0] != want[0] {
+        let dim = if out.len() == 1 {
+            "features"
+        } else {
+            "channels"
+        };
+        what.push(format!("{dim} {} vs {}", out[0], want[0]));
+    }
+    if out.get(1..) != want.get(1..) {
+        let size = |s: &[usize]| {
+            s[1..]
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(" x ")
+        };
+        what.push(format!("size {} vs {}", size(out), size(want)));
+    }
+    what.join(", ")
+}
+
+/// The fix of an `add` whose branch `shown` outputs `out` where the branches before it
+/// output `acc`, on merge input `input`. An `identity` cannot change, so the fix replaces
+/// it with a projection (ResNet's downsample) or changes the other branches.
+fn add_fix(
+    input: &[usize],
+    branch: &Node,
+    shown: &str,
+    out: &[usize],
+    acc: &[usize],
+    identity_before: bool,
+) -> String {
+    let same_rank = out.len() == acc.len();
+    if is_identity(branch) {
+        return match same_rank.then(|| suggest_projection(input, acc)).flatten() {
+            Some(p) => format!(
+                "replace `identity` (the merge's input, which cannot change) with the projection `{{ {p} }}`, or make the branches before it output {}",
+                fmt_shape(input)
+            ),
+            None => format!(
+                "make the branches before it output {} (`identity` is the merge's input, which cannot change)",
+                fmt_shape(input)
+            ),
+        };
+    }
+    let mut fix = if same_rank && out.get(1..) == acc.get(1..) {
+        end_with(branch, shown, acc[0], out[0])
+    } else {
+        match branch.op {
+            Op::Skip { .. } => format!("make the branches before it output {}", fmt_shape(out)),
+            _ if same_rank && out[0] != acc[0] => format!(
+                "make `{shown}` output {}: keep the size (stride 1, `padding = same`) and end it with {} channels",
+                fmt_shape(acc),
+                acc[0]
+            ),
+            _ => format!(
+                "make `{shown}` keep the spatial size (stride 1, `padding = same`)"
+            ),
+        }
+    };
+    if identity_before && *acc == *input {
+        if let Some(p) = suggest_projection(input, out) {
+            fix.push_str(&format!(
+                ", or replace `identity` with the projection `{{ {p} }}`"
+            ));
+        }
+    }
+    fix
+}
+
+/// How image branch `shown` becomes a feature vector to concatenate with flat ones:
+/// `flatten` or global pooling at its end (replacing it, for `identity`); `None` for a skip,
+/// whose activation is fixed.
+fn flatten_fix(branch: &Node, shown: &str, out: &[usize]) -> Option<String> {
+    let (c, all) = (out[0], out.iter().product::<usize>());
+    let with = format!("`flatten` ({all} features) or `global_avg_pool2d` ({c} features)");
+    match branch.op {
+        Op::Skip { .. } => None,
+        _ if is_identity(branch) => Some(format!("replace `identity` with {with}")),
+        _ => Some(format!("end `{shown}` with {with}")),
+    }
+}
+
 /// How branch `shown` gets `want` channels: a 1x1 convolution at its end, or, for a skip
-/// (whose activation is fixed), the branches before it matching its `has` channels.
+/// or `identity` (whose activation is fixed), the branches before it matching its `has`
+/// channels.
 fn end_with(branch: &Node, shown: &str, want: usize, has: usize) -> String {
     match branch.op {
         Op::Skip { .. } => format!("make the branches before it output {has} channels"),
+        _ if is_identity(branch) => format!(
+            "make the branches before it output {has} channels (`identity` is the merge's input, which cannot change)"
+        ),
         _ => format!("end `{shown}` with `conv2d({want}, 1)`"),
     }
 }

@@ -6,6 +6,7 @@
 //! and cropping.
 
 mod activation;
+mod channels;
 mod conv;
 mod conv_transpose;
 mod drop_path;
@@ -21,6 +22,7 @@ mod upsample;
 
 pub use crate::ops::{Pad2d, Window2d};
 pub use activation::{hard_sigmoid, hard_swish, relu6};
+pub use channels::{channel_linear, channel_shuffle, channel_slice, ChannelLinear};
 pub use conv::{
     conv2d, dense, depthwise_conv2d, glorot_uniform, separable_conv2d, Conv2d, Conv2dOptions,
     DepthwiseConv2d, SeparableConv2d,

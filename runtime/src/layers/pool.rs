@@ -20,20 +20,24 @@ impl Module for MaxPool2d {
     }
 }
 
-/// Average pooling with explicit padding; the padding is left out of each window's count
-/// (Keras semantics).
+/// Average pooling with explicit padding; each window's sum is divided by the number of its
+/// positions inside the input extended by `counted` (`Pad2d::ZERO`: padding left out, Keras
+/// semantics; the declared padding: PyTorch's `count_include_pad = True`).
 ///
 /// # Shapes
 /// `[N, C, H, W]` -> `[N, C, OH, OW]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AvgPool2d {
-    /// Window, stride and padding.
+    /// Window, stride and padding (with `ceil_mode`, including the extra bottom rows and
+    /// right columns of the last windows).
     pub window: Window2d,
+    /// The padding counted in each window's divisor (see [`ops::avg_pool2d_counted`]).
+    pub counted: Pad2d,
 }
 
 impl Module for AvgPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        ops::avg_pool2d(x, &self.window)
+        ops::avg_pool2d_counted(x, &self.window, self.counted)
     }
 }
 

@@ -10,12 +10,13 @@
 //! |---|---|---|---|
 //! | [`depthwise_conv2d`] | fast custom op (`depthwise.rs`) | converted to `f32`, fast op, converted back | one candle op per window tap (`taps.rs`) |
 //! | [`max_pool2d`] | fast custom op (`pool.rs`) | converted to `f32`, fast op | `taps.rs` |
-//! | [`avg_pool2d`] | fast custom op (`pool.rs`) | converted to `f32`, fast op | `taps.rs` |
+//! | [`avg_pool2d`], [`avg_pool2d_counted`] | fast custom op (`pool.rs`) | converted to `f32`, fast op | `taps.rs` |
 //! | [`batch_norm_train`], [`batch_norm_eval`], [`channel_affine`] | fast custom op (`batch_norm.rs`) | converted to `f32`, fast op | candle ops (`composite.rs`) |
 //! | [`batch_norm_depthwise_train`] | fused custom op (`norm_depthwise.rs`) | converted to `f32`, fused op | [`batch_norm_train`] then [`depthwise_conv2d`] |
 //! | [`pointwise_max_pool2d`] | fused custom op (`pointwise_pool.rs`) | converted to `f32`, fused op | [`pointwise_conv2d`] then [`max_pool2d`] |
 //! | [`conv2d`] | fast custom op (`dense.rs`) | converted to `f32`, fast op | candle `conv2d` (`composite.rs`) |
 //! | [`pointwise_conv2d`] | fast custom op (`pointwise.rs`) | converted to `f32`, fast op | candle matmuls (`composite.rs`) |
+//! | [`channel_slice`], [`channel_shuffle`] | one-pass custom op (`channels.rs`) | candle `narrow` / `index_select` | candle `narrow` / `index_select` |
 //! | [`pad2d_with`] | candle ops everywhere | | |
 //!
 //! The fast ops have CPU forward and backward kernels (parallel over batch x channel planes
@@ -54,11 +55,19 @@
 //! use convnet_runtime::ops::composite::batch_norm_train;
 //! ```
 //!
+//! ```compile_fail,E0603
+//! use convnet_runtime::ops::channels::gather_channels_cpu;
 //! ```
-//! use convnet_runtime::ops::{avg_pool2d, depthwise_conv2d, max_pool2d, pad2d_with, Window2d};
+//!
+//! ```
+//! use convnet_runtime::ops::{
+//!     avg_pool2d, avg_pool2d_counted, channel_shuffle, channel_slice, depthwise_conv2d, max_pool2d,
+//!     pad2d_with, Window2d,
+//! };
 //! ```
 
 mod batch_norm;
+mod channels;
 mod composite;
 pub(crate) mod cpu;
 mod dense;
@@ -135,7 +144,8 @@ pub fn max_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
     }
 }
 
-/// Average pooling that leaves the padding out of each window's count (Keras semantics).
+/// Average pooling that leaves the padding out of each window's count (Keras semantics,
+/// PyTorch's `count_include_pad = False`): [`avg_pool2d_counted`] with `Pad2d::ZERO`.
 ///
 /// On CPU this is a fast custom op (forward and backward); elsewhere one candle op per window
 /// tap.
@@ -143,10 +153,27 @@ pub fn max_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
 /// # Shapes
 /// `[N, C, H, W]` -> `[N, C, OH, OW]`, with `(OH, OW) = win.output_size(H, W)`.
 pub fn avg_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
+    avg_pool2d_counted(x, win, Pad2d::ZERO)
+}
+
+/// Average pooling that divides each window's sum by the number of its positions inside the
+/// input extended by `counted` on each side (clamped to `win.pad`): `Pad2d::ZERO` leaves
+/// the padding out (Keras), the declared padding counts it (PyTorch's default
+/// `count_include_pad = True`). With PyTorch's `ceil_mode`, `win.pad` also holds the extra
+/// rows and columns of the last windows, which PyTorch never counts: pass the declared
+/// padding as `counted`, not `win.pad`.
+///
+/// On CPU this is a fast custom op (forward and backward); elsewhere one candle op per window
+/// tap.
+///
+/// # Shapes
+/// `[N, C, H, W]` -> `[N, C, OH, OW]`, with `(OH, OW) = win.output_size(H, W)`.
+pub fn avg_pool2d_counted(x: &Tensor, win: &Window2d, counted: Pad2d) -> Result<Tensor> {
     match path(&[x]) {
-        Path::Native => pool::avg_pool2d_cpu(x, win),
-        Path::ViaF32 => pool::avg_pool2d_cpu(&x.to_dtype(DType::F32)?, win)?.to_dtype(x.dtype()),
-        Path::Composite => taps::avg_pool2d(x, win),
+        Path::Native => pool::avg_pool2d_counted_cpu(x, win, counted),
+        Path::ViaF32 => pool::avg_pool2d_counted_cpu(&x.to_dtype(DType::F32)?, win, counted)?
+            .to_dtype(x.dtype()),
+        Path::Composite => taps::avg_pool2d_counted(x, win, counted),
     }
 }
 
@@ -324,6 +351,55 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, win: &Window2d) -> Result<Tensor> {
                 .to_dtype(x.dtype())
         }
         Path::Composite => composite::conv2d(x, weight, win),
+    }
+}
+
+/// Channels `start..end` of `x` (PyTorch's `x[:, start:end]`; `x.chunk(2, dim=1)` is the
+/// slices `0..C/2` and `C/2..C`), as a new tensor, with backward (the gradient of the
+/// channels left out is zero).
+///
+/// On CPU in `f32`/`f64` one custom op that copies each output plane once (backward: one
+/// pass writing the input gradient); elsewhere candle's `narrow`.
+///
+/// # Shapes
+/// `x`: `[N, C, ...]` -> `[N, end - start, ...]`.
+///
+/// # Errors
+/// When `start >= end` or `end > C`.
+pub fn channel_slice(x: &Tensor, start: usize, end: usize) -> Result<Tensor> {
+    let c = x.dim(1)?;
+    if start >= end || end > c {
+        candle_core::bail!("channel_slice: channels {start}..{end} of a {c}-channel input");
+    }
+    gather_channels(x, (start..end).collect())
+}
+
+/// ShuffleNet's channel shuffle with `groups` groups: PyTorch's
+/// `x.view(N, g, C / g, H, W).transpose(1, 2).reshape(N, C, H, W)` (output channel `j` is
+/// input channel `(j % g) * (C / g) + j / g`), with backward (the inverse permutation).
+///
+/// On CPU in `f32`/`f64` one custom op that copies each output plane once (backward: one
+/// pass); elsewhere candle's `index_select`.
+///
+/// # Shapes
+/// `x`: `[N, C, ...]` -> `[N, C, ...]`.
+///
+/// # Errors
+/// When `groups` is 0 or does not divide `C`.
+pub fn channel_shuffle(x: &Tensor, groups: usize) -> Result<Tensor> {
+    let c = x.dim(1)?;
+    if groups == 0 || c % groups != 0 {
+        candle_core::bail!("channel_shuffle: {groups} groups do not divide {c} channels");
+    }
+    gather_channels(x, channels::shuffle_sources(c, groups))
+}
+
+/// Output channel `j` of `x` is its channel `src[j]`: the custom op on the CPU in `f32`/`f64`,
+/// candle ops elsewhere (a copy gains nothing from converting to `f32`).
+fn gather_channels(x: &Tensor, src: Vec<usize>) -> Result<Tensor> {
+    match path(&[x]) {
+        Path::Native => channels::gather_channels_cpu(x, std::sync::Arc::new(src)),
+        Path::ViaF32 | Path::Composite => channels::gather_channels_composite(x, &src),
     }
 }
 

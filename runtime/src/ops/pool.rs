@@ -6,16 +6,17 @@
 //! the forward records each window's winner (first maximum in row-major window order) when
 //! the input is tracked for backprop, and the backward scatters the gradient there. A NaN
 //! input is not propagated (it never wins). Average pooling divides by the number of window
-//! positions inside the input (padding excluded from the count, Keras semantics); a window
-//! entirely in the padding yields 0.
+//! positions inside the input extended by a counted padding (none: padding excluded from
+//! the count, Keras semantics; the declared padding: PyTorch's `count_include_pad`); a
+//! window entirely in the padding yields 0.
 //!
 //! Kernels work plane by plane (one NCHW plane per rayon task): a vertical pass over the
 //! window's rows into a row buffer, then a horizontal pass over the window's columns. Max
 //! pooling over narrow outputs (under 16 wide) instead reads each output's window from a
 //! table of input offsets built once per call.
 
-use super::cpu::{contiguous, multiversion, par_planes, par_planes2, Plane, Real};
-use super::Window2d;
+use super::cpu::{contiguous, kernel_range, multiversion, par_planes, par_planes2, Plane, Real};
+use super::{Pad2d, Window2d};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use std::sync::{Arc, Mutex};
 
@@ -53,10 +54,61 @@ pub(crate) fn max_pool2d_cpu(x: &Tensor, win: &Window2d) -> Result<Tensor> {
 ///
 /// # Errors
 /// When `x` is not on the CPU or not `f32`/`f64`, or the window does not fit.
+#[cfg(test)]
 pub(crate) fn avg_pool2d_cpu(x: &Tensor, win: &Window2d) -> Result<Tensor> {
+    avg_pool2d_counted_cpu(x, win, Pad2d::ZERO)
+}
+
+/// Average pooling on CPU that divides each window's sum by the number of its positions
+/// inside the input extended by `counted` (clamped to `win.pad` on each side), with backward.
+///
+/// # Shapes
+/// `[N, C, H, W]` -> `[N, C, OH, OW]`, where `(OH, OW) = win.output_size(H, W)`.
+///
+/// # Errors
+/// When `x` is not on the CPU or not `f32`/`f64`, or the window does not fit.
+pub(crate) fn avg_pool2d_counted_cpu(x: &Tensor, win: &Window2d, counted: Pad2d) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     Plane::new(win, h, w)?;
-    x.contiguous()?.apply_op1(AvgPool { win: *win })
+    x.contiguous()?.apply_op1(AvgPool {
+        win: *win,
+        counted: clamp_counted(win, counted),
+    })
+}
+
+/// `counted` with each side at most the window's padding on that side.
+pub(super) fn clamp_counted(win: &Window2d, counted: Pad2d) -> Pad2d {
+    Pad2d {
+        top: counted.top.min(win.pad.top),
+        bottom: counted.bottom.min(win.pad.bottom),
+        left: counted.left.min(win.pad.left),
+        right: counted.right.min(win.pad.right),
+    }
+}
+
+/// Each output row's and column's divisor: how many of its window's taps fall inside the
+/// input extended by `counted` (0 for a window entirely outside it).
+///
+/// # Shapes
+/// Returns `(OH rows, OW columns)`.
+pub(super) fn avg_divisors(g: &Plane, counted: Pad2d) -> (Vec<usize>, Vec<usize>) {
+    let count = |o: usize, s: usize, d: usize, p: usize, before: usize, n: usize, k: usize| {
+        let (lo, hi) = kernel_range(o, s, d, p - before, n, k);
+        hi - lo
+    };
+    let rows = (0..g.oh)
+        .map(|oy| {
+            let n = g.h + counted.top + counted.bottom;
+            count(oy, g.sh, g.dh, g.pt, counted.top, n, g.kh)
+        })
+        .collect();
+    let cols = (0..g.ow)
+        .map(|ox| {
+            let n = g.w + counted.left + counted.right;
+            count(ox, g.sw, g.dw, g.pl, counted.left, n, g.kw)
+        })
+        .collect();
+    (rows, cols)
 }
 
 fn planes(l: &Layout, win: &Window2d) -> Result<(usize, Plane)> {
@@ -494,7 +546,17 @@ impl CustomOp1 for MaxPoolBwd {
 // ---------------------------------------------------------------------------------------
 // Average pooling kernels.
 
-fn avg_plane<T: Real>(g: &Plane, xk: &[(usize, usize)], inp: &[T], out: &mut [T], cols: &mut [T]) {
+/// The divisors of [`avg_divisors`]: per output row, per output column.
+type Divisors = (Vec<usize>, Vec<usize>);
+
+fn avg_plane<T: Real>(
+    g: &Plane,
+    xk: &[(usize, usize)],
+    div: &Divisors,
+    inp: &[T],
+    out: &mut [T],
+    cols: &mut [T],
+) {
     let (w, ow) = (g.w, g.ow);
     for oy in 0..g.oh {
         let orow = &mut out[oy * ow..(oy + 1) * ow];
@@ -510,7 +572,7 @@ fn avg_plane<T: Real>(g: &Plane, xk: &[(usize, usize)], inp: &[T], out: &mut [T]
                 *c += v;
             }
         }
-        let rows = khi - klo;
+        let rows = div.0[oy];
         for ox in 0..ow {
             let (lo, hi) = xk[ox];
             let mut s = T::ZERO;
@@ -518,7 +580,7 @@ fn avg_plane<T: Real>(g: &Plane, xk: &[(usize, usize)], inp: &[T], out: &mut [T]
                 s += cols[ox * g.sw + kx * g.dw - g.pl];
             }
             orow[ox] = if hi > lo {
-                s / T::from_count(rows * (hi - lo))
+                s / T::from_count(rows * div.1[ox])
             } else {
                 T::ZERO
             };
@@ -526,7 +588,14 @@ fn avg_plane<T: Real>(g: &Plane, xk: &[(usize, usize)], inp: &[T], out: &mut [T]
     }
 }
 
-fn avg_bwd_plane<T: Real>(g: &Plane, xk: &[(usize, usize)], gy: &[T], dx: &mut [T], t: &mut [T]) {
+fn avg_bwd_plane<T: Real>(
+    g: &Plane,
+    xk: &[(usize, usize)],
+    div: &Divisors,
+    gy: &[T],
+    dx: &mut [T],
+    t: &mut [T],
+) {
     let (w, ow) = (g.w, g.ow);
     for oy in 0..g.oh {
         let grow = &gy[oy * ow..(oy + 1) * ow];
@@ -534,14 +603,14 @@ fn avg_bwd_plane<T: Real>(g: &Plane, xk: &[(usize, usize)], gy: &[T], dx: &mut [
         if klo >= khi {
             continue;
         }
-        let rows = khi - klo;
+        let rows = div.0[oy];
         t.fill(T::ZERO);
         for ox in 0..ow {
             let (lo, hi) = xk[ox];
             if hi <= lo {
                 continue;
             }
-            let gv = grow[ox] / T::from_count(rows * (hi - lo));
+            let gv = grow[ox] / T::from_count(rows * div.1[ox]);
             for kx in lo..hi {
                 t[ox * g.sw + kx * g.dw - g.pl] += gv;
             }
@@ -555,31 +624,34 @@ fn avg_bwd_plane<T: Real>(g: &Plane, xk: &[(usize, usize)], gy: &[T], dx: &mut [
     }
 }
 
-fn avg_forward<T: Real>(nplanes: usize, g: &Plane, x: &[T]) -> Vec<T> {
+fn avg_forward<T: Real>(nplanes: usize, g: &Plane, counted: Pad2d, x: &[T]) -> Vec<T> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let xk = g.x_kernel_ranges();
+    let div = avg_divisors(g, counted);
     par_planes(
         nplanes,
         ohw,
         || vec![T::ZERO; g.w],
-        |cols, i, out| avg_plane(g, &xk, &x[i * hw..][..hw], out, cols),
+        |cols, i, out| avg_plane(g, &xk, &div, &x[i * hw..][..hw], out, cols),
     )
 }
 
-fn avg_backward<T: Real>(nplanes: usize, g: &Plane, gy: &[T]) -> Vec<T> {
+fn avg_backward<T: Real>(nplanes: usize, g: &Plane, counted: Pad2d, gy: &[T]) -> Vec<T> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let xk = g.x_kernel_ranges();
+    let div = avg_divisors(g, counted);
     par_planes(
         nplanes,
         hw,
         || vec![T::ZERO; g.w],
-        |t, i, dxp| avg_bwd_plane(g, &xk, &gy[i * ohw..][..ohw], dxp, t),
+        |t, i, dxp| avg_bwd_plane(g, &xk, &div, &gy[i * ohw..][..ohw], dxp, t),
     )
 }
 
-/// Average-pool forward op.
+/// Average-pool forward op; `counted` is the padding counted in each window's divisor.
 struct AvgPool {
     win: Window2d,
+    counted: Pad2d,
 }
 
 impl CustomOp1 for AvgPool {
@@ -590,8 +662,12 @@ impl CustomOp1 for AvgPool {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (np, g) = planes(l, &self.win)?;
         let y = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(avg_forward::<f32>(np, &g, contiguous(s, l)?)),
-            CpuStorage::F64(_) => CpuStorage::F64(avg_forward::<f64>(np, &g, contiguous(s, l)?)),
+            CpuStorage::F32(_) => {
+                CpuStorage::F32(avg_forward::<f32>(np, &g, self.counted, contiguous(s, l)?))
+            }
+            CpuStorage::F64(_) => {
+                CpuStorage::F64(avg_forward::<f64>(np, &g, self.counted, contiguous(s, l)?))
+            }
             _ => candle_core::bail!("avg_pool2d: cpu kernel needs f32 or f64 input"),
         };
         let (n, c, _, _) = l.shape().dims4()?;
@@ -602,6 +678,7 @@ impl CustomOp1 for AvgPool {
         let (n, c, h, w) = x.dims4()?;
         let op = AvgPoolBwd {
             win: self.win,
+            counted: self.counted,
             x_shape: (n, c, h, w),
         };
         Ok(Some(gy.contiguous()?.apply_op1_no_bwd(&op)?))
@@ -611,6 +688,7 @@ impl CustomOp1 for AvgPool {
 /// Average-pool backward op: `gy -> dx`.
 struct AvgPoolBwd {
     win: Window2d,
+    counted: Pad2d,
     x_shape: (usize, usize, usize, usize),
 }
 
@@ -626,12 +704,18 @@ impl CustomOp1 for AvgPoolBwd {
             candle_core::bail!("avg_pool2d backward: gradient shape {:?}", l.dims());
         }
         let dx = match s {
-            CpuStorage::F32(_) => {
-                CpuStorage::F32(avg_backward::<f32>(n * c, &g, contiguous(s, l)?))
-            }
-            CpuStorage::F64(_) => {
-                CpuStorage::F64(avg_backward::<f64>(n * c, &g, contiguous(s, l)?))
-            }
+            CpuStorage::F32(_) => CpuStorage::F32(avg_backward::<f32>(
+                n * c,
+                &g,
+                self.counted,
+                contiguous(s, l)?,
+            )),
+            CpuStorage::F64(_) => CpuStorage::F64(avg_backward::<f64>(
+                n * c,
+                &g,
+                self.counted,
+                contiguous(s, l)?,
+            )),
             _ => candle_core::bail!("avg_pool2d: cpu kernel needs f32 or f64 gradient"),
         };
         Ok((dx, Shape::from(self.x_shape)))

@@ -15,7 +15,7 @@
 //! `maximum` splits it between them (the CPU op gives it all to the first).
 
 use super::composite::pad2d_with;
-use super::Window2d;
+use super::{Pad2d, Window2d};
 use candle_core::{Result, Tensor};
 
 /// The `count` elements `start, start + step, ...` of dimension `dim`.
@@ -112,7 +112,19 @@ pub(crate) fn max_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
 ///
 /// # Shapes
 /// `[N, C, H, W]` -> `[N, C, OH, OW]`.
+#[cfg(test)]
 pub(crate) fn avg_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
+    avg_pool2d_counted(x, win, Pad2d::ZERO)
+}
+
+/// Average pooling whose divisor counts the window's taps inside the input extended by
+/// `counted` (at most `win.pad` on each side; `Pad2d::ZERO` is Keras' count); any window,
+/// stride and dilation.
+///
+/// # Shapes
+/// `[N, C, H, W]` -> `[N, C, OH, OW]`.
+pub(crate) fn avg_pool2d_counted(x: &Tensor, win: &Window2d, counted: Pad2d) -> Result<Tensor> {
+    let counted = super::pool::clamp_counted(win, counted);
     let (_, _, h, w) = x.dims4()?;
     let sum = fold_taps(x, win, 0.0, |acc, tap, _| match acc {
         None => Ok(tap),
@@ -132,20 +144,20 @@ pub(crate) fn avg_pool2d(x: &Tensor, win: &Window2d) -> Result<Tensor> {
     };
     let (oh, ow) = (sum.dim(2)?, sum.dim(3)?);
     let rows = inside(
-        h,
+        h + counted.top + counted.bottom,
         oh,
         win.kernel.0,
         win.stride.0,
         win.dilation.0,
-        win.pad.top,
+        win.pad.top - counted.top,
     );
     let cols = inside(
-        w,
+        w + counted.left + counted.right,
         ow,
         win.kernel.1,
         win.stride.1,
         win.dilation.1,
-        win.pad.left,
+        win.pad.left - counted.left,
     );
     let count: Vec<f64> = rows
         .iter()

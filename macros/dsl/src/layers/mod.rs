@@ -21,6 +21,7 @@ use std::rc::Rc;
 use syn::Ident;
 
 pub mod activation;
+pub mod channels;
 pub mod check;
 pub mod conv;
 pub mod linear;

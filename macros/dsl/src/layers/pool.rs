@@ -4,7 +4,7 @@ use super::check::{chw, window, At};
 use super::tokens::{cc, pad2d, rt};
 use super::{op, Emit, Primitive};
 use crate::error::Errors;
-use crate::ir::{Info, Op, Padding, MAX_WINDOW};
+use crate::ir::{Info, Op, Pad4, Padding, MAX_WINDOW};
 use crate::lower::Args;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -15,6 +15,12 @@ pub struct Pool2d {
     kernel: (usize, usize),
     stride: (usize, usize),
     padding: Padding,
+    /// PyTorch's `ceil_mode`: the output size rounds up, the last window overhanging the
+    /// bottom/right (but starting inside the input or its top/left padding).
+    ceil_mode: bool,
+    /// PyTorch's `count_include_pad` (average pooling): the declared padding counts in each
+    /// window's divisor (the overhang of `ceil_mode` never does).
+    count_include_pad: bool,
 }
 
 fn pool2d(a: &Args, max: bool) -> Op {
@@ -24,7 +30,26 @@ fn pool2d(a: &Args, max: bool) -> Op {
         kernel: a.pair("kernel", MAX_WINDOW),
         stride: a.pair("stride", MAX_WINDOW),
         padding: a.padding("padding"),
+        ceil_mode: a.boolean("ceil_mode"),
+        count_include_pad: !max && a.boolean("count_include_pad"),
     })
+}
+
+/// PyTorch's output size in `ceil_mode` along one axis of `size` with `before`/`after`
+/// padding (the window fits the padded input): windows are counted rounding up, except
+/// that the last must start inside the input or the `before` padding.
+fn ceil_out(size: usize, k: usize, s: usize, before: usize, after: usize) -> usize {
+    let out = (size + before + after - k).div_ceil(s) + 1;
+    if (out - 1) * s >= size + before {
+        out - 1
+    } else {
+        out
+    }
+}
+
+/// Rows (columns) the last of `out` windows overhangs the padded input of `padded`.
+fn overhang(out: usize, k: usize, s: usize, padded: usize) -> usize {
+    ((out - 1) * s + k).saturating_sub(padded)
 }
 
 /// Builds `max_pool2d`.
@@ -52,6 +77,15 @@ impl Primitive for Pool2d {
                 return None;
             }
         }
+        // Rule: `ceil_mode` (PyTorch's) rounds an explicit or valid padding's output up;
+        // TensorFlow's `same` already outputs ceil(H / stride).
+        if self.ceil_mode && self.padding == Padding::Same {
+            errors.push(
+                at.arg("ceil_mode"),
+                format!("{}: `ceil_mode = true` cannot combine with `padding = same`, which already outputs ceil(size / stride); remove `ceil_mode`, or write PyTorch's padding as `padding = p`", at.who),
+            );
+            return None;
+        }
         let (oh, ow, pad) = window(
             at,
             errors,
@@ -62,7 +96,16 @@ impl Primitive for Pool2d {
             &self.padding,
             "window",
         )?;
+        // The declared padding; `expand` adds the overhang of `ceil_mode` from the output.
         info.pad = pad;
+        if self.ceil_mode {
+            let (sh, sw) = self.stride;
+            return Some(vec![
+                c,
+                ceil_out(h, kernel.0, sh, pad.top, pad.bottom),
+                ceil_out(w, kernel.1, sw, pad.left, pad.right),
+            ]);
+        }
         Some(vec![c, oh, ow])
     }
 
@@ -78,17 +121,28 @@ impl Primitive for Pool2d {
 }
 
 impl Pool2d {
-    /// The runtime layer, with the padding that inference resolved into `info`.
+    /// The runtime layer, with the padding that inference resolved into `info` and, in
+    /// `ceil_mode`, the last windows' overhang added at the bottom and right.
     fn layer(&self, info: &Info) -> TokenStream {
         let rt = rt();
         let ((kh, kw), (sh, sw)) = (self.kernel, self.stride);
-        let pad = pad2d(&info.pad);
-        let layer = if self.max {
-            quote!(MaxPool2d)
+        let declared = info.pad;
+        let mut window_pad = declared;
+        if let ([_, h, w], [_, oh, ow]) = (info.input.as_slice(), info.output.as_slice()) {
+            window_pad.bottom += overhang(*oh, kh, sh, h + declared.top + declared.bottom);
+            window_pad.right += overhang(*ow, kw, sw, w + declared.left + declared.right);
+        }
+        let window = pad2d(&window_pad);
+        let window = quote!(#rt::layers::Window2d::new((#kh, #kw), (#sh, #sw), #window));
+        if self.max {
+            return quote!(#rt::layers::MaxPool2d { window: #window });
+        }
+        let counted = pad2d(&if self.count_include_pad {
+            declared
         } else {
-            quote!(AvgPool2d)
-        };
-        quote!(#rt::layers::#layer { window: #rt::layers::Window2d::new((#kh, #kw), (#sh, #sw), #pad) })
+            Pad4::default()
+        });
+        quote!(#rt::layers::AvgPool2d { window: #window, counted: #counted })
     }
 }
 

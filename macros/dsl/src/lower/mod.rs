@@ -626,7 +626,10 @@ impl<'a> Lowerer<'a> {
             known.extend(self.models.keys().map(String::as_str));
             self.errors.push(
                 call.kind.span(),
-                format!("unknown layer `{kind}`{}", did_you_mean(&kind, known)),
+                format!(
+                    "unknown layer `{kind}`{}",
+                    catalog::foreign_name_hint(&kind).unwrap_or_else(|| did_you_mean(&kind, known))
+                ),
             );
             return Some(Pending {
                 label,

@@ -8,8 +8,10 @@
 mod common;
 
 mod batch_norm;
+mod channels;
 mod conv;
 mod depthwise;
 mod norm_depthwise;
 mod pointwise_pool;
 mod pool;
+mod pool_modes;
