@@ -7,6 +7,7 @@ pub mod data;
 pub mod error;
 pub mod grad_mode;
 pub mod init;
+pub mod interop;
 pub mod layers;
 pub mod loss;
 pub mod metrics;

@@ -159,6 +159,7 @@ mod efficientnet;
 mod googlenet;
 mod mobilenet_v3;
 mod resnext;
+pub mod torchvision;
 mod unet;
 
 pub use densenet::DenseNet121;
