@@ -34,8 +34,8 @@ pub mod zoo;
 
 pub use convnet_macros::convnet;
 pub use convnet_runtime::{
-    checkpoint, data, error, grad_mode, init, interop, layers, loss, metrics, model, ops, optim,
-    schedule, seed, train,
+    checkpoint, data, error, freeze, grad_mode, init, interop, layers, loss, metrics, model, ops,
+    optim, schedule, seed, train,
 };
 
 /// Everything a model file needs: the macro, the model trait, and the candle types the

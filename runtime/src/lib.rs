@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+pub mod freeze;
 pub mod grad_mode;
 pub mod init;
 pub mod interop;
