@@ -14,6 +14,9 @@ pub struct ParamList {
     pub entries: Vec<(String, Vec<usize>)>,
 }
 
+/// Where a variable goes: its layer's row, sub-path, leaf rank, leaf.
+type SortKey = (usize, String, usize, String);
+
 fn leaf_rank(leaf: &str) -> usize {
     match leaf {
         "weight" => 0,
@@ -45,7 +48,7 @@ impl ParamList {
             .iter()
             .map(|r| format!("{scope}{}.", r.name))
             .collect();
-        let mut keyed: Vec<((usize, String, usize, String), String, Vec<usize>)> = data
+        let mut keyed: Vec<(SortKey, String, Vec<usize>)> = data
             .iter()
             .filter(|(name, _)| name.starts_with(&scope))
             .map(|(name, var)| {

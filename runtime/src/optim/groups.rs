@@ -7,6 +7,9 @@ use candle_core::backprop::GradStore;
 use candle_core::{Result, Var};
 use std::collections::{BTreeSet, HashMap};
 
+/// Variables with their names.
+type NamedVars = Vec<(String, Var)>;
+
 struct Group {
     factor: f64,
     vars: BTreeSet<String>,
@@ -23,9 +26,9 @@ pub struct ParamGroups {
 /// Splits `vars` into those under one of `prefixes` (path prefixes, as
 /// [`crate::freeze::is_frozen`] matches them) and the rest.
 pub fn split_by_prefix(
-    vars: Vec<(String, Var)>,
+    vars: NamedVars,
     prefixes: &crate::freeze::Prefixes,
-) -> (Vec<(String, Var)>, Vec<(String, Var)>) {
+) -> (NamedVars, NamedVars) {
     vars.into_iter()
         .partition(|(name, _)| crate::freeze::is_frozen(name, prefixes))
 }
