@@ -301,3 +301,51 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(weights: &str) -> Args {
+        Args::parse_from([
+            "fine_tune",
+            "--weights",
+            &format!(
+                "{}/tests/fixtures/interop/{weights}",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+            "--out",
+            "/nonexistent-fine-tune-out",
+        ])
+    }
+
+    /// A file for another model stops the run with the strict report, before any data is
+    /// generated or read.
+    #[test]
+    fn a_file_for_another_model_is_refused_with_the_strict_report() {
+        let err = run(&args("all_kinds.pth")).unwrap_err();
+        match convnet::error::Error::find(&err) {
+            Some(convnet::error::Error::CheckpointMismatch { tensors, .. }) => {
+                let text: Vec<String> = tensors.iter().map(ToString::to_string).collect();
+                assert!(
+                    text.iter().any(|t| t
+                        .contains("`backbone.stem1.conv1.weight` as `conv1.weight` is missing")),
+                    "{text:?}"
+                );
+                assert!(
+                    text.iter()
+                        .any(|t| t.contains("unexpected tensor `features.0.weight`")),
+                    "{text:?}"
+                );
+            }
+            other => panic!("expected the strict report, got {other:?}"),
+        }
+        assert!(!std::path::Path::new("/nonexistent-fine-tune-out").exists());
+    }
+
+    #[test]
+    fn keras_files_are_refused_with_a_clear_message() {
+        let err = run(&args("model.weights.h5")).unwrap_err().to_string();
+        assert!(err.contains("Keras files are not read yet"), "{err}");
+    }
+}
