@@ -1,4 +1,4 @@
-//! Fine-tunes a zoo backbone from PyTorch weights under a new head, on an image folder or on
+//! Fine-tunes a zoo backbone from PyTorch or Keras weights under a new head, on an image folder or on
 //! the built-in generated data:
 //!
 //! ```text
@@ -6,7 +6,9 @@
 //! ```
 //!
 //! The backbone is the zoo model without its classifier; torchvision's file loads into it by
-//! torchvision's names (`convnet::zoo::torchvision`), its classifier keys ignored. A file for
+//! torchvision's names (`convnet::zoo::torchvision`), its classifier keys ignored; a Keras 3
+//! file (`.weights.h5`, `.keras`) loads by pairing layers by class, its `dense` layers
+//! ignored. A file for
 //! another model is refused with the strict report (every missing, unexpected and mis-shaped
 //! tensor) and the run exits with status 1. By default the backbone is frozen (no gradient
 //! work, no optimizer state, batch norm on its moving statistics) and only the new head
@@ -21,7 +23,7 @@ use clap::Parser;
 use convnet::data::{DataLoader, ImageFolder, SyntheticShapes};
 use convnet::freeze::{freezing_var_builder, trainable_vars, InferenceMode, Prefixes};
 use convnet::grad_mode::no_grad;
-use convnet::interop::{load_pytorch, LoadOptions, Naming, ParamList};
+use convnet::interop::{load_keras, load_pytorch, LoadOptions, Naming, ParamList};
 use convnet::loss::sparse_categorical_cross_entropy;
 use convnet::optim::{split_by_prefix, Adam, AdamConfig, ParamGroups, TrainOptimizer};
 use convnet::prelude::*;
@@ -68,7 +70,8 @@ struct Args {
     /// The zoo backbone (only `resnet18` so far).
     #[arg(long, default_value = "resnet18")]
     model: String,
-    /// torchvision's weights for it: a `torch.save` file (.pth, .pt) or .safetensors.
+    /// Its weights: torchvision's `torch.save` file (.pth, .pt) or .safetensors, or a Keras 3
+    /// model's .weights.h5 or .keras.
     #[arg(long)]
     weights: PathBuf,
     /// An image folder (one sub-folder per class; `DIR/train` and `DIR/validation` when
@@ -140,14 +143,6 @@ fn run(args: &Args) -> Result<()> {
         )
         .into());
     }
-    let ext = args.weights.to_string_lossy().to_lowercase();
-    if ext.ends_with(".h5") || ext.ends_with(".keras") {
-        return Err(convnet::error::Error::invalid(
-            "--weights",
-            "Keras files are not read yet (docs/interop.md); give a .pth or .safetensors file",
-        )
-        .into());
-    }
     let dev = Device::Cpu;
     let varmap = VarMap::new();
     let frozen = if args.unfreeze {
@@ -161,13 +156,26 @@ fn run(args: &Args) -> Result<()> {
     // torchvision's names for the backbone: ResNet-18's key list without the classifier.
     let params = ParamList::under(&ResNet18Features::summary(), &varmap, "backbone")?;
     let naming = Naming::key_list(ParamList::parse_keys(ResNet18::KEYS)?).ignore(r"^fc\.")?;
-    let report = load_pytorch(
-        &varmap,
-        &params,
-        &args.weights,
-        &naming,
-        &LoadOptions::default(),
-    )?;
+    let ext = args.weights.to_string_lossy().to_lowercase();
+    let report = if ext.ends_with(".h5") || ext.ends_with(".keras") {
+        // A Keras model: layers pair by class; its classifier (`dense`) is replaced.
+        load_keras(
+            &varmap,
+            &ResNet18Features::summary(),
+            "backbone",
+            &args.weights,
+            &["^layers/dense"],
+            &LoadOptions::default(),
+        )?
+    } else {
+        load_pytorch(
+            &varmap,
+            &params,
+            &args.weights,
+            &naming,
+            &LoadOptions::default(),
+        )?
+    };
     print!("{report}");
 
     let (train_dir, val_dir) = folders(args)?;
@@ -344,8 +352,18 @@ mod tests {
     }
 
     #[test]
-    fn keras_files_are_refused_with_a_clear_message() {
-        let err = run(&args("model.weights.h5")).unwrap_err().to_string();
-        assert!(err.contains("Keras files are not read yet"), "{err}");
+    fn a_keras_file_for_another_model_is_refused_with_the_strict_report() {
+        let err = run(&args("mini_xception.keras")).unwrap_err();
+        match convnet::error::Error::find(&err) {
+            Some(convnet::error::Error::CheckpointMismatch { tensors, .. }) => {
+                let text: Vec<String> = tensors.iter().map(ToString::to_string).collect();
+                assert!(
+                    text.iter()
+                        .any(|t| t.contains("unexpected tensor `layers/separable_conv2d/vars/0`")),
+                    "{text:?}"
+                );
+            }
+            other => panic!("expected the strict report, got {other:?}"),
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Weights in and out of other frameworks: PyTorch's `torch.save` files and safetensors in
-//! ([`load_pytorch`]), safetensors with PyTorch's names out ([`export_pytorch`]).
+//! ([`load_pytorch`]), Keras 3's `.weights.h5` and `.keras` in ([`load_keras`]), safetensors
+//! with PyTorch's names out ([`export_pytorch`]).
 //!
 //! A model's side is a [`ParamList`]: its variables with their shapes, in forward order (from
 //! the model's `summary()`). A [`Naming`] says how those names relate to the file's keys:
@@ -29,6 +30,7 @@
 //! ```
 
 mod export;
+mod keras;
 mod layout;
 mod names;
 mod params;
@@ -36,6 +38,7 @@ mod pytorch;
 mod report;
 
 pub use export::{export_pytorch, pytorch_names};
+pub use keras::{load_keras, read_keras, weights_h5_of_keras, KerasLayer};
 pub use layout::adapt;
 pub use names::{Naming, Remap};
 pub use params::ParamList;
