@@ -5,8 +5,10 @@
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+pub mod freeze;
 pub mod grad_mode;
 pub mod init;
+pub mod interop;
 pub mod keras;
 pub mod layers;
 pub mod loss;

@@ -145,6 +145,7 @@ mod efficientnet;
 mod googlenet;
 mod mobilenet_v3;
 mod resnext;
+pub mod torchvision;
 mod unet;
 
 pub use blocks::{conv_norm_act, squeeze_excitation};

@@ -22,11 +22,13 @@
 //! variables by position (`param0`, `param1`, ...).
 
 mod adam;
+mod groups;
 mod rmsprop;
 mod rmsprop_cpu;
 mod sgd;
 
 pub use adam::{Adam, AdamConfig, AdamW, AdamWConfig};
+pub use groups::{split_by_prefix, ParamGroups};
 pub use rmsprop::{EpsilonPlacement, RmsProp, RmsPropConfig};
 pub use sgd::{Sgd, SgdConfig};
 

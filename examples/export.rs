@@ -1,0 +1,159 @@
+//! Exports a model's weights for PyTorch: a safetensors file with PyTorch's names.
+//!
+//! ```text
+//! cargo run --release --example export -- runs/cats_vs_dogs/best --pytorch weights.safetensors
+//! cargo run --release --example export -- --zoo resnet18 [--weights FILE] --pytorch weights.safetensors
+//! ```
+//!
+//! A checkpoint of the main job (mini-Xception, no PyTorch counterpart) is written under the
+//! model's own parameter names (`block1.sep1.depthwise.weight`, ...), which a PyTorch port
+//! of it names its modules after. A zoo model with a torchvision counterpart is written under
+//! torchvision's names (`convnet::zoo::torchvision`), which torchvision's model loads with
+//! `load_state_dict(..., strict=True)`; its weights come from `--weights` (a torchvision
+//! file) or, without it, from the seeded initialisation. ONNX export is not implemented yet (`--onnx` is refused).
+
+use candle_core::{DType, Device, Result};
+use candle_nn::{VarBuilder, VarMap};
+use clap::Parser;
+use convnet::checkpoint::load_checkpoint_weights;
+use convnet::error::Error;
+use convnet::init::seeded_var_builder;
+use convnet::interop::{export_pytorch, load_pytorch, LoadOptions, Naming, ParamList};
+use convnet::prelude::*;
+use convnet::train::load_state;
+use convnet::zoo::torchvision::Torchvision;
+use convnet::zoo::{
+    DenseNet121, EfficientNetB0, GoogLeNet, MobileNetV3Large, ResNeXt50, ResNet18, ResNet50, Vgg16,
+};
+use std::path::{Path, PathBuf};
+
+mod models;
+mod tuning;
+
+use models::with_mini_xception;
+
+#[derive(Parser, Debug)]
+#[command(about = "Export a checkpoint or a zoo model's weights with PyTorch's names")]
+struct Args {
+    /// A checkpoint directory of the main job (cats_vs_dogs).
+    checkpoint: Option<PathBuf>,
+    /// A zoo model instead: resnet18, resnet50, resnext50_32x4d, densenet121, googlenet,
+    /// efficientnet_b0, mobilenet_v3_large, vgg16.
+    #[arg(long)]
+    zoo: Option<String>,
+    /// With --zoo: its weights (torchvision's `torch.save` file or safetensors).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// The safetensors file to write.
+    #[arg(long)]
+    pytorch: Option<PathBuf>,
+    /// ONNX output (not implemented yet).
+    #[arg(long)]
+    onnx: Option<PathBuf>,
+}
+
+fn export_checkpoint<M: Network>(dir: &Path, out: &Path) -> Result<()> {
+    let varmap = VarMap::new();
+    M::new(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+    load_checkpoint_weights(&varmap, dir)?;
+    let params = ParamList::of::<M>(&varmap)?;
+    export_pytorch(&varmap, &params, &Naming::by_name(), out)?;
+    println!(
+        "{}: {} tensors -> {}",
+        M::NAME,
+        params.entries.len(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn export_zoo<M: Torchvision>(weights: Option<&Path>, out: &Path) -> Result<()> {
+    let varmap = VarMap::new();
+    M::new(seeded_var_builder(&varmap, 1, DType::F32, &Device::Cpu))?;
+    let params = ParamList::of::<M>(&varmap)?;
+    if let Some(file) = weights {
+        // torchvision's names first; the zoo's own names when those do not fit.
+        let report = load_pytorch(
+            &varmap,
+            &params,
+            file,
+            &M::naming()?,
+            &LoadOptions::default(),
+        )
+        .or_else(|_| {
+            load_pytorch(
+                &varmap,
+                &params,
+                file,
+                &Naming::by_name(),
+                &LoadOptions::default(),
+            )
+        })?;
+        print!("{report}");
+    }
+    export_pytorch(&varmap, &params, &M::naming()?, out)?;
+    println!(
+        "{} as torchvision's {}: {} tensors -> {}",
+        M::NAME,
+        M::TORCHVISION,
+        params.entries.len(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn run(args: &Args) -> Result<()> {
+    if args.onnx.is_some() {
+        return Err(Error::invalid("--onnx", "ONNX export is not implemented yet").into());
+    }
+    let out = args
+        .pytorch
+        .as_deref()
+        .ok_or_else(|| Error::invalid("arguments", "give --pytorch FILE.safetensors"))?;
+    match (&args.checkpoint, &args.zoo) {
+        (Some(dir), None) => {
+            let info = load_state(dir)?
+                .model
+                .ok_or_else(|| Error::checkpoint(dir, "records no model"))?;
+            let size = match info.input_shape[..] {
+                [3, h, w] if h == w && info.name.starts_with("MiniXception") => h,
+                _ => {
+                    return Err(Error::checkpoint(
+                        dir,
+                        format!(
+                            "holds model {}; this program knows mini-Xception",
+                            info.name
+                        ),
+                    )
+                    .into())
+                }
+            };
+            with_mini_xception!(size, export_checkpoint(dir, out))
+        }
+        (None, Some(name)) => {
+            let w = args.weights.as_deref();
+            match name.as_str() {
+                "resnet18" => export_zoo::<ResNet18>(w, out),
+                "resnet50" => export_zoo::<ResNet50>(w, out),
+                "resnext50_32x4d" => export_zoo::<ResNeXt50>(w, out),
+                "densenet121" => export_zoo::<DenseNet121>(w, out),
+                "googlenet" => export_zoo::<GoogLeNet>(w, out),
+                "efficientnet_b0" => export_zoo::<EfficientNetB0>(w, out),
+                "mobilenet_v3_large" => export_zoo::<MobileNetV3Large>(w, out),
+                "vgg16" => export_zoo::<Vgg16>(w, out),
+                other => Err(Error::invalid("--zoo", format!("no zoo model `{other}`")).into()),
+            }
+        }
+        _ => {
+            Err(Error::invalid("arguments", "give a CHECKPOINT_DIR or --zoo NAME, not both").into())
+        }
+    }
+}
+
+fn main() {
+    tuning::apply();
+    if let Err(e) = run(&Args::parse()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
