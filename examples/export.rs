@@ -29,6 +29,10 @@ use std::path::{Path, PathBuf};
 
 mod models;
 mod tuning;
+/// The README's commands and flags, checked against `--help` by the tests.
+#[cfg(test)]
+#[allow(dead_code)]
+mod readme_check;
 
 use models::with_mini_xception;
 
@@ -155,5 +159,16 @@ fn main() {
     if let Err(e) = run(&Args::parse()) {
         eprintln!("error: {e}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_the_readme_names_exist() {
+        readme_check::assert_flags_exist("export", Args::command());
     }
 }

@@ -32,6 +32,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 mod tuning;
+/// The README's commands and flags, checked against `--help` by the tests.
+#[cfg(test)]
+#[allow(dead_code)]
+mod readme_check;
 
 convnet! {
     block basic(filters) {
@@ -312,6 +316,12 @@ fn main() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn flags_the_readme_names_exist() {
+        use clap::CommandFactory;
+        crate::readme_check::assert_flags_exist("fine_tune", Args::command());
+    }
+
     use super::*;
 
     fn args(weights: &str) -> Args {

@@ -32,6 +32,7 @@
 //! - [`guide::architecture`]: how a description becomes candle code, and the runtime's parts;
 //! - [`guide::recipe`]: the main job's recipe and its measured runs;
 //! - [`guide::faults`]: every fault a user meets and what it does;
+//! - [`guide::interop`]: PyTorch weights in and out, the zoo and torchvision, fine-tuning;
 //! - [`guide::keras`]: loading Keras 3 weights into a `convnet!` model;
 //! - [`guide::benchmarks`]: speed and memory against PyTorch and candle.
 //!
@@ -53,6 +54,8 @@ pub mod guide {
     pub mod recipe {}
     #[doc = include_str!("../docs/faults.md")]
     pub mod faults {}
+    #[doc = include_str!("../docs/interop.md")]
+    pub mod interop {}
     #[doc = include_str!("../docs/keras.md")]
     pub mod keras {}
     #[doc = include_str!("../docs/benchmarks.md")]

@@ -97,8 +97,15 @@ fn commands_in(line: &str) -> Vec<(String, Vec<String>)> {
 /// The words of `args` that are flags (`--name`, `--name=value`), without values.
 fn flags_of(args: &[String]) -> impl Iterator<Item = String> + '_ {
     args.iter()
+        .map(|w| w.trim_start_matches('['))
         .filter(|w| w.starts_with("--") && w.len() > 2)
-        .map(|w| w.split('=').next().unwrap_or(w).to_string())
+        .map(|w| {
+            w.trim_end_matches(']')
+                .split('=')
+                .next()
+                .unwrap_or(w)
+                .to_string()
+        })
 }
 
 /// Flags in backquotes on a line: `` `--name` `` or `` `--name VALUE` ``.
