@@ -328,10 +328,7 @@ mod tests {
         Args::parse_from([
             "fine_tune",
             "--weights",
-            &format!(
-                "{}/tests/fixtures/interop/{weights}",
-                env!("CARGO_MANIFEST_DIR")
-            ),
+            &format!("{}/tests/fixtures/{weights}", env!("CARGO_MANIFEST_DIR")),
             "--out",
             "/nonexistent-fine-tune-out",
         ])
@@ -341,7 +338,7 @@ mod tests {
     /// generated or read.
     #[test]
     fn a_file_for_another_model_is_refused_with_the_strict_report() {
-        let err = run(&args("all_kinds.pth")).unwrap_err();
+        let err = run(&args("interop/all_kinds.pth")).unwrap_err();
         match convnet::error::Error::find(&err) {
             Some(convnet::error::Error::CheckpointMismatch { tensors, .. }) => {
                 let text: Vec<String> = tensors.iter().map(ToString::to_string).collect();
@@ -363,7 +360,7 @@ mod tests {
 
     #[test]
     fn a_keras_file_for_another_model_is_refused_with_the_strict_report() {
-        let err = run(&args("mini_xception.keras")).unwrap_err();
+        let err = run(&args("keras/mini_xception.keras")).unwrap_err();
         match convnet::error::Error::find(&err) {
             Some(convnet::error::Error::CheckpointMismatch { tensors, .. }) => {
                 let text: Vec<String> = tensors.iter().map(ToString::to_string).collect();

@@ -5,8 +5,6 @@
     /work/venv-interop/bin/python scripts/interop_fixtures.py keys       # src/zoo/torchvision/*.keys
     /work/venv-interop/bin/python scripts/interop_fixtures.py fixtures   # tests/fixtures/interop/
     /work/venv-interop/bin/python scripts/interop_fixtures.py zoo DIR    # every zoo model vs torchvision
-    /work/venv-interop/bin/pip install keras jax h5py
-    /work/venv-interop/bin/python scripts/interop_fixtures.py keras      # tests/fixtures/interop/mini_xception.*
 
 `keys`: torchvision's state-dict keys and shapes of each zoo model, in registration order,
 `num_batches_tracked` left out. The zoo derives its torchvision naming from them by pairing
@@ -20,11 +18,7 @@ with random batch-norm statistics, saved by `torch.save` nested under `state_dic
 training checkpoint is), by `torch.save` flat, and as safetensors; with its eval-mode output on
 a seeded input. `tests/interop_pytorch.rs` loads them into the same network written in the DSL.
 
-`keras`: the book's mini-Xception built in Keras 3 (JAX backend) at 32x32 (the weights do not
-depend on the input size), seeded, batch-norm statistics and affine parameters randomised,
-saved by `model.save("mini_xception.keras")` (which holds `model.weights.h5`, the format of
-`model.save_weights`), with its predictions (sigmoid) on two seeded images.
-`tests/interop_keras.rs` loads both forms into the zoo's mini-Xception.
+The Keras fixtures are `scripts/keras_fixture.py`'s.
 
 `zoo DIR`: for each zoo model, torchvision's definition initialised with seed 0 (batch-norm
 statistics randomised so they matter), `torch.save(model.state_dict())` as torchvision's
@@ -194,57 +188,12 @@ def zoo(folder: str) -> None:
             sys.exit(f"{name}: the exported weights compute something else")
 
 
-def keras_fixture() -> None:
-    os.environ["KERAS_BACKEND"] = "jax"
-    import keras
-    from keras import layers
-    from safetensors.numpy import save_file
-
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input(shape=(32, 32, 3))
-    x = layers.Rescaling(1.0 / 255)(inputs)
-    x = layers.Conv2D(32, 5, use_bias=False)(x)
-    for size in [32, 64, 128, 256, 512]:
-        residual = x
-        x = layers.BatchNormalization()(x)
-        x = layers.Activation("relu")(x)
-        x = layers.SeparableConv2D(size, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.Activation("relu")(x)
-        x = layers.SeparableConv2D(size, 3, padding="same", use_bias=False)(x)
-        x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
-        residual = layers.Conv2D(size, 1, strides=2, padding="same", use_bias=False)(residual)
-        x = layers.add([x, residual])
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dropout(0.5)(x)
-    outputs = layers.Dense(1, activation="sigmoid")(x)
-    model = keras.Model(inputs, outputs)
-    rng = np.random.default_rng(1)
-    for layer in model.layers:
-        if isinstance(layer, layers.BatchNormalization):
-            c = layer.gamma.shape[0]
-            layer.set_weights([
-                rng.uniform(0.5, 1.5, c).astype("float32"),
-                rng.normal(0, 0.1, c).astype("float32"),
-                rng.normal(0, 0.1, c).astype("float32"),
-                rng.uniform(0.5, 1.5, c).astype("float32"),
-            ])
-    x = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    y = np.asarray(model.predict(x, verbose=0), dtype="float32")
-    out = os.path.join(ROOT, "tests", "fixtures", "interop")
-    model.save(os.path.join(out, "mini_xception.keras"))
-    save_file({"input": np.ascontiguousarray(x.transpose(0, 3, 1, 2)), "output": y}, os.path.join(out, "mini_xception.expected.safetensors"))
-    print(f"mini_xception: keras {keras.__version__}, predictions {y.ravel()}")
-
-
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     if what == "keys":
         keys()
     elif what == "fixtures":
         fixtures()
-    elif what == "keras":
-        keras_fixture()
     elif what == "zoo" and len(sys.argv) == 3:
         zoo(sys.argv[2])
     else:

@@ -69,8 +69,8 @@ pub struct ReadmeDoctests;
 
 pub use convnet_macros::convnet;
 pub use convnet_runtime::{
-    checkpoint, data, error, freeze, grad_mode, init, interop, keras, layers, loss, metrics,
-    model, ops, optim, schedule, seed, train,
+    checkpoint, data, error, freeze, grad_mode, init, interop, keras, layers, loss, metrics, model,
+    ops, optim, schedule, seed, train,
 };
 
 /// Everything a model file needs: the macro, the model trait, and the candle types the

@@ -1,52 +1,87 @@
-//! Keras 3 weights into the zoo's mini-Xception: `tests/fixtures/interop/mini_xception.keras`
-//! (written by `scripts/interop_fixtures.py keras`: the book's model built and saved by Keras 3
-//! with the JAX backend), read as `.keras` and as the `.weights.h5` inside it, reproduces
-//! Keras' predictions.
+//! Keras 3 weights through `interop::load_keras`, the path `examples/fine_tune.rs` takes: a
+//! backbone under a prefix with the file's classifier ignored, and the strict report for a
+//! file of another model. The conversions themselves are checked against Keras' predictions
+//! in `tests/keras_import.rs`, on the same fixture.
 
 use candle_core::{DType, Device};
 use candle_nn::{ModuleT, VarBuilder, VarMap};
 use convnet::error::Error;
-use convnet::interop::{load_keras, read_keras, weights_h5_of_keras, LoadOptions};
+use convnet::interop::{load_keras, LoadOptions};
 use convnet::prelude::*;
 use std::path::PathBuf;
 
-convnet::mini_xception!(
-    /// The zoo's mini-Xception at the fixture's 32x32 (the weights do not depend on the size).
-    MiniXception32, 32
-);
-
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/interop")
+        .join("tests/fixtures/keras")
         .join(name)
 }
 
-fn loaded(path: &std::path::Path) -> MiniXception32 {
+convnet! {
+    /// Mini-Xception without its head: what a fine-tuning run puts under `backbone.`.
+    pub Backbone(3, 180, 180) -> (512) {
+        rescale(1.0 / 255.0),
+        conv2d(32, 5, bias = false),
+        for size in [32, 64, 128, 256, 512] {
+            residual(project = conv2d(size, 1, stride = 2, padding = same, bias = false)) {
+                batch_norm, relu,
+                separable_conv2d(size, 3, padding = same, bias = false),
+                batch_norm, relu,
+                separable_conv2d(size, 3, padding = same, bias = false),
+                max_pool2d(3, stride = 2, padding = same),
+            }
+        }
+        global_avg_pool2d,
+    }
+
+    /// Not mini-Xception: one separable convolution too wide, no dense layer.
+    pub NotMiniXception(3, 32, 32) -> (64) {
+        conv2d(32, 5, bias = false),
+        batch_norm, relu,
+        separable_conv2d(64, 3, padding = same, bias = false),
+        global_avg_pool2d,
+    }
+}
+
+#[test]
+fn a_backbone_loads_under_a_prefix_with_the_classifier_ignored() {
     let varmap = VarMap::new();
-    let model =
-        MiniXception32::new(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let backbone = Backbone::new(vb.pp("backbone")).unwrap();
     let report = load_keras(
         &varmap,
-        &MiniXception32::summary(),
-        "",
-        path,
-        &[],
+        &Backbone::summary(),
+        "backbone",
+        fixture("mini_xception.keras"),
+        &["^layers/dense"],
         &LoadOptions::default(),
     )
     .unwrap();
     assert!(report.is_complete(), "{report}");
-    // 1 + 5 conv2d, 10 separable (2 parts each), 10 batch norms (4 each), 1 dense (2).
-    assert_eq!(report.matched.len(), 6 + 20 + 40 + 2, "{report}");
-    model
-}
-
-/// max |sigmoid(ours) - keras|, asserted within 1e-4.
-fn assert_matches_keras(model: &MiniXception32) -> f32 {
-    let t =
-        convnet::checkpoint::load_tensors(fixture("mini_xception.expected.safetensors")).unwrap();
-    let logits = model.forward_t(&t["input"], false).unwrap();
-    let ours = candle_nn::ops::sigmoid(&logits).unwrap();
-    let gap: f32 = (ours - &t["output"])
+    // 6 conv2d, 10 separable (2 parts each), 10 batch norms (4 each).
+    assert_eq!(report.matched.len(), 6 + 20 + 40, "{report}");
+    // The loaded backbone's features, times the file's dense kernel, are Keras' logits.
+    let io = candle_core::safetensors::load(fixture("mini_xception_io.safetensors"), &Device::Cpu)
+        .unwrap();
+    let x = io["input"]
+        .to_dtype(DType::F32)
+        .unwrap()
+        .permute((0, 3, 1, 2))
+        .unwrap()
+        .contiguous()
+        .unwrap();
+    let features = backbone.forward_t(&x, false).unwrap();
+    assert_eq!(features.dims(), &[2, 512]);
+    let dense = convnet::keras::read_layers(&fixture("mini_xception.keras"))
+        .unwrap()
+        .into_iter()
+        .find(|l| l.name == "dense")
+        .expect("the file's classifier");
+    let logits = features
+        .matmul(&dense.vars[0])
+        .unwrap()
+        .broadcast_add(&dense.vars[1])
+        .unwrap();
+    let gap: f32 = (logits - &io["logits"])
         .unwrap()
         .abs()
         .unwrap()
@@ -55,41 +90,6 @@ fn assert_matches_keras(model: &MiniXception32) -> f32 {
         .to_scalar()
         .unwrap();
     assert!(gap <= 1e-4, "max |ours - keras| = {gap:e}");
-    gap
-}
-
-#[test]
-fn a_keras_archive_loads_and_reproduces_keras_predictions() {
-    let gap = assert_matches_keras(&loaded(&fixture("mini_xception.keras")));
-    println!("mini_xception.keras: max |ours - keras| = {gap:e}");
-}
-
-#[test]
-fn a_weights_h5_file_loads_and_reproduces_keras_predictions() {
-    let dir = std::env::temp_dir().join(format!("interop-keras-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("mini_xception.weights.h5");
-    std::fs::write(
-        &path,
-        weights_h5_of_keras(fixture("mini_xception.keras")).unwrap(),
-    )
-    .unwrap();
-    let layers = read_keras(&path).unwrap();
-    assert!(layers
-        .iter()
-        .any(|l| l.name == "separable_conv2d_9" && l.vars.len() == 2));
-    assert_matches_keras(&loaded(&path));
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-convnet! {
-    /// Not mini-Xception: one separable convolution too wide, no dense layer.
-    pub NotMiniXception(3, 32, 32) -> (64) {
-        conv2d(32, 5, bias = false),
-        batch_norm, relu,
-        separable_conv2d(64, 3, padding = same, bias = false),
-        global_avg_pool2d,
-    }
 }
 
 #[test]

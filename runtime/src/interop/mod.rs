@@ -38,7 +38,7 @@ mod pytorch;
 mod report;
 
 pub use export::{export_pytorch, pytorch_names};
-pub use keras::{load_keras, read_keras, weights_h5_of_keras, KerasLayer};
+pub use keras::load_keras;
 pub use layout::adapt;
 pub use names::{Naming, Remap};
 pub use params::ParamList;

@@ -39,7 +39,7 @@ mod file;
 mod layout;
 
 pub use file::{read_layers, KerasClass, KerasLayer};
-pub use layout::DenseInput;
+pub use layout::{convert, DenseInput};
 
 use crate::checkpoint::restore;
 use crate::error::Error;
@@ -64,10 +64,14 @@ pub struct KerasImport {
 }
 
 /// One of the model's layers that takes Keras weights.
-struct ModelLayer {
-    name: String,
-    kind: String,
-    dense_input: DenseInput,
+#[derive(Debug, Clone)]
+pub struct ModelLayer {
+    /// Its name in the model, e.g. `block1.sep1` (no prefix).
+    pub name: String,
+    /// Its kind, e.g. `separable_conv2d`.
+    pub kind: String,
+    /// What a `linear` reads (a `flatten`ed image or features).
+    pub dense_input: DenseInput,
 }
 
 impl KerasImport {
@@ -93,11 +97,17 @@ impl KerasImport {
     /// layer that does not exist, or a Keras layer has the wrong number of variables.
     pub fn tensors<M: Network>(&self, path: impl AsRef<Path>) -> Result<HashMap<String, Tensor>> {
         let path = path.as_ref();
-        let keras = read_layers(path)?;
-        let model = model_layers(&M::summary().rows);
+        let pairing = self.pairing(path, read_layers(path)?, &M::summary().rows, M::NAME)?;
+        if !pairing.unpaired_keras.is_empty() || !pairing.unpaired_model.is_empty() {
+            return Err(Error::invalid(
+                format!("Keras weights {}", path.display()),
+                format!("the layers do not pair up: {}", pairing.mismatch(M::NAME)),
+            )
+            .into());
+        }
         let mut out = HashMap::new();
-        for (k, m) in self.pairing(path, keras, model, M::NAME)? {
-            for (suffix, tensor) in layout::convert(&k, &m.dense_input)? {
+        for (k, m) in &pairing.pairs {
+            for (suffix, tensor) in layout::convert(k, &m.dense_input)? {
                 out.insert(format!("{}.{suffix}", m.name), tensor);
             }
         }
@@ -116,14 +126,21 @@ impl KerasImport {
         restore(varmap, &tensors, &path.display().to_string())
     }
 
-    /// Pairs Keras layers with the model's: explicit pairs first, then per kind in order.
-    fn pairing(
+    /// Pairs the file's layers with the layers of a model whose summary rows are `rows`:
+    /// the explicit pairs first, then per kind in order; what is left on either side is
+    /// returned, not an error ([`tensors`](Self::tensors) refuses it,
+    /// `interop::load_keras` reports it).
+    ///
+    /// Errors: [`Error::InvalidArgument`] when an explicit pair names a layer that does
+    /// not exist.
+    pub fn pairing(
         &self,
         path: &Path,
         mut keras: Vec<KerasLayer>,
-        mut model: Vec<ModelLayer>,
+        rows: &[SummaryRow],
         model_name: &str,
-    ) -> Result<Vec<(KerasLayer, ModelLayer)>> {
+    ) -> Result<Pairing> {
+        let mut model = model_layers(rows);
         let mut pairs = Vec::new();
         for (k_name, m_name) in &self.pairs {
             let k = keras
@@ -159,39 +176,79 @@ impl KerasImport {
                 .expect("model_layers keeps the kinds of the table");
             by_kind.entry(kind).or_default().1.push(m);
         }
-        let mut problems = Vec::new();
-        for (kind, (k, m)) in by_kind {
-            if k.len() != m.len() {
+        let mut out = Pairing {
+            pairs,
+            unpaired_keras: Vec::new(),
+            unpaired_model: Vec::new(),
+        };
+        for (_, (k, m)) in by_kind {
+            let n = k.len().min(m.len());
+            let mut k = k.into_iter();
+            let mut m = m.into_iter();
+            out.pairs.extend(k.by_ref().zip(m.by_ref()).take(n));
+            out.unpaired_keras.extend(k);
+            out.unpaired_model.extend(m);
+        }
+        Ok(out)
+    }
+}
+
+/// Keras layers paired with a model's layers ([`KerasImport::pairing`]).
+pub struct Pairing {
+    /// Each Keras layer with the model layer it loads into.
+    pub pairs: Vec<(KerasLayer, ModelLayer)>,
+    /// The file's layers no model layer took.
+    pub unpaired_keras: Vec<KerasLayer>,
+    /// The model's layers no Keras layer went to.
+    pub unpaired_model: Vec<ModelLayer>,
+}
+
+impl Pairing {
+    /// What does not pair, per kind: "M has 5 `conv2d` layer(s) [...] but the file has 6
+    /// `Conv2D` layer(s) [...]".
+    fn mismatch(&self, model_name: &str) -> String {
+        let mut kinds: Vec<&str> = self
+            .unpaired_keras
+            .iter()
+            .map(|k| k.class.convnet_kind())
+            .chain(self.unpaired_model.iter().map(|m| m.kind.as_str()))
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+            .into_iter()
+            .map(|kind| {
                 let class = KerasClass::ALL
                     .into_iter()
                     .find(|r| r.3 == kind)
                     .map_or("?", |r| r.1);
-                problems.push(format!(
+                let ours: Vec<&str> = self
+                    .pairs
+                    .iter()
+                    .map(|(_, m)| m)
+                    .chain(&self.unpaired_model)
+                    .filter(|m| m.kind == kind)
+                    .map(|m| m.name.as_str())
+                    .collect();
+                let theirs: Vec<&str> = self
+                    .pairs
+                    .iter()
+                    .map(|(k, _)| k)
+                    .chain(&self.unpaired_keras)
+                    .filter(|k| k.class.convnet_kind() == kind)
+                    .map(|k| k.name.as_str())
+                    .collect();
+                format!(
                     "{model_name} has {} `{kind}` layer(s) [{}] but the file has {} `{class}` \
                      layer(s) [{}]",
-                    m.len(),
-                    m.iter()
-                        .map(|m| m.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    k.len(),
-                    k.iter()
-                        .map(|k| k.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ));
-                continue;
-            }
-            pairs.extend(k.into_iter().zip(m));
-        }
-        if !problems.is_empty() {
-            return Err(Error::invalid(
-                format!("Keras weights {}", path.display()),
-                format!("the layers do not pair up: {}", problems.join("; ")),
-            )
-            .into());
-        }
-        Ok(pairs)
+                    ours.len(),
+                    ours.join(", "),
+                    theirs.len(),
+                    theirs.join(", ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
