@@ -108,6 +108,7 @@ pub struct ModelCheckpoint {
     pub save_best_only: bool,
     best: f64,
     best_epoch: Option<usize>,
+    ema: Option<super::WeightEma>,
 }
 
 impl ModelCheckpoint {
@@ -121,7 +122,15 @@ impl ModelCheckpoint {
             save_best_only: true,
             best: mode.worst(),
             best_epoch: None,
+            ema: None,
         }
+    }
+
+    /// Also saves the state of the weight average `ema` (a clone of the handle given to the
+    /// trainer), so that a resumed run continues it ([`super::load_ema`]).
+    pub fn with_ema(mut self, ema: super::WeightEma) -> Self {
+        self.ema = Some(ema);
+        self
     }
 
     /// Saves after every epoch (`save_best_only = false`, monitoring the training loss): the
@@ -171,7 +180,7 @@ impl Callback for ModelCheckpoint {
         }
         if improved || !self.save_best_only {
             ensure_finite_weights(ctx.varmap, logs.epoch)?;
-            super::run_state::save_checkpoint(
+            super::run_state::save_checkpoint_with_ema(
                 &self.dir,
                 ctx.varmap,
                 Some(&*ctx.optimizer),
@@ -179,6 +188,7 @@ impl Callback for ModelCheckpoint {
                 ctx.global_step,
                 ctx.history,
                 ctx.model_info,
+                self.ema.as_ref(),
             )?;
         }
         Ok(())

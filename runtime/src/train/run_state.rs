@@ -11,6 +11,7 @@
 //! - `state.json`: [`TrainingState`];
 //! - `manifest.json`: each file's size and CRC-32, verified before anything is read.
 
+use super::ema::{EmaMeta, WeightEma};
 use super::History;
 use crate::checkpoint::{self, verify, DirWriter, WEIGHTS_FILE};
 use crate::error::Error;
@@ -24,6 +25,9 @@ use std::path::Path;
 
 /// File name of the optimizer buffers inside a checkpoint directory.
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// File name of the weight average ([`WeightEma`]) inside a checkpoint directory, when
+/// saved with one.
+pub const EMA_FILE: &str = "ema.safetensors";
 /// File name of the [`TrainingState`] inside a checkpoint directory.
 pub const STATE_FILE: &str = "state.json";
 /// Format version of [`TrainingState`] this runtime writes and reads (2: checkpoint
@@ -109,6 +113,9 @@ pub struct TrainingState {
     /// ([`super::Trainer::with_model_info`]).
     #[serde(default)]
     pub model: Option<ModelInfo>,
+    /// The weight average's scalar state, when saved with one (its tensors: [`EMA_FILE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<EmaMeta>,
 }
 
 /// Writes a checkpoint directory as one set (see the module docs): weights, optimizer
@@ -123,6 +130,31 @@ pub fn save_checkpoint(
     global_step: u64,
     history: &History,
     model: Option<&ModelInfo>,
+) -> Result<()> {
+    save_checkpoint_with_ema(
+        dir,
+        varmap,
+        optimizer,
+        epoch,
+        global_step,
+        history,
+        model,
+        None,
+    )
+}
+
+/// [`save_checkpoint`], with the state of a weight average in the set when `ema` is given
+/// ([`EMA_FILE`] and [`TrainingState::ema`]; read back by [`load_ema`]).
+#[allow(clippy::too_many_arguments)]
+pub fn save_checkpoint_with_ema(
+    dir: impl AsRef<Path>,
+    varmap: &VarMap,
+    optimizer: Option<&dyn TrainOptimizer>,
+    epoch: usize,
+    global_step: u64,
+    history: &History,
+    model: Option<&ModelInfo>,
+    ema: Option<&WeightEma>,
 ) -> Result<()> {
     let mut writer = DirWriter::begin(dir)?;
     checkpoint::save_tensors(
@@ -143,6 +175,15 @@ pub fn save_checkpoint(
         }
         None => None,
     };
+    let ema = match ema {
+        Some(ema) => {
+            let (kept, meta) = ema.export_state()?;
+            checkpoint::save_tensors(&kept, writer.temp_path(EMA_FILE))?;
+            writer.add(EMA_FILE)?;
+            Some(meta)
+        }
+        None => None,
+    };
     let state = TrainingState {
         format: STATE_FORMAT,
         epoch,
@@ -150,6 +191,7 @@ pub fn save_checkpoint(
         optimizer: meta,
         history: history.clone(),
         model: model.cloned(),
+        ema,
     };
     let json = serde_json::to_vec_pretty(&state).map_err(|e| {
         candle_core::Error::msg(format!("cannot serialize the training state: {e}"))
@@ -182,6 +224,19 @@ fn parse_state(files: &BTreeMap<String, Vec<u8>>, dir: &Path) -> Result<Training
 pub fn load_state(dir: impl AsRef<Path>) -> Result<TrainingState> {
     let dir = dir.as_ref();
     parse_state(&verify(dir)?, dir)
+}
+
+/// Puts the weight average of a checkpoint saved with one ([`save_checkpoint_with_ema`])
+/// into `ema`, over `varmap`'s variables (load the checkpoint's weights into `varmap` too,
+/// e.g. with [`super::Trainer::resume`]); an error if it holds none.
+pub fn load_ema(dir: impl AsRef<Path>, varmap: &VarMap, ema: &WeightEma) -> Result<()> {
+    let dir = dir.as_ref();
+    let files = verify(dir)?;
+    let meta = parse_state(&files, dir)?.ema.ok_or_else(|| {
+        Error::checkpoint(dir, "holds no weight average (it was saved without --ema)")
+    })?;
+    let kept = checkpoint::tensors_of(&files, dir, EMA_FILE)?;
+    ema.import_state(varmap, &kept, meta)
 }
 
 /// Loads a checkpoint directory: weights into `varmap` (strictly checked), the optimizer
@@ -353,6 +408,7 @@ mod tests {
             }),
             history: Default::default(),
             model: None,
+            ema: None,
         };
         w.write(STATE_FILE, &serde_json::to_vec(&meta).unwrap())
             .unwrap();
