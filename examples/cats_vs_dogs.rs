@@ -957,7 +957,7 @@ mod tests {
     /// A second run on a busy folder is refused at once, naming the first run's PID; an
     /// `--overwrite` run that fails before its first checkpoint (divergence at batch 2)
     /// leaves the old run exactly as it was (every file, byte for byte), and no staging
-    /// folder.
+    /// folder; a killed run's lock does not block the next, which removes its leftovers.
     #[test]
     fn a_busy_folder_is_refused_and_a_failed_overwrite_keeps_the_old_run() {
         let job = [
@@ -1024,6 +1024,21 @@ mod tests {
             !second.status.success() && stderr.contains(&named),
             "{stderr}"
         );
+        // The killed holder's lock does not block, and its staging folder (if it was killed
+        // before its first checkpoint) is removed by the next run.
+        let third = child(&out, &[&job[..], &["--overwrite"]].concat())
+            .output()
+            .unwrap();
+        assert!(
+            third.status.success(),
+            "{}",
+            String::from_utf8_lossy(&third.stderr)
+        );
+        let left: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["run"], "no staging folder is left");
         let _ = std::fs::remove_dir_all(&root);
     }
 

@@ -82,8 +82,8 @@ fn remove_stale_staging(out: &Path) {
         else {
             continue;
         };
-        let gone = pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists();
-        if cfg!(target_os = "linux") && gone {
+        let gone = pid != std::process::id() && checkpoint::process_alive(pid) == Some(false);
+        if gone {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
