@@ -28,6 +28,8 @@ pub struct TrainContext<'a> {
     pub stop_training: bool,
     /// The model record checkpoints carry ([`crate::train::Trainer::with_model_info`]).
     pub model_info: Option<&'a super::ModelInfo>,
+    /// The run's first batch loss (the divergence guard's reference), for checkpoints.
+    pub first_batch_loss: Option<f64>,
 }
 
 /// Hooks into the training loop; every method defaults to doing nothing.
@@ -180,7 +182,7 @@ impl Callback for ModelCheckpoint {
         }
         if improved || !self.save_best_only {
             ensure_finite_weights(ctx.varmap, logs.epoch)?;
-            super::run_state::save_checkpoint_with_ema(
+            super::run_state::save_checkpoint_with(
                 &self.dir,
                 ctx.varmap,
                 Some(&*ctx.optimizer),
@@ -188,7 +190,10 @@ impl Callback for ModelCheckpoint {
                 ctx.global_step,
                 ctx.history,
                 ctx.model_info,
-                self.ema.as_ref(),
+                super::CheckpointExtras {
+                    ema: self.ema.as_ref(),
+                    first_batch_loss: ctx.first_batch_loss,
+                },
             )?;
         }
         Ok(())

@@ -116,6 +116,21 @@ pub struct TrainingState {
     /// The weight average's scalar state, when saved with one (its tensors: [`EMA_FILE`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ema: Option<EmaMeta>,
+    /// The run's first batch loss, a reference of the divergence guard
+    /// ([`super::DivergenceGuard`]), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_batch_loss: Option<f64>,
+}
+
+/// What a training checkpoint keeps besides weights, optimizer state and history, so that a
+/// resumed run continues exactly (see [`save_checkpoint_with`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckpointExtras<'a> {
+    /// The weight average, when training keeps one ([`EMA_FILE`], read by [`load_ema`]).
+    pub ema: Option<&'a WeightEma>,
+    /// The run's first batch loss, the divergence guard's reference
+    /// ([`super::Trainer::resume`] restores it).
+    pub first_batch_loss: Option<f64>,
 }
 
 /// Writes a checkpoint directory as one set (see the module docs): weights, optimizer
@@ -131,7 +146,8 @@ pub fn save_checkpoint(
     history: &History,
     model: Option<&ModelInfo>,
 ) -> Result<()> {
-    save_checkpoint_with_ema(
+    let extras = CheckpointExtras::default();
+    save_checkpoint_with(
         dir,
         varmap,
         optimizer,
@@ -139,14 +155,14 @@ pub fn save_checkpoint(
         global_step,
         history,
         model,
-        None,
+        extras,
     )
 }
 
-/// [`save_checkpoint`], with the state of a weight average in the set when `ema` is given
-/// ([`EMA_FILE`] and [`TrainingState::ema`]; read back by [`load_ema`]).
+/// [`save_checkpoint`] with [`CheckpointExtras`]: the state of a weight average
+/// ([`EMA_FILE`] and [`TrainingState::ema`]) and the first batch loss.
 #[allow(clippy::too_many_arguments)]
-pub fn save_checkpoint_with_ema(
+pub fn save_checkpoint_with(
     dir: impl AsRef<Path>,
     varmap: &VarMap,
     optimizer: Option<&dyn TrainOptimizer>,
@@ -154,7 +170,7 @@ pub fn save_checkpoint_with_ema(
     global_step: u64,
     history: &History,
     model: Option<&ModelInfo>,
-    ema: Option<&WeightEma>,
+    extras: CheckpointExtras,
 ) -> Result<()> {
     let mut writer = DirWriter::begin(dir)?;
     checkpoint::save_tensors(
@@ -175,7 +191,7 @@ pub fn save_checkpoint_with_ema(
         }
         None => None,
     };
-    let ema = match ema {
+    let ema = match extras.ema {
         Some(ema) => {
             let (kept, meta) = ema.export_state()?;
             checkpoint::save_tensors(&kept, writer.temp_path(EMA_FILE))?;
@@ -192,6 +208,7 @@ pub fn save_checkpoint_with_ema(
         history: history.clone(),
         model: model.cloned(),
         ema,
+        first_batch_loss: extras.first_batch_loss,
     };
     let json = serde_json::to_vec_pretty(&state).map_err(|e| {
         candle_core::Error::msg(format!("cannot serialize the training state: {e}"))
@@ -226,7 +243,7 @@ pub fn load_state(dir: impl AsRef<Path>) -> Result<TrainingState> {
     parse_state(&verify(dir)?, dir)
 }
 
-/// Puts the weight average of a checkpoint saved with one ([`save_checkpoint_with_ema`])
+/// Puts the weight average of a checkpoint saved with one ([`save_checkpoint_with`])
 /// into `ema`, over `varmap`'s variables (load the checkpoint's weights into `varmap` too,
 /// e.g. with [`super::Trainer::resume`]); an error if it holds none.
 pub fn load_ema(dir: impl AsRef<Path>, varmap: &VarMap, ema: &WeightEma) -> Result<()> {
@@ -409,6 +426,7 @@ mod tests {
             history: Default::default(),
             model: None,
             ema: None,
+            first_batch_loss: None,
         };
         w.write(STATE_FILE, &serde_json::to_vec(&meta).unwrap())
             .unwrap();

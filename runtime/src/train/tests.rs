@@ -392,6 +392,7 @@ fn model_checkpoint_never_saves_non_finite_weights() {
         epoch: 0,
         stop_training: false,
         model_info: None,
+        first_batch_loss: None,
     };
     cb.on_epoch_end(&logs(0), &mut ctx).unwrap();
     let good = weights(&varmap);
@@ -732,6 +733,12 @@ fn resume_is_bit_identical_to_straight_training() {
         .with_schedule(schedule, ScheduleUnit::Step);
     tc.resume(&dir).unwrap();
     assert_eq!((tc.epoch(), tc.global_step()), (1, 6));
+    assert!(tb.first_batch_loss().is_some());
+    assert_eq!(
+        tc.first_batch_loss(),
+        tb.first_batch_loss(),
+        "the divergence guard's reference is restored"
+    );
     let hc = tc
         .fit(&mut blob_batches(96, 11, false, 16), None, 2)
         .unwrap();
