@@ -28,8 +28,8 @@ use convnet::optim::{AdamW, AdamWConfig, RmsProp, RmsPropConfig, Sgd, SgdConfig,
 use convnet::prelude::*;
 use convnet::schedule::{Schedule, ScheduleUnit};
 use convnet::train::{
-    evaluate, evaluate_tta, load_state, plot_history, Evaluation, History, ModelCheckpoint,
-    ModelInfo, Trainer, WeightEma,
+    evaluate, evaluate_tta, load_ema, load_state, plot_history, Evaluation, History,
+    ModelCheckpoint, ModelInfo, Trainer, WeightEma,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -98,7 +98,7 @@ struct Args {
     /// Continue the run in `--out` from its last training checkpoint (`last/`), with the same
     /// other flags: the history goes on as if the run had not stopped. On a finished run,
     /// scores its best checkpoint on the test split again.
-    #[arg(long, requires = "out", conflicts_with = "ema")]
+    #[arg(long, requires = "out")]
     resume: bool,
     /// Seed of the whole run: initialisation, dropout, shuffling, augmentation and the
     /// generated data (the same seed gives the same history on the same machine).
@@ -472,12 +472,24 @@ fn train(args: &Args, stages: &Stages, folder: &RunFolder, started: Instant) -> 
     if let Some(state) = &resumed {
         best = best.with_best_from(&state.history, best_from);
     }
+    // Swapped in after each epoch's last step: validation, precise BN, the checkpoints and
+    // so the test see the average (`last/` also keeps the live weights, to resume).
+    let ema = match args.ema {
+        Some(decay) => Some(WeightEma::new(decay)?.evaluate_with_average(steps_per_epoch)),
+        None => None,
+    };
     let mut trainer = Trainer::new(&*models[0], &varmap, loss(args), optimizer)
         .with_model_info(info.clone())
         .with_schedule(schedule, ScheduleUnit::Step)
-        .with_callback(folder.files(best, best_from));
+        .with_callback(folder.files(best, best_from, ema.clone()));
+    if let Some(ema) = &ema {
+        trainer.add_callback(Box::new(ema.clone()));
+    }
     if let Some(state) = &resumed {
         trainer.resume(&last)?;
+        if let Some(ema) = &ema {
+            load_ema(&last, &varmap, ema)?;
+        }
         println!(
             "--resume: continuing {} after epoch {} of {} (step {})",
             folder.out.display(),
@@ -485,13 +497,6 @@ fn train(args: &Args, stages: &Stages, folder: &RunFolder, started: Instant) -> 
             stages.epochs(),
             state.global_step
         );
-    }
-    if let Some(decay) = args.ema {
-        // Swapped in after each epoch's last step: validation, precise BN, the checkpoint
-        // and so the test see the average.
-        trainer.add_callback(Box::new(
-            WeightEma::new(decay)?.evaluate_with_average(steps_per_epoch),
-        ));
     }
     // The book's augmentation: random flips, rotations of up to 10% of a turn, 20% zoom (or
     // a random-resized crop with `--crop`).
@@ -755,11 +760,10 @@ mod tests {
     }
 
     #[test]
-    fn resume_needs_out_and_excludes_overwrite_and_ema() {
+    fn resume_needs_out_and_excludes_overwrite() {
         for argv in [
             &["cats_vs_dogs", "--resume"][..],
             &["cats_vs_dogs", "--resume", "--out", "x", "--overwrite"],
-            &["cats_vs_dogs", "--resume", "--out", "x", "--ema", "0.99"],
         ] {
             assert!(Args::try_parse_from(argv).is_err(), "{argv:?}");
         }
@@ -851,6 +855,8 @@ mod tests {
             "8",
             "--precise-bn",
             "2",
+            "--ema",
+            "0.9",
         ];
         let root = std::env::temp_dir().join(format!("convnet-cvd-kill-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
@@ -951,7 +957,7 @@ mod tests {
     /// A second run on a busy folder is refused at once, naming the first run's PID; an
     /// `--overwrite` run that fails before its first checkpoint (divergence at batch 2)
     /// leaves the old run exactly as it was (every file, byte for byte), and no staging
-    /// folder.
+    /// folder; a killed run's lock does not block the next, which removes its leftovers.
     #[test]
     fn a_busy_folder_is_refused_and_a_failed_overwrite_keeps_the_old_run() {
         let job = [
@@ -1018,6 +1024,21 @@ mod tests {
             !second.status.success() && stderr.contains(&named),
             "{stderr}"
         );
+        // The killed holder's lock does not block, and its staging folder (if it was killed
+        // before its first checkpoint) is removed by the next run.
+        let third = child(&out, &[&job[..], &["--overwrite"]].concat())
+            .output()
+            .unwrap();
+        assert!(
+            third.status.success(),
+            "{}",
+            String::from_utf8_lossy(&third.stderr)
+        );
+        let left: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["run"], "no staging folder is left");
         let _ = std::fs::remove_dir_all(&root);
     }
 

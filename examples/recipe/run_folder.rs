@@ -18,7 +18,7 @@
 
 use convnet::checkpoint;
 use convnet::error::Error;
-use convnet::train::{Callback, EpochLogs, ModelCheckpoint, RunLock, TrainContext};
+use convnet::train::{Callback, EpochLogs, ModelCheckpoint, RunLock, TrainContext, WeightEma};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -82,8 +82,8 @@ fn remove_stale_staging(out: &Path) {
         else {
             continue;
         };
-        let gone = pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists();
-        if cfg!(target_os = "linux") && gone {
+        let gone = pid != std::process::id() && checkpoint::process_alive(pid) == Some(false);
+        if gone {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -185,7 +185,14 @@ impl RunFolder {
 
     /// The callback that writes the run's files after each epoch (see [`RunFiles`]); the
     /// best checkpoint competes from 0-based epoch `best_from` on (the last stage).
-    pub fn files(&self, best: ModelCheckpoint, best_from: usize) -> RunFiles {
+    /// With `ema`, `last/` keeps the weight average's state too.
+    pub fn files(
+        &self,
+        best: ModelCheckpoint,
+        best_from: usize,
+        ema: Option<WeightEma>,
+    ) -> RunFiles {
+        let last = ModelCheckpoint::every_epoch(LAST);
         let staging = self.current();
         RunFiles {
             current: self.current.clone(),
@@ -193,7 +200,10 @@ impl RunFolder {
                 .then(|| (staging, self.target.clone(), self.out.clone())),
             best,
             best_from,
-            last: ModelCheckpoint::every_epoch(LAST),
+            last: match ema {
+                Some(ema) => last.with_ema(ema),
+                None => last,
+            },
         }
     }
 }

@@ -96,8 +96,9 @@ fn recover_aside(dir: &Path) -> Result<()> {
 }
 
 /// Whether process `pid` is running: `Some` on Linux (`/proc/{pid}` exists), `None` where
-/// this cannot be told.
-pub(crate) fn process_alive(pid: u32) -> Option<bool> {
+/// this cannot be told. Tells the leftovers of a killed writer (their names carry its PID)
+/// from those of a live one.
+pub fn process_alive(pid: u32) -> Option<bool> {
     if cfg!(target_os = "linux") {
         Some(Path::new(&format!("/proc/{pid}")).exists())
     } else {

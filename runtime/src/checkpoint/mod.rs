@@ -8,7 +8,7 @@
 
 mod atomic_dir;
 
-pub(crate) use atomic_dir::process_alive;
+pub use atomic_dir::process_alive;
 
 pub use atomic_dir::{
     remove_abandoned, replace_dir, verify, DirWriter, FileEntry, Manifest, MANIFEST_FILE,

@@ -28,6 +28,8 @@ pub struct TrainContext<'a> {
     pub stop_training: bool,
     /// The model record checkpoints carry ([`crate::train::Trainer::with_model_info`]).
     pub model_info: Option<&'a super::ModelInfo>,
+    /// The run's first batch loss (the divergence guard's reference), for checkpoints.
+    pub first_batch_loss: Option<f64>,
 }
 
 /// Hooks into the training loop; every method defaults to doing nothing.
@@ -108,6 +110,7 @@ pub struct ModelCheckpoint {
     pub save_best_only: bool,
     best: f64,
     best_epoch: Option<usize>,
+    ema: Option<super::WeightEma>,
 }
 
 impl ModelCheckpoint {
@@ -121,7 +124,15 @@ impl ModelCheckpoint {
             save_best_only: true,
             best: mode.worst(),
             best_epoch: None,
+            ema: None,
         }
+    }
+
+    /// Also saves the state of the weight average `ema` (a clone of the handle given to the
+    /// trainer), so that a resumed run continues it ([`super::load_ema`]).
+    pub fn with_ema(mut self, ema: super::WeightEma) -> Self {
+        self.ema = Some(ema);
+        self
     }
 
     /// Saves after every epoch (`save_best_only = false`, monitoring the training loss): the
@@ -171,7 +182,7 @@ impl Callback for ModelCheckpoint {
         }
         if improved || !self.save_best_only {
             ensure_finite_weights(ctx.varmap, logs.epoch)?;
-            super::run_state::save_checkpoint(
+            super::run_state::save_checkpoint_with(
                 &self.dir,
                 ctx.varmap,
                 Some(&*ctx.optimizer),
@@ -179,6 +190,10 @@ impl Callback for ModelCheckpoint {
                 ctx.global_step,
                 ctx.history,
                 ctx.model_info,
+                super::CheckpointExtras {
+                    ema: self.ema.as_ref(),
+                    first_batch_loss: ctx.first_batch_loss,
+                },
             )?;
         }
         Ok(())

@@ -6,7 +6,19 @@ use super::callbacks::{Callback, TrainContext};
 use crate::optim::named_vars;
 use candle_core::{Result, Tensor, Var};
 use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The scalar state of a [`WeightEma`] a training checkpoint keeps (in `state.json`; the
+/// tensors go to `ema.safetensors`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmaMeta {
+    /// Updates applied so far (they drive the warm-up of the decay).
+    pub updates: u64,
+    /// Whether the model held the average (and the handle the live weights).
+    pub swapped: bool,
+}
 
 #[derive(Debug)]
 struct EmaState {
@@ -130,6 +142,58 @@ impl WeightEma {
             *avg = ((&*avg * d)? + (w * (1.0 - d))?)?.detach();
         }
         state.updates += 1;
+        Ok(())
+    }
+
+    /// What this handle keeps, by variable name (the average, or while it is swapped in,
+    /// the live weights), with its [`EmaMeta`]: with the model's own values, everything a
+    /// resumed run needs to continue the average exactly ([`WeightEma::import_state`]).
+    pub fn export_state(&self) -> Result<(HashMap<String, Tensor>, EmaMeta)> {
+        let state = self.lock();
+        let kept = state
+            .average
+            .iter()
+            .map(|(name, _, kept)| (name.clone(), kept.clone()))
+            .collect();
+        let meta = EmaMeta {
+            updates: state.updates,
+            swapped: state.swapped,
+        };
+        Ok((kept, meta))
+    }
+
+    /// Continues the average that [`WeightEma::export_state`] gave, over `varmap`'s float
+    /// variables (holding the values saved with it); every variable must have its tensor
+    /// of the same shape, else an error naming it and nothing changes.
+    pub fn import_state(
+        &self,
+        varmap: &VarMap,
+        kept: &HashMap<String, Tensor>,
+        meta: EmaMeta,
+    ) -> Result<()> {
+        let average = named_vars(varmap)
+            .into_iter()
+            .map(|(name, var)| match kept.get(&name) {
+                Some(t) if t.dims() == var.dims() => {
+                    let t = t.to_device(var.device())?.to_dtype(var.dtype())?;
+                    Ok((name, var, t))
+                }
+                Some(t) => Err(crate::error::Error::invalid(
+                    format!("weight average of `{name}`"),
+                    format!("has shape {:?}, the variable {:?}", t.dims(), var.dims()),
+                )
+                .into()),
+                None => Err(crate::error::Error::invalid(
+                    format!("weight average of `{name}`"),
+                    "is missing",
+                )
+                .into()),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut state = self.lock();
+        state.average = average;
+        state.updates = meta.updates;
+        state.swapped = meta.swapped;
         Ok(())
     }
 

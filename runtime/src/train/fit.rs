@@ -342,7 +342,7 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
     /// Saves weights, optimizer state, epoch count and history to `dir`
     /// as one set (see [`super::save_checkpoint`]).
     pub fn save_checkpoint(&self, dir: impl AsRef<Path>) -> Result<()> {
-        run_state::save_checkpoint(
+        run_state::save_checkpoint_with(
             dir,
             self.varmap,
             Some(self.optimizer.as_ref()),
@@ -350,18 +350,29 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
             self.global_step,
             &self.history,
             self.model_info.as_ref(),
+            run_state::CheckpointExtras {
+                ema: None,
+                first_batch_loss: self.first_batch_loss,
+            },
         )
     }
 
     /// Loads a checkpoint written by [`Trainer::save_checkpoint`] (or a `ModelCheckpoint`):
-    /// weights, optimizer state, epoch count and history, so that the next `fit` continues
-    /// where the saved run stopped.
+    /// weights, optimizer state, epoch count, history and the divergence guard's reference,
+    /// so that the next `fit` continues where the saved run stopped.
     pub fn resume(&mut self, dir: impl AsRef<Path>) -> Result<()> {
         let state = run_state::load_checkpoint(dir, self.varmap, Some(self.optimizer.as_mut()))?;
         self.epoch = state.epoch;
         self.global_step = state.global_step;
         self.history = state.history;
+        self.first_batch_loss = state.first_batch_loss;
         Ok(())
+    }
+
+    /// The run's first batch loss, a reference of the divergence guard (kept by
+    /// checkpoints and restored by [`Trainer::resume`]).
+    pub fn first_batch_loss(&self) -> Option<f64> {
+        self.first_batch_loss
     }
 
     /// Evaluates the model on `data` in inference mode (see [`evaluate`]).
@@ -425,6 +436,7 @@ impl<'a, M: ModuleT + ?Sized> Trainer<'a, M> {
             epoch,
             stop_training: false,
             model_info: self.model_info.as_ref(),
+            first_batch_loss: self.first_batch_loss,
         };
         for cb in callbacks.iter_mut() {
             hook(cb.as_mut(), &mut ctx)?;

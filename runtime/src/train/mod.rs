@@ -20,7 +20,7 @@ pub use callbacks::{
     Callback, CsvLogger, EarlyStopping, JsonLogger, LrScheduler, ModelCheckpoint,
     ReduceLrOnPlateau, TerminateOnNan, TrainContext,
 };
-pub use ema::WeightEma;
+pub use ema::{EmaMeta, WeightEma};
 pub use fit::{evaluate, predict, predict_batches, Evaluation, Trainer};
 pub use guards::DivergenceGuard;
 pub use history::{EpochLogs, History};
@@ -29,8 +29,8 @@ pub use precise_bn::{recompute_batch_norm_statistics, PreciseBn, PreciseBnReport
 pub use progress::{epoch_line, Progress, Verbosity};
 pub use run_lock::{RunLock, LOCK_FILE};
 pub use run_state::{
-    load_checkpoint, load_state, save_checkpoint, ModelInfo, OptimizerMeta, TrainingState,
-    OPTIMIZER_FILE, STATE_FILE, STATE_FORMAT,
+    load_checkpoint, load_ema, load_state, save_checkpoint, save_checkpoint_with, CheckpointExtras,
+    ModelInfo, OptimizerMeta, TrainingState, EMA_FILE, OPTIMIZER_FILE, STATE_FILE, STATE_FORMAT,
 };
 pub use tta::{evaluate_tta, flip_averaged_logits, flip_averaged_probabilities, predict_tta};
 

@@ -11,6 +11,7 @@
 //! - `state.json`: [`TrainingState`];
 //! - `manifest.json`: each file's size and CRC-32, verified before anything is read.
 
+use super::ema::{EmaMeta, WeightEma};
 use super::History;
 use crate::checkpoint::{self, verify, DirWriter, WEIGHTS_FILE};
 use crate::error::Error;
@@ -24,6 +25,9 @@ use std::path::Path;
 
 /// File name of the optimizer buffers inside a checkpoint directory.
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// File name of the weight average ([`WeightEma`]) inside a checkpoint directory, when
+/// saved with one.
+pub const EMA_FILE: &str = "ema.safetensors";
 /// File name of the [`TrainingState`] inside a checkpoint directory.
 pub const STATE_FILE: &str = "state.json";
 /// Format version of [`TrainingState`] this runtime writes and reads (2: checkpoint
@@ -109,6 +113,24 @@ pub struct TrainingState {
     /// ([`super::Trainer::with_model_info`]).
     #[serde(default)]
     pub model: Option<ModelInfo>,
+    /// The weight average's scalar state, when saved with one (its tensors: [`EMA_FILE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<EmaMeta>,
+    /// The run's first batch loss, a reference of the divergence guard
+    /// ([`super::DivergenceGuard`]), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_batch_loss: Option<f64>,
+}
+
+/// What a training checkpoint keeps besides weights, optimizer state and history, so that a
+/// resumed run continues exactly (see [`save_checkpoint_with`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckpointExtras<'a> {
+    /// The weight average, when training keeps one ([`EMA_FILE`], read by [`load_ema`]).
+    pub ema: Option<&'a WeightEma>,
+    /// The run's first batch loss, the divergence guard's reference
+    /// ([`super::Trainer::resume`] restores it).
+    pub first_batch_loss: Option<f64>,
 }
 
 /// Writes a checkpoint directory as one set (see the module docs): weights, optimizer
@@ -123,6 +145,32 @@ pub fn save_checkpoint(
     global_step: u64,
     history: &History,
     model: Option<&ModelInfo>,
+) -> Result<()> {
+    let extras = CheckpointExtras::default();
+    save_checkpoint_with(
+        dir,
+        varmap,
+        optimizer,
+        epoch,
+        global_step,
+        history,
+        model,
+        extras,
+    )
+}
+
+/// [`save_checkpoint`] with [`CheckpointExtras`]: the state of a weight average
+/// ([`EMA_FILE`] and [`TrainingState::ema`]) and the first batch loss.
+#[allow(clippy::too_many_arguments)]
+pub fn save_checkpoint_with(
+    dir: impl AsRef<Path>,
+    varmap: &VarMap,
+    optimizer: Option<&dyn TrainOptimizer>,
+    epoch: usize,
+    global_step: u64,
+    history: &History,
+    model: Option<&ModelInfo>,
+    extras: CheckpointExtras,
 ) -> Result<()> {
     let mut writer = DirWriter::begin(dir)?;
     checkpoint::save_tensors(
@@ -143,6 +191,15 @@ pub fn save_checkpoint(
         }
         None => None,
     };
+    let ema = match extras.ema {
+        Some(ema) => {
+            let (kept, meta) = ema.export_state()?;
+            checkpoint::save_tensors(&kept, writer.temp_path(EMA_FILE))?;
+            writer.add(EMA_FILE)?;
+            Some(meta)
+        }
+        None => None,
+    };
     let state = TrainingState {
         format: STATE_FORMAT,
         epoch,
@@ -150,6 +207,8 @@ pub fn save_checkpoint(
         optimizer: meta,
         history: history.clone(),
         model: model.cloned(),
+        ema,
+        first_batch_loss: extras.first_batch_loss,
     };
     let json = serde_json::to_vec_pretty(&state).map_err(|e| {
         candle_core::Error::msg(format!("cannot serialize the training state: {e}"))
@@ -182,6 +241,19 @@ fn parse_state(files: &BTreeMap<String, Vec<u8>>, dir: &Path) -> Result<Training
 pub fn load_state(dir: impl AsRef<Path>) -> Result<TrainingState> {
     let dir = dir.as_ref();
     parse_state(&verify(dir)?, dir)
+}
+
+/// Puts the weight average of a checkpoint saved with one ([`save_checkpoint_with`])
+/// into `ema`, over `varmap`'s variables (load the checkpoint's weights into `varmap` too,
+/// e.g. with [`super::Trainer::resume`]); an error if it holds none.
+pub fn load_ema(dir: impl AsRef<Path>, varmap: &VarMap, ema: &WeightEma) -> Result<()> {
+    let dir = dir.as_ref();
+    let files = verify(dir)?;
+    let meta = parse_state(&files, dir)?.ema.ok_or_else(|| {
+        Error::checkpoint(dir, "holds no weight average (it was saved without --ema)")
+    })?;
+    let kept = checkpoint::tensors_of(&files, dir, EMA_FILE)?;
+    ema.import_state(varmap, &kept, meta)
 }
 
 /// Loads a checkpoint directory: weights into `varmap` (strictly checked), the optimizer
@@ -353,6 +425,8 @@ mod tests {
             }),
             history: Default::default(),
             model: None,
+            ema: None,
+            first_batch_loss: None,
         };
         w.write(STATE_FILE, &serde_json::to_vec(&meta).unwrap())
             .unwrap();

@@ -392,6 +392,7 @@ fn model_checkpoint_never_saves_non_finite_weights() {
         epoch: 0,
         stop_training: false,
         model_info: None,
+        first_batch_loss: None,
     };
     cb.on_epoch_end(&logs(0), &mut ctx).unwrap();
     let good = weights(&varmap);
@@ -732,6 +733,12 @@ fn resume_is_bit_identical_to_straight_training() {
         .with_schedule(schedule, ScheduleUnit::Step);
     tc.resume(&dir).unwrap();
     assert_eq!((tc.epoch(), tc.global_step()), (1, 6));
+    assert!(tb.first_batch_loss().is_some());
+    assert_eq!(
+        tc.first_batch_loss(),
+        tb.first_batch_loss(),
+        "the divergence guard's reference is restored"
+    );
     let hc = tc
         .fit(&mut blob_batches(96, 11, false, 16), None, 2)
         .unwrap();
@@ -838,4 +845,62 @@ fn moving_statistics_get_no_optimizer_state_nor_weight_decay() {
             assert_ne!(a, b, "{name} was not decayed");
         }
     }
+}
+
+#[test]
+fn a_resumed_weight_average_continues_exactly() {
+    let dir = temp_dir("resume-ema");
+    let data = || blob_batches(96, 11, false, 16);
+    let per_epoch = crate::data::Batches::num_batches(&data());
+    let (vi, _) = mlp();
+    let init = checkpoint::snapshot(&vi).unwrap();
+    let run = || {
+        let (varmap, model) = mlp();
+        checkpoint::restore(&varmap, &init, "initial weights").unwrap();
+        let ema = WeightEma::new(0.9)
+            .unwrap()
+            .evaluate_with_average(per_epoch);
+        (varmap, model, ema)
+    };
+    // A: three epochs straight.
+    let (va, ma, ea) = run();
+    let mut ta = Trainer::new(&ma, &va, Loss::BinaryCrossEntropy, adam(&va, 0.02))
+        .with_verbosity(Verbosity::Silent)
+        .with_callback(ea.clone());
+    let ha = ta.fit(&mut data(), Some(&mut data()), 3).unwrap();
+    // B: one epoch with a checkpoint that keeps the average; C resumes it.
+    let (vb, mb, eb) = run();
+    let mut tb = Trainer::new(&mb, &vb, Loss::BinaryCrossEntropy, adam(&vb, 0.02))
+        .with_verbosity(Verbosity::Silent)
+        .with_callback(eb.clone())
+        .with_callback(ModelCheckpoint::every_epoch(&dir).with_ema(eb.clone()));
+    tb.fit(&mut data(), Some(&mut data()), 1).unwrap();
+    let (vc, mc, ec) = run();
+    let mut tc = Trainer::new(&mc, &vc, Loss::BinaryCrossEntropy, adam(&vc, 0.5))
+        .with_verbosity(Verbosity::Silent)
+        .with_callback(ec.clone());
+    tc.resume(&dir).unwrap();
+    load_ema(&dir, &vc, &ec).unwrap();
+    assert_eq!(ec.updates(), per_epoch as u64);
+    let hc = tc.fit(&mut data(), Some(&mut data()), 3).unwrap();
+    assert_eq!(
+        weights(&vc),
+        weights(&va),
+        "the model (the average) is bit-identical"
+    );
+    assert_eq!(hc.val_loss(), ha.val_loss());
+    ea.swap().unwrap();
+    ec.swap().unwrap();
+    assert_eq!(
+        weights(&vc),
+        weights(&va),
+        "the live weights are bit-identical"
+    );
+    // A checkpoint saved without an average says so.
+    let plain = dir.with_file_name("resume-ema-plain");
+    tc.save_checkpoint(&plain).unwrap();
+    let err = load_ema(&plain, &vc, &ec).unwrap_err().to_string();
+    assert!(err.contains("holds no weight average"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&plain);
 }
