@@ -82,6 +82,20 @@ fn seeds() -> Vec<TokenStream> {
                 global_avg_pool2d(keepdims = true), hard_sigmoid, reshape(8), linear(10),
             }
         },
+        // PyTorch's pooling modes, channel slices and shuffles, per-pixel linear layers and a
+        // 1-channel spatial gate.
+        quote! {
+            pub Channels(8, 15, 15) -> (8, 4, 4) {
+                max_pool2d(3, stride = 2, ceil_mode = true),
+                avg_pool2d(3, stride = 2, padding = 1, ceil_mode = true, count_include_pad = true),
+                concat {
+                    channel_slice(0, in_channels / 2),
+                    { channel_slice(in_channels / 2), channel_linear(4, bias = false), gelu },
+                }
+                channel_shuffle(2),
+                multiply { identity, { conv2d(1, 3, padding = 1), sigmoid } }
+            }
+        },
         // Loops, ranges and arithmetic near the edges of i64, blocks calling blocks.
         quote! {
             block unit(size, k = 3) { conv2d(size * 2 - size, k, padding = same), relu }
@@ -97,6 +111,11 @@ fn seeds() -> Vec<TokenStream> {
 }
 
 const IDENTS: &[&str] = &[
+    "channel_slice",
+    "channel_shuffle",
+    "channel_linear",
+    "ceil_mode",
+    "count_include_pad",
     "conv2d",
     "relu",
     "residual",

@@ -1,5 +1,6 @@
-//! Tensor operations candle lacks or does slowly: depthwise convolution and padded,
-//! overlapping pooling.
+//! Tensor operations candle lacks or does slowly: depthwise convolution, padded,
+//! overlapping pooling (with PyTorch's and Keras' counts for averages), and channel slices
+//! and shuffles.
 //!
 //! Every op takes and returns NCHW candle tensors. Padding is explicit (top, bottom, left,
 //! right) so TensorFlow's asymmetric "same" padding is expressible.
