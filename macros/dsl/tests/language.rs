@@ -380,3 +380,18 @@ fn labelled_groups_scope_their_layers_and_numeric_labels_mirror_pytorch_paths() 
         &["duplicate layer name `0`"],
     );
 }
+
+#[test]
+fn a_duplicate_label_is_one_error() {
+    one_error(
+        quote! { pub N(4, 8, 8) { a: conv2d(16, 1), max_pool2d(2), a: conv2d(8, 1), add { identity, @a } } },
+        &["duplicate layer name `a` in this scope; rename one of them"],
+    );
+    one_error(
+        quote! { pub N(4, 8, 8) { for i in 0..3 { a: conv2d(8, 1) } concat { identity, @a } } },
+        &[
+            "duplicate layer name `a`",
+            "inside a `for` loop repeats its label",
+        ],
+    );
+}

@@ -352,7 +352,12 @@ impl Lowerer<'_> {
                     .iter()
                     .flat_map(|scope| scope.keys().map(String::as_str))
                     .collect();
-                let why = if self.closed.contains(&name) {
+                let later = self.ahead.iter().any(|scope| scope.contains(&name));
+                let why = if later {
+                    // No "did you mean": an earlier label is another activation, most likely
+                    // of another shape; the fix is the order.
+                    format!("`{name}` labels a later layer, and a skip reads the output of an earlier one; move this merge after `{name}: ...`")
+                } else if self.closed.contains(&name) {
                     format!("`{name}` labels a layer inside a block or branch that has ended, so its activation is out of scope here; label a layer of this body or an enclosing one")
                 } else {
                     match did_you_mean(&name, visible.iter().copied()) {
