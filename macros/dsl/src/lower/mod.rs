@@ -82,6 +82,10 @@ pub struct Lowerer<'a> {
     labels: Vec<BTreeMap<String, Labelled>>,
     /// Labels of bodies that have ended (out of scope now).
     closed: BTreeSet<String>,
+    /// In a `for` loop nest: the innermost iterations done so far and the nest's total
+    /// (`None` when it cannot be counted before unrolling), bound to `loop_index` and
+    /// `loop_count`.
+    nest: Option<(usize, Option<usize>)>,
     /// Labels of the bodies being lowered, all of them (earlier and later ones): a skip to a
     /// later one gets no "did you mean" another.
     ahead: Vec<BTreeSet<String>>,
@@ -124,6 +128,7 @@ impl<'a> Lowerer<'a> {
             labels: Vec::new(),
             closed: BTreeSet::new(),
             ahead: Vec::new(),
+            nest: None,
             saves: 0,
             saved: BTreeSet::new(),
         };
