@@ -396,21 +396,43 @@ pub fn model(model: &Model, output: &[usize]) -> TokenStream {
     }
 }
 
+/// The errors of an invocation, as a hidden `const` of type `()` whose value is the
+/// `compile_error!`s (reported once, where they point), named after the invocation's first
+/// stub. Stubs' consts read it: rustc reports no further error for a constant that depends
+/// on one with errors, so a user's `const _: () = assert!(M::TOTAL_PARAMS == ...)` on a
+/// model with an error does not fail as well (E0080).
+pub fn errors_const(name: &Ident, errors: TokenStream) -> (Ident, TokenStream) {
+    let ident = quote::format_ident!("__CONVNET_ERRORS_{}", name);
+    let item = quote! {
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals, dead_code)]
+        const #ident: () = { #errors };
+    };
+    (ident, item)
+}
+
 /// A stand-in with the same API for a model that has errors, so one mistake causes no
-/// follow-on errors where the model is used.
-pub fn stub(vis: &syn::Visibility, name: &Ident, input: &[usize], output: &[usize]) -> TokenStream {
+/// follow-on errors where the model is used: its consts read `errors` (see
+/// [`errors_const`]), so const evaluations that use them report nothing more.
+pub fn stub(
+    vis: &syn::Visibility,
+    name: &Ident,
+    input: &[usize],
+    output: &[usize],
+    errors: &Ident,
+) -> TokenStream {
     let (rt, cn, cc) = (rt(), cn(), cc());
     let name_str = name.to_string();
     let (input, output) = (dims(input), dims(output));
     quote! {
         #vis struct #name {}
         impl #name {
-            pub const INPUT_SHAPE: &'static [usize] = #input;
-            pub const OUTPUT_SHAPE: &'static [usize] = #output;
-            pub const TOTAL_PARAMS: usize = 0;
-            pub const TRAINABLE_PARAMS: usize = 0;
-            pub const NON_TRAINABLE_PARAMS: usize = 0;
-            pub const FLOPS: u64 = 0;
+            pub const INPUT_SHAPE: &'static [usize] = { let () = #errors; #input };
+            pub const OUTPUT_SHAPE: &'static [usize] = { let () = #errors; #output };
+            pub const TOTAL_PARAMS: usize = { let () = #errors; 0 };
+            pub const TRAINABLE_PARAMS: usize = { let () = #errors; 0 };
+            pub const NON_TRAINABLE_PARAMS: usize = { let () = #errors; 0 };
+            pub const FLOPS: u64 = { let () = #errors; 0 };
             pub fn new(_vb: #cn::VarBuilder) -> #cc::Result<Self> {
                 ::core::unreachable!()
             }
@@ -427,10 +449,10 @@ pub fn stub(vis: &syn::Visibility, name: &Ident, input: &[usize], output: &[usiz
             const NAME: &'static str = #name_str;
             const INPUT_SHAPE: &'static [usize] = #name::INPUT_SHAPE;
             const OUTPUT_SHAPE: &'static [usize] = #name::OUTPUT_SHAPE;
-            const TOTAL_PARAMS: usize = 0;
-            const TRAINABLE_PARAMS: usize = 0;
-            const NON_TRAINABLE_PARAMS: usize = 0;
-            const FLOPS: u64 = 0;
+            const TOTAL_PARAMS: usize = #name::TOTAL_PARAMS;
+            const TRAINABLE_PARAMS: usize = #name::TRAINABLE_PARAMS;
+            const NON_TRAINABLE_PARAMS: usize = #name::NON_TRAINABLE_PARAMS;
+            const FLOPS: u64 = #name::FLOPS;
             fn new(_vb: #cn::VarBuilder) -> #cc::Result<Self> {
                 ::core::unreachable!()
             }

@@ -21,17 +21,12 @@ pub mod value;
 
 use ast::{Description, Item};
 use proc_macro2::{Delimiter, TokenStream, TokenTree};
-use quote::quote;
 
 /// Expands a `convnet!` invocation's tokens into Rust items (or spanned compile errors).
 pub fn expand(input: TokenStream) -> TokenStream {
     let description = match syn::parse2::<Description>(input.clone()) {
         Ok(d) => d,
-        Err(e) => {
-            let stubs = recover_stubs(input);
-            let error = e.to_compile_error();
-            return quote!(#(#stubs)* #error);
-        }
+        Err(e) => return with_stubs(recover_stubs(input), e.to_compile_error()),
     };
     // Imported blocks are fetched one by one, each by a macro call that re-invokes this one.
     if let Some(fetch) = import::fetch_next(&description, &input) {
@@ -40,6 +35,7 @@ pub fn expand(input: TokenStream) -> TokenStream {
     let errors = error::Errors::default();
     let mut lowerer = lower::Lowerer::new(&errors, &description.items);
     let mut out = TokenStream::new();
+    let mut stubs = Vec::new();
     for (def, payload) in lowerer.exports(&description.items) {
         out.extend(import::block_macro(def, &payload));
     }
@@ -61,19 +57,35 @@ pub fn expand(input: TokenStream) -> TokenStream {
                     .as_ref()
                     .map(|o| o.0.clone())
                     .unwrap_or_default();
-                out.extend(expand::stub(&model.vis, &model.name, &input, &output));
+                stubs.push((model.vis.clone(), model.name.clone(), input, output));
             }
         }
     }
     if let Some(e) = errors.into_combined() {
-        out.extend(e.to_compile_error());
+        out.extend(with_stubs(stubs, e.to_compile_error()));
     }
     out
 }
 
-/// After a syntax error, finds `vis Name(dims) -> (dims) { ... }` at top level and emits
-/// stubs for them, so code using those models reports nothing further.
-fn recover_stubs(input: TokenStream) -> Vec<TokenStream> {
+/// A model that failed: its visibility, name, and the input and output shapes written.
+type Stub = (syn::Visibility, proc_macro2::Ident, Vec<usize>, Vec<usize>);
+
+/// The errors and the stand-ins of the models that failed, which read the errors so that
+/// const evaluations of their consts report nothing more ([`expand::errors_const`]).
+fn with_stubs(stubs: Vec<Stub>, errors: TokenStream) -> TokenStream {
+    let Some((_, first, _, _)) = stubs.first() else {
+        return errors;
+    };
+    let (ident, mut out) = expand::errors_const(first, errors);
+    for (vis, name, input, output) in &stubs {
+        out.extend(expand::stub(vis, name, input, output, &ident));
+    }
+    out
+}
+
+/// After a syntax error, finds `vis Name(dims) -> (dims) { ... }` at top level: the models
+/// to define stubs for, so code using them reports nothing further.
+fn recover_stubs(input: TokenStream) -> Vec<Stub> {
     let tts: Vec<TokenTree> = input.into_iter().collect();
     let mut stubs = Vec::new();
     let is_group = |t: Option<&TokenTree>, d: Delimiter| matches!(t, Some(TokenTree::Group(g)) if g.delimiter() == d);
@@ -122,7 +134,7 @@ fn recover_stubs(input: TokenStream) -> Vec<TokenStream> {
         } else {
             Vec::new()
         };
-        stubs.push(expand::stub(&vis, name, &input, &output));
+        stubs.push((vis, name.clone(), input, output));
     }
     stubs
 }

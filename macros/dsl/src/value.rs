@@ -150,6 +150,9 @@ pub const SHAPE_NAMES: [&str; 4] = ["in_channels", "in_height", "in_width", "in_
 /// lowering drops these follow-on errors.
 pub const UNKNOWN_SHAPE: &str = "the input here is unknown after an earlier error";
 
+/// The value of `loop_count` in a loop nest that cannot be counted before it is unrolled.
+pub const UNCOUNTED: &str = "<uncounted>";
+
 /// The message of an error that only follows from one already reported (a name whose
 /// value failed): it is counted, so the layer fails, but never shown.
 pub const FOLLOW_ON: &str = "\u{1}follow-on error";
@@ -171,6 +174,7 @@ pub fn eval(expr: &Expr, env: &Env) -> syn::Result<Value> {
             if let Some(v) = env.vars.get(&name) {
                 match v {
                     Value::Word(w) if w == crate::lower::POISONED => Err(err(expr, FOLLOW_ON)),
+                    Value::Word(w) if w == UNCOUNTED => Err(err(expr, "`loop_count` is unknown here: a range or `if` condition of this loop nest depends on the input's shape (or the nest passes the iteration cap), so it cannot be counted before it is unrolled; compute the total from the values the ranges use")),
                     v => Ok(v.clone()),
                 }
             } else if WORDS.contains(&name.as_str()) {

@@ -299,10 +299,19 @@ fn a_skip_to_an_unknown_later_or_ended_label_is_an_error() {
         quote! { pub N(4, 8, 8) { concat { identity, @later }, later: relu } },
         &[
             "unknown skip `@later`",
-            "no earlier layer is labelled `later`",
+            "`later` labels a later layer",
+            "move this merge after `later: ...`",
             "none",
         ],
     );
+    // A later label is not "did you mean" an earlier one (another activation, here of
+    // another shape).
+    let errs = errors(
+        quote! { pub N(4, 8, 8) { down1: conv2d(8, 1), concat { identity, @down2 }, down2: conv2d(16, 1) } },
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].contains("`down2` labels a later layer"), "{errs:?}");
+    assert!(!errs[0].contains("did you mean"), "{errs:?}");
     one_error(
         quote! { pub N(4, 8, 8) { residual { inner: relu }, concat { identity, @inner } } },
         &["`inner` labels a layer inside a block or branch that has ended"],

@@ -380,3 +380,48 @@ fn labelled_groups_scope_their_layers_and_numeric_labels_mirror_pytorch_paths() 
         &["duplicate layer name `0`"],
     );
 }
+
+#[test]
+fn a_duplicate_label_is_one_error() {
+    one_error(
+        quote! { pub N(4, 8, 8) { a: conv2d(16, 1), max_pool2d(2), a: conv2d(8, 1), add { identity, @a } } },
+        &["duplicate layer name `a` in this scope; rename one of them"],
+    );
+    one_error(
+        quote! { pub N(4, 8, 8) { for i in 0..3 { a: conv2d(8, 1) } concat { identity, @a } } },
+        &[
+            "duplicate layer name `a`",
+            "inside a `for` loop repeats its label",
+        ],
+    );
+}
+
+#[test]
+fn loop_index_and_loop_count_run_over_a_loop_nest() {
+    // EfficientNet's stochastic depth: 0.2 * block / blocks over stages of 1, 2 and 3 blocks.
+    let out = convnet_dsl::expand(quote! {
+        pub Net(4, 4, 4) {
+            for (stage, layers) in [(1, 1), (2, 2), (3, 3)] {
+                for i in 1..=layers { drop_path(0.2 * loop_index / loop_count) }
+            }
+            for c in [8, 16] { assert_shape(4, 4, 4), let total = loop_count, conv2d(4 + 0 * c * total, 1) }
+        }
+    })
+    .to_string();
+    assert!(!out.contains("compile_error"), "{out}");
+    // Six innermost iterations: rates 0, 0.2/6, ..., 0.2*5/6 in order.
+    let rates: Vec<f64> = (0..6).map(|k| 0.2 * k as f64 / 6.0).collect();
+    let mut at = 0;
+    for r in &rates[1..] {
+        let text = format!("{r:?}");
+        let found = out[at..]
+            .find(&text[..6])
+            .unwrap_or_else(|| panic!("rate {r} not in order: {out}"));
+        at += found + 1;
+    }
+    // A count that depends on the input's shape is reported when used.
+    one_error(
+        quote! { pub N(4, 4, 4) { for s in 0..2 { if in_channels > 2 { for i in 0..2 { drop_path(0.1 * loop_index / loop_count) } } } } },
+        &["`loop_count` is unknown here"],
+    );
+}

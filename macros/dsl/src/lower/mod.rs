@@ -82,6 +82,13 @@ pub struct Lowerer<'a> {
     labels: Vec<BTreeMap<String, Labelled>>,
     /// Labels of bodies that have ended (out of scope now).
     closed: BTreeSet<String>,
+    /// In a `for` loop nest: the innermost iterations done so far and the nest's total
+    /// (`None` when it cannot be counted before unrolling), bound to `loop_index` and
+    /// `loop_count`.
+    nest: Option<(usize, Option<usize>)>,
+    /// Labels of the bodies being lowered, all of them (earlier and later ones): a skip to a
+    /// later one gets no "did you mean" another.
+    ahead: Vec<BTreeSet<String>>,
     /// Save ids handed out in the current model.
     saves: usize,
     /// Save ids that an `@label` uses.
@@ -120,6 +127,8 @@ impl<'a> Lowerer<'a> {
             shape: None,
             labels: Vec::new(),
             closed: BTreeSet::new(),
+            ahead: Vec::new(),
+            nest: None,
             saves: 0,
             saved: BTreeSet::new(),
         };
@@ -313,7 +322,11 @@ impl<'a> Lowerer<'a> {
         let defaults = self.current_defaults.clone();
         let mut pending = Vec::new();
         self.labels.push(BTreeMap::new());
+        let mut labels = BTreeSet::new();
+        body_labels(&body.stmts, &mut labels);
+        self.ahead.push(labels);
         self.stmts(&body.stmts, env, &mut pending);
+        self.ahead.pop();
         self.current_defaults = defaults;
         if let Some(scope) = self.labels.pop() {
             self.closed.extend(scope.into_keys());
@@ -445,7 +458,13 @@ impl<'a> Lowerer<'a> {
             self.saves += 1;
             p.node.save = Some(self.saves);
             if let Some(scope) = self.labels.last_mut() {
-                scope.insert(label_name(label), (self.saves, self.shape.clone()));
+                // A duplicate label is reported (by `name`); a skip to it, which could mean
+                // either layer, reports nothing more.
+                let shape = match scope.contains_key(&label_name(label)) {
+                    true => None,
+                    false => self.shape.clone(),
+                };
+                scope.insert(label_name(label), (self.saves, shape));
             }
         }
         out.push(p);
@@ -533,9 +552,14 @@ impl<'a> Lowerer<'a> {
                 // Rule: names within one scope are unique (they become parameter paths).
                 let name = label_name(label);
                 if !taken.insert(name.clone()) {
+                    // The fix depends on why: a loop repeats one label on every iteration.
+                    let fix = match p.node.context {
+                        Some(_) => "a labelled layer inside a `for` loop repeats its label on every iteration: move the label out of the loop or remove it",
+                        None => "rename one of them (names become parameter paths)",
+                    };
                     self.errors.push(
                         label.span(),
-                        format!("duplicate layer name `{name}` in this scope (a labelled layer inside a `for` loop repeats on every iteration)"),
+                        format!("duplicate layer name `{name}` in this scope; {fix}"),
                     );
                 }
             }
@@ -693,6 +717,22 @@ impl<'a> Lowerer<'a> {
             prefix: spec.prefix.into(),
             node: node(&call.kind, &kind, args.spans, op),
         })
+    }
+}
+
+/// The labels a body's statements give (those of its loops and conditionals join it).
+fn body_labels(stmts: &[Stmt], out: &mut BTreeSet<String>) {
+    for stmt in stmts {
+        match stmt {
+            Stmt::Layer(l) => out.extend(l.label.as_ref().map(label_name)),
+            Stmt::Branch(b) => out.extend(b.label.as_ref().map(label_name)),
+            Stmt::For(f) => body_labels(&f.body.stmts, out),
+            Stmt::If(i) => {
+                body_labels(&i.then.stmts, out);
+                body_labels(&i.otherwise, out);
+            }
+            Stmt::Skip(_) | Stmt::Let(_) | Stmt::Defaults(_) => {}
+        }
     }
 }
 

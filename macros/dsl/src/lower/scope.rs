@@ -18,6 +18,20 @@ impl Lowerer<'_> {
     /// Unrolls one `for` loop. Errors raised inside an iteration name its bindings; the
     /// iteration and layer caps stop the loop itself, not just what it adds.
     pub(super) fn for_loop(&mut self, f: &ForLoop, env: &Env, out: &mut Vec<Pending>) {
+        // The outermost loop of a nest counts the nest's innermost iterations first.
+        let outermost = self.nest.is_none();
+        if outermost {
+            let budget = std::cell::Cell::new(MAX_ITERATIONS);
+            self.nest = Some((0, nest_count(&f.body.stmts, Some(f), env, &budget)));
+        }
+        self.for_loop_inner(f, env, out);
+        if outermost {
+            self.nest = None;
+        }
+    }
+
+    fn for_loop_inner(&mut self, f: &ForLoop, env: &Env, out: &mut Vec<Pending>) {
+        let innermost = !has_loop(&f.body.stmts);
         let values = match iterate(&f.iter, env) {
             Ok(v) => v,
             Err(e) => {
@@ -74,6 +88,13 @@ impl Lowerer<'_> {
                     return;
                 }
             };
+            // `loop_index` and `loop_count` (the latter only when the nest was counted).
+            let (index, count) = self.nest.unwrap_or((0, None));
+            let mut env = env.with("loop_index", Value::Int(index as i64));
+            match count {
+                Some(c) => env = env.with("loop_count", Value::Int(c as i64)),
+                None => env = env.with("loop_count", Value::Word(crate::value::UNCOUNTED.into())),
+            }
             self.iteration.push(binding);
             let note = iteration_note(&self.iteration);
             let saved = self.context.replace(note.clone());
@@ -82,6 +103,11 @@ impl Lowerer<'_> {
             self.errors.annotate_since(before, &note);
             self.context = saved;
             self.iteration.pop();
+            if innermost {
+                if let Some((index, _)) = &mut self.nest {
+                    *index += 1;
+                }
+            }
         }
     }
 
@@ -352,7 +378,12 @@ impl Lowerer<'_> {
                     .iter()
                     .flat_map(|scope| scope.keys().map(String::as_str))
                     .collect();
-                let why = if self.closed.contains(&name) {
+                let later = self.ahead.iter().any(|scope| scope.contains(&name));
+                let why = if later {
+                    // No "did you mean": an earlier label is another activation, most likely
+                    // of another shape; the fix is the order.
+                    format!("`{name}` labels a later layer, and a skip reads the output of an earlier one; move this merge after `{name}: ...`")
+                } else if self.closed.contains(&name) {
                     format!("`{name}` labels a layer inside a block or branch that has ended, so its activation is out of scope here; label a layer of this body or an enclosing one")
                 } else {
                     match did_you_mean(&name, visible.iter().copied()) {
@@ -377,6 +408,79 @@ impl Lowerer<'_> {
             }
         }
     }
+}
+
+/// Whether a body has a `for` loop of its own (in it or its conditionals' bodies).
+fn has_loop(stmts: &[crate::ast::Stmt]) -> bool {
+    use crate::ast::Stmt;
+    stmts.iter().any(|s| match s {
+        Stmt::For(_) => true,
+        Stmt::If(i) => has_loop(&i.then.stmts) || has_loop(&i.otherwise),
+        _ => false,
+    })
+}
+
+/// The innermost iterations of loop `f` (with body `stmts`) under `env`, or of the loops of
+/// `stmts` when `f` is `None`: `None` when a range or condition cannot be evaluated before
+/// unrolling (a shape name in it). Conditionals count the body they choose.
+/// `budget` caps the values evaluated (a nest past the iteration cap is not counted).
+fn nest_count(
+    stmts: &[crate::ast::Stmt],
+    f: Option<&ForLoop>,
+    env: &Env,
+    budget: &std::cell::Cell<usize>,
+) -> Option<usize> {
+    use crate::ast::Stmt;
+    let Some(f) = f else {
+        let mut env = env.clone();
+        let mut total = 0usize;
+        for s in stmts {
+            match s {
+                Stmt::For(inner) => {
+                    total = total.checked_add(nest_count(
+                        &inner.body.stmts,
+                        Some(inner),
+                        &env,
+                        budget,
+                    )?)?
+                }
+                Stmt::If(i) if has_loop(&i.then.stmts) || has_loop(&i.otherwise) => {
+                    let chosen = match eval(&i.cond, &env).ok()? {
+                        Value::Bool(true) => &i.then.stmts[..],
+                        Value::Bool(false) => &i.otherwise[..],
+                        _ => return None,
+                    };
+                    total = total.checked_add(nest_count(chosen, None, &env, budget)?)?;
+                }
+                Stmt::Let(l) => {
+                    if let Ok(v) = eval(&l.value, &env) {
+                        env = env.with(&l.name.to_string(), v);
+                    }
+                }
+                _ => {}
+            }
+        }
+        return Some(total);
+    };
+    let values = iterate(&f.iter, env).ok()?;
+    budget.set(budget.get().checked_sub(values.len())?);
+    if !has_loop(stmts) {
+        return Some(values.len());
+    }
+    let mut total = 0usize;
+    for value in values {
+        let env = match (f.tuple, value) {
+            (false, v) => env.with(&f.vars[0].to_string(), v),
+            (true, Value::Tuple(items)) if items.len() == f.vars.len() => f
+                .vars
+                .iter()
+                .zip(items)
+                .fold(env.clone(), |e, (var, v)| e.with(&var.to_string(), v)),
+            _ => return None,
+        };
+        total = total.checked_add(nest_count(stmts, None, &env, budget)?)?;
+    }
+    Some(total)
 }
 
 /// Moves the nodes of an imported block's body onto `span` (the caller's token); their
