@@ -28,11 +28,11 @@ use convnet::zoo::{
 use std::path::{Path, PathBuf};
 
 mod models;
-mod tuning;
 /// The README's commands and flags, checked against `--help` by the tests.
 #[cfg(test)]
 #[allow(dead_code)]
 mod readme_check;
+mod tuning;
 
 use models::with_mini_xception;
 

@@ -31,11 +31,11 @@ use convnet::zoo::{torchvision::Torchvision, ResNet18};
 use std::path::PathBuf;
 use std::time::Instant;
 
-mod tuning;
 /// The README's commands and flags, checked against `--help` by the tests.
 #[cfg(test)]
 #[allow(dead_code)]
 mod readme_check;
+mod tuning;
 
 convnet! {
     block basic(filters) {

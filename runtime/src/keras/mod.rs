@@ -25,15 +25,17 @@
 //! and moving variance become `weight`, `bias`, `running_mean`, `running_var`.
 //!
 //! ```no_run
-//! use convnet::prelude::*;
-//! use convnet::keras::load_keras_weights;
-//! use convnet::zoo::MiniXception;
-//! # fn main() -> candle_core::Result<()> {
-//! let varmap = VarMap::new();
-//! let model = MiniXception::new(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
-//! load_keras_weights::<MiniXception>(&varmap, "mini_xception.keras")?;
-//! # Ok(()) }
+//! use convnet_runtime::keras::load_keras_weights;
+//! use convnet_runtime::model::Network;
+//!
+//! /// Loads a Keras 3 file into any generated model `M`, built on `varmap` by `M::new`.
+//! fn from_keras<M: Network>(varmap: &candle_nn::VarMap) -> candle_core::Result<()> {
+//!     load_keras_weights::<M>(varmap, "mini_xception.keras")
+//! }
 //! ```
+//!
+//! `convnet::guide::keras` (`docs/keras.md`) has the whole example with the zoo's
+//! mini-Xception.
 
 mod file;
 mod layout;
