@@ -38,26 +38,7 @@ mod readme_check;
 mod tuning;
 
 convnet! {
-    block basic(filters) {
-        residual {
-            conv2d(filters, 3, padding = 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
-            conv2d(filters, 3, padding = 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
-        }
-        relu,
-    }
-
-    block basic_down(filters) {
-        residual(project = { conv2d(filters, 1, stride = 2, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased) }) {
-            conv2d(filters, 3, stride = 2, padding = 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
-            conv2d(filters, 3, padding = 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
-        }
-        relu,
-    }
-
-    block stem() {
-        conv2d(64, 7, stride = 2, padding = 3, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
-        max_pool2d(3, stride = 2, padding = 1),
-    }
+    use convnet::zoo::{basic, basic_down, stem};
 
     /// The zoo's ResNet-18 (`src/zoo/mod.rs`) without its classifier: 512 pooled features.
     pub ResNet18Features(3, 224, 224) -> (512) {

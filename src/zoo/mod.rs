@@ -94,8 +94,8 @@ convnet! {
     // The ResNet-50 bottlenecks are ResNeXt's with one group of width `planes`.
     use self::resnext::{resnext_bottleneck as bottleneck, resnext_bottleneck_down as bottleneck_down};
 
-    /// ResNet basic block keeping the shape (identity shortcut).
-    block basic(filters) {
+    /// ResNet basic block keeping the shape (identity shortcut), torchvision's batch norm.
+    pub block basic(filters) {
         residual {
             conv2d(filters, 3, padding = 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
             conv2d(filters, 3, padding = 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
@@ -103,7 +103,8 @@ convnet! {
         relu,
     }
 
-    block basic_down(filters) {
+    /// ResNet basic block halving the size (strided, projected shortcut).
+    pub block basic_down(filters) {
         residual(project = { conv2d(filters, 1, stride = 2, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased) }) {
             conv2d(filters, 3, stride = 2, padding = 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
             conv2d(filters, 3, padding = 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
@@ -111,7 +112,8 @@ convnet! {
         relu,
     }
 
-    block stem() {
+    /// ResNet stem: 7x7/2 convolution, batch norm, ReLU, 3x3/2 max pool.
+    pub block stem() {
         conv2d(64, 7, stride = 2, padding = 3, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
         max_pool2d(3, stride = 2, padding = 1),
     }

@@ -14,11 +14,11 @@ pub fn compatible(found: &[usize], expected: &[usize]) -> bool {
 }
 
 /// `t` in the layout of a variable of shape `expected`: as it is when the shapes are equal,
-/// reshaped when they differ only by unit dimensions (see [`compatible`]); `None` when they
+/// reshaped when they differ only by unit dimensions (see `compatible`); `None` when they
 /// differ otherwise.
 ///
 /// # Shapes
-/// `t`: any shape [`compatible`] with `expected`; returns `expected`.
+/// `t`: any shape compatible with `expected`; returns `expected`.
 pub fn adapt(t: &Tensor, expected: &[usize]) -> Result<Option<Tensor>> {
     if t.dims() == expected {
         Ok(Some(t.clone()))
