@@ -2,8 +2,9 @@
 in Keras, saved both ways, and its predictions.
 
 Writes into `tests/fixtures/keras/`:
-- `mini_xception.weights.h5` (`model.save_weights`) and `mini_xception.keras`
-  (`model.save`), unmodified Keras 3 files;
+- `mini_xception.keras` (`model.save`), an unmodified Keras 3 file; the test writes out the
+  `model.weights.h5` it holds, which is the format `model.save_weights` writes, rather than
+  committing the same 3 MB twice;
 - `every_kind.weights.h5`, `every_kind.keras` and `every_kind_io.safetensors` (`input`
   [2, 16, 16, 3] f32 NHWC, `outputs` [2, 5]): a small model with every layer class convnet
   loads (Conv2D, BatchNormalization, DepthwiseConv2D, LayerNormalization, SeparableConv2D,
@@ -108,7 +109,6 @@ def main() -> None:
         [rng.normal(size=(512, 1)).astype("float32"), np.array([0.1], dtype="float32")]
     )
     os.makedirs(OUT, exist_ok=True)
-    trained.save_weights(os.path.join(OUT, "mini_xception.weights.h5"))
     trained.save(os.path.join(OUT, "mini_xception.keras"))
 
     images = rng.integers(0, 256, size=(2, 180, 180, 3)).astype("uint8")

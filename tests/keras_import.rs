@@ -7,15 +7,30 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{ModuleT, VarBuilder, VarMap};
 use convnet::checkpoint::snapshot;
 use convnet::error::Error;
-use convnet::keras::{load_keras_weights, read_layers, KerasClass, KerasImport};
+use convnet::keras::{
+    load_keras_weights, read_layers, weights_of_archive, KerasClass, KerasImport,
+};
 use convnet::prelude::*;
 use convnet::zoo::MiniXception;
 use std::path::PathBuf;
 
+/// A fixture file. `mini_xception.weights.h5` is not committed: it is the `model.weights.h5`
+/// of `mini_xception.keras` (the format `model.save_weights` writes), written into the target
+/// directory once per test process, which keeps 3 MB out of the repository.
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/keras")
-        .join(name)
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keras");
+    if name != "mini_xception.weights.h5" {
+        return dir.join(name);
+    }
+    static EXTRACTED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    EXTRACTED
+        .get_or_init(|| {
+            let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+            let bytes = weights_of_archive(&dir.join("mini_xception.keras")).unwrap();
+            std::fs::write(&path, bytes).unwrap();
+            path
+        })
+        .clone()
 }
 
 /// Keras' input images (NHWC u8) as the model's NCHW f32, and Keras' logits and

@@ -254,25 +254,38 @@ fn collect_h5_layers(
 /// `scale`/`center` of norms; `model.weights.h5` the values, under the names Keras' saver
 /// gives (the snake-cased class, numbered per class in layer order: `conv2d`, `conv2d_1`).
 fn read_keras_archive(path: &Path, bytes: &[u8]) -> Result<Vec<KerasLayer>> {
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| bad(path, format!("not a `.keras` archive: {e}")))?;
-    let mut member = |name: &str| -> Result<Vec<u8>> {
-        let mut file = zip.by_name(name).map_err(|_| {
-            bad(
-                path,
-                format!("not a `.keras` archive: it holds no `{name}`"),
-            )
-        })?;
-        let mut out = Vec::new();
-        file.read_to_end(&mut out)
-            .map_err(|e| bad(path, format!("`{name}` in the archive: {e}")))?;
-        Ok(out)
-    };
-    let config: serde_json::Value = serde_json::from_slice(&member("config.json")?)
-        .map_err(|e| bad(path, format!("`config.json` in the archive: {e}")))?;
-    let h5 = open_h5(path, member("model.weights.h5")?)?;
+    let config: serde_json::Value =
+        serde_json::from_slice(&archive_member(path, bytes, "config.json")?)
+            .map_err(|e| bad(path, format!("`config.json` in the archive: {e}")))?;
+    let h5 = open_h5(path, archive_member(path, bytes, "model.weights.h5")?)?;
     let mut out = Vec::new();
     collect_config_layers(path, &h5, &config, "layers", &mut out)?;
+    Ok(out)
+}
+
+/// The `model.weights.h5` a `.keras` archive holds: the same format `model.save_weights`
+/// writes, so it can be saved as a `.weights.h5` file.
+///
+/// Errors: [`Error::Io`] when the file cannot be read; [`Error::Checkpoint`] naming it when
+/// it is not a zip holding `model.weights.h5`.
+pub fn weights_of_archive(path: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    archive_member(path, &bytes, "model.weights.h5")
+}
+
+/// One member of a `.keras` archive (a zip), read whole.
+fn archive_member(path: &Path, bytes: &[u8], name: &str) -> Result<Vec<u8>> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| bad(path, format!("not a `.keras` archive: {e}")))?;
+    let mut file = zip.by_name(name).map_err(|_| {
+        bad(
+            path,
+            format!("not a `.keras` archive: it holds no `{name}`"),
+        )
+    })?;
+    let mut out = Vec::new();
+    file.read_to_end(&mut out)
+        .map_err(|e| bad(path, format!("`{name}` in the archive: {e}")))?;
     Ok(out)
 }
 

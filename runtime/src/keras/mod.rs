@@ -40,7 +40,7 @@
 mod file;
 mod layout;
 
-pub use file::{read_layers, KerasClass, KerasLayer};
+pub use file::{read_layers, weights_of_archive, KerasClass, KerasLayer};
 pub use layout::{convert, DenseInput};
 
 use crate::checkpoint::restore;
