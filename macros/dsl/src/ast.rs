@@ -10,12 +10,13 @@
 //! shape       := "(" expr,* ")"
 //! body        := "{" (stmt ","?)* "}"
 //! stmt        := "for" (IDENT | "(" IDENT,* ")") "in" expr body
-//!              | (IDENT ":")? IDENT ("(" arg,* ")")? body?
-//!              | (IDENT ":")? body          (a branch, inside concat/add/multiply)
+//!              | label? IDENT ("(" arg,* ")")? body?
+//!              | label? body                (a group; a branch inside concat/add/multiply)
 //!              | "@" IDENT                  (an earlier labelled activation, as a branch)
 //!              | "if" expr body ("else" (body | if-stmt))?
 //!              | "let" IDENT "=" expr
-//! arg         := (IDENT "=")? (expr | layer | body)
+//! arg         := (IDENT "=")? (expr | label? layer | label? body)
+//! label       := (IDENT | INTEGER | "_") ":"
 //! ```
 
 use proc_macro2::{Span, TokenStream};
@@ -231,8 +232,8 @@ pub enum ArgValue {
     Expr(Expr),
     /// A single layer call such as `conv2d(64, 1)`.
     Layer(Box<LayerCall>),
-    /// A braced sequence of layers.
-    Layers(Body),
+    /// A braced sequence of layers, with its label if written (`downsample: { ... }`).
+    Layers(Option<Ident>, Body),
 }
 
 impl ArgValue {
@@ -241,7 +242,7 @@ impl ArgValue {
         match self {
             ArgValue::Expr(e) => e.span(),
             ArgValue::Layer(l) => l.kind.span(),
-            ArgValue::Layers(b) => b.span,
+            ArgValue::Layers(_, b) => b.span,
         }
     }
 }
@@ -275,17 +276,29 @@ impl Parse for Description {
 /// can mirror PyTorch's `features.3.0.weight`; [`label_name`] gives the label as written.
 pub const NUMERIC_LABEL: &str = "__convnet_index_";
 
-/// A label as written: `stem`, or `3` for a numeric one.
+/// The identifier that stands for the label `_` (`_: residual { ... }`): a layer without a
+/// scope of its own, whose layers are named in the enclosing scope; [`label_name`] gives `""`.
+pub const UNNAMED_LABEL: &str = "__convnet_unnamed";
+
+/// A label as written: `stem`, or `3` for a numeric one; `""` for `_`.
 pub fn label_name(label: &Ident) -> String {
     let text = label.to_string();
+    if text == UNNAMED_LABEL {
+        return String::new();
+    }
     match text.strip_prefix(NUMERIC_LABEL) {
         Some(n) => n.to_string(),
         None => text,
     }
 }
 
-/// `label:` (an identifier or an integer, then one colon), if next.
-fn parse_label(input: ParseStream) -> syn::Result<Option<Ident>> {
+/// `label:` (an identifier, an integer or `_`, then one colon), if next.
+pub(crate) fn parse_label(input: ParseStream) -> syn::Result<Option<Ident>> {
+    if input.peek(Token![_]) && input.peek2(Token![:]) && !input.peek2(Token![::]) {
+        let underscore: Token![_] = input.parse()?;
+        input.parse::<Token![:]>()?;
+        return Ok(Some(Ident::new(UNNAMED_LABEL, underscore.span)));
+    }
     if input.peek(Ident) && input.peek2(Token![:]) && !input.peek2(Token![::]) {
         let label: Ident = input.parse()?;
         input.parse::<Token![:]>()?;
@@ -649,8 +662,19 @@ impl Parse for ArgValue {
             .fork()
             .parse::<Ident>()
             .is_ok_and(|i| FUNCTIONS.contains(&i.to_string().as_str()));
+        // A labelled layer or sequence: `downsample: { ... }`, `fc: conv2d(8, 1)`.
+        let fork = input.fork();
+        if parse_label(&fork)?.is_some() {
+            if fork.peek(token::Brace) {
+                let label = parse_label(input)?;
+                return Ok(ArgValue::Layers(label, input.parse()?));
+            }
+            if fork.peek(Ident) && !fork.peek2(Token![::]) {
+                return Ok(ArgValue::Layer(Box::new(input.parse()?)));
+            }
+        }
         Ok(if input.peek(token::Brace) {
-            ArgValue::Layers(input.parse()?)
+            ArgValue::Layers(None, input.parse()?)
         } else if input.peek(Ident) && input.peek2(token::Paren) && !function {
             ArgValue::Layer(Box::new(input.parse()?))
         } else {

@@ -49,6 +49,46 @@ pub fn infer_model(model: &mut Model, errors: &Errors) -> Option<Vec<usize>> {
     }
 }
 
+/// Reports layers whose paths (so parameter paths and field names) are equal: layers labelled
+/// `_` name their layers in the enclosing scope, where two may meet. Run on a model without
+/// other errors (a duplicate label is reported once, by lowering). Returns whether all
+/// paths differ.
+pub fn unique_paths(body: &[Node], errors: &Errors) -> bool {
+    let before = errors.len();
+    fn walk<'n>(nodes: &'n [Node], scope: &str, seen: &mut BTreeMap<String, &'n Node>, errors: &Errors) {
+        for n in nodes {
+            let at = path(scope, &n.name);
+            match &n.op {
+                Op::Layer(_) | Op::Nested { .. } => {
+                    // Rule: no two layers of a model have the same path.
+                    if let Some(first) = seen.get(&at) {
+                        errors.push(
+                            n.span,
+                            format!(
+                                "`{}` has the path `{at}` of an earlier `{}`, so their parameters would have the same names (`{at}.weight`, ...); label one of them differently (layers of a `_:` layer are named in the enclosing scope)",
+                                n.kind, first.kind
+                            ),
+                        );
+                    } else {
+                        seen.insert(at, n);
+                    }
+                }
+                Op::Block { body } => walk(body, &at, seen, errors),
+                Op::Residual { project, body } => {
+                    walk(body, &at, seen, errors);
+                    if let Project::Node(p) = project {
+                        walk(std::slice::from_ref(&**p), &at, seen, errors);
+                    }
+                }
+                Op::Merge { branches, .. } => walk(branches, &at, seen, errors),
+                Op::Poison | Op::AssertShape(_) | Op::Skip { .. } => {}
+            }
+        }
+    }
+    walk(body, "", &mut BTreeMap::new(), errors);
+    errors.len() == before
+}
+
 /// Sums children's costs into a composite node's info.
 fn add_cost(info: &mut Info, child: &Info) {
     info.params = info.params.saturating_add(child.params);
@@ -236,6 +276,7 @@ fn layer(node: &mut Node, s: &[usize], scope: &str, errors: &Errors) -> Option<V
                             info: Info::default(),
                             context: None,
                             save: None,
+                            auto: None,
                         };
                         n.info.input = s.to_vec();
                         let out = layer(&mut n, s, &inner, errors);
@@ -352,6 +393,7 @@ fn merged(
     // A skip branch is shown as written (`@down1`).
     let shown = |n: &Node| match &n.op {
         Op::Skip { .. } => n.kind.clone(),
+        _ if n.name.is_empty() => "_".into(),
         _ => n.name.clone(),
     };
     let (first, first_out) = (&shown(&branches[0]), &outs[0]);

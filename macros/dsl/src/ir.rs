@@ -138,6 +138,9 @@ pub struct Node {
     pub context: Option<std::rc::Rc<str>>,
     /// For a labelled layer: the id its output is saved under when an `@label` uses it.
     pub save: Option<usize>,
+    /// For a layer without a label: the prefix of its default name (`conv` for `conv1`), so
+    /// that the scope it is finally named in (past `_:` layers) can number it.
+    pub auto: Option<String>,
 }
 
 impl Node {
@@ -175,8 +178,11 @@ pub const MAX_WINDOW: i64 = 1 << 12;
 pub const MAX_NODES: usize = 100_000;
 
 /// The hierarchical name of `name` inside `scope`: `block1.conv2` (also its parameter path).
+/// An empty `name` (a layer labelled `_`, which opens no scope) is the scope itself.
 pub fn path(scope: &str, name: &str) -> String {
-    if scope.is_empty() {
+    if name.is_empty() {
+        scope.to_string()
+    } else if scope.is_empty() {
         name.to_string()
     } else {
         format!("{scope}.{name}")

@@ -45,7 +45,9 @@ pub fn expand(input: TokenStream) -> TokenStream {
         let mut model = lowerer.lower_model(def);
         let inferred = infer::infer_model(&mut model, &errors);
         match (inferred, &model.input) {
-            (Some(output), Some(input)) if errors.len() == before => {
+            (Some(output), Some(input))
+                if errors.len() == before && infer::unique_paths(&model.body, &errors) =>
+            {
                 lowerer.register_model(&model.name, input.clone(), output.clone());
                 out.extend(expand::model(&model, &output));
             }

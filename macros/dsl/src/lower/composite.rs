@@ -128,6 +128,7 @@ impl Lowerer<'_> {
             info: Info::default(),
             context: None,
             save: None,
+            auto: None,
         }
     }
 
@@ -220,24 +221,13 @@ impl Lowerer<'_> {
                     }
                 }
                 Stmt::Layer(l) => {
-                    // A single layer is a branch of one layer; its label names the branch.
+                    // A single layer is the branch itself, named by its label or `branch{n}`
+                    // (PyTorch's `self.branch1 = BasicConv2d(...)`).
                     let Some(mut p) = self.call(l, env) else {
                         continue;
                     };
-                    let label = p.label.take();
-                    let span = l.kind.span();
-                    Pending {
-                        label,
-                        prefix: "branch".into(),
-                        node: node_at(
-                            span,
-                            "branch",
-                            BTreeMap::new(),
-                            Op::Block {
-                                body: self.name(vec![p]),
-                            },
-                        ),
-                    }
+                    p.prefix = "branch".into();
+                    p
                 }
                 Stmt::Skip(label) => match self.skip(label) {
                     Some(op) => {
@@ -301,11 +291,27 @@ impl Lowerer<'_> {
             );
             bad = true;
         }
-        let branches = self.name(pending);
+        let branches = self.name(pending, false);
         if bad {
             return Op::Poison;
         }
         Op::Merge { merge, branches }
+    }
+
+    /// Lowers `sequential { layers }`: a scope whose layers without a label are named by
+    /// their position (`0`, `1`, ...), as PyTorch's `nn.Sequential` names its children.
+    pub(super) fn sequential(&mut self, call: &LayerCall, env: &Env) -> Op {
+        // Rule: a sequential has a body of layers.
+        let Some(body) = &call.body else {
+            self.errors.push(
+                call.kind.span(),
+                "`sequential` needs a body: sequential { layers }",
+            );
+            return Op::Poison;
+        };
+        Op::Block {
+            body: self.body_named(body, env, true),
+        }
     }
 
     pub(super) fn residual(&mut self, call: &LayerCall, args: &Args, env: &Env) -> Op {
@@ -330,17 +336,25 @@ impl Lowerer<'_> {
                     Project::Identity
                 }
             },
+            // The projection is named `project` unless labelled (`downsample: { ... }`).
             Some(ArgValue::Layer(l)) => match self.call(l, env) {
                 Some(mut p) => {
-                    p.node.name = "project".into();
-                    Project::Node(Box::new(p.node))
+                    if p.label.is_none() {
+                        p.label = Some(syn::Ident::new("project", l.kind.span()));
+                    }
+                    match self.name(vec![p], false).pop() {
+                        Some(n) => Project::Node(Box::new(n)),
+                        None => Project::Identity,
+                    }
                 }
                 None => Project::Identity,
             },
-            Some(ArgValue::Layers(b)) => {
+            Some(ArgValue::Layers(label, b)) => {
                 let body = self.body(b, env);
                 let mut n = node_at(b.span, "projection", BTreeMap::new(), Op::Block { body });
-                n.name = "project".into();
+                n.name = label
+                    .as_ref()
+                    .map_or_else(|| "project".into(), crate::ast::label_name);
                 Project::Node(Box::new(n))
             }
         };

@@ -318,6 +318,12 @@ impl<'a> Lowerer<'a> {
     /// Lowers a body that starts at the current shape; the shape is the body's input again
     /// afterwards (the caller moves it past the whole composite layer).
     fn body(&mut self, body: &Body, env: &Env) -> Vec<Node> {
+        self.body_named(body, env, false)
+    }
+
+    /// [`Lowerer::body`], its layers without a label named by position (`0`, `1`, ...) when
+    /// `numbered` (a `sequential`), else `kind{n}`.
+    fn body_named(&mut self, body: &Body, env: &Env, numbered: bool) -> Vec<Node> {
         let entry = self.shape.clone();
         let defaults = self.current_defaults.clone();
         let mut pending = Vec::new();
@@ -332,7 +338,7 @@ impl<'a> Lowerer<'a> {
             self.closed.extend(scope.into_keys());
         }
         self.shape = entry;
-        self.name(pending)
+        self.name(pending, numbered)
     }
 
     fn stmts(&mut self, stmts: &[Stmt], env: &Env, out: &mut Vec<Pending>) {
@@ -454,7 +460,7 @@ impl<'a> Lowerer<'a> {
     /// visible to later skips.
     fn push_pending(&mut self, mut p: Pending, out: &mut Vec<Pending>) {
         self.shape = self.shape.take().and_then(|s| infer::probe(&p.node, &s));
-        if let Some(label) = &p.label {
+        if let Some(label) = p.label.as_ref().filter(|l| !label_name(l).is_empty()) {
             self.saves += 1;
             p.node.save = Some(self.saves);
             if let Some(scope) = self.labels.last_mut() {
@@ -544,13 +550,29 @@ impl<'a> Lowerer<'a> {
         Rc::new(merged)
     }
 
-    /// Assigns names: user labels first, then `prefix{n}` with the smallest free counter.
-    fn name(&self, pending: Vec<Pending>) -> Vec<Node> {
+    /// Assigns names: user labels first, then `prefix{n}` with the smallest free counter,
+    /// or the layer's position (`0`, `1`, ...) when `numbered`. The layers of a layer
+    /// labelled `_` (no scope of its own) are named here too, as if written in this body
+    /// (except a `_: sequential`'s, which it numbers itself).
+    fn name(&self, pending: Vec<Pending>, numbered: bool) -> Vec<Node> {
         let mut taken = BTreeSet::new();
         for p in &pending {
             if let Some(label) = &p.label {
                 // Rule: names within one scope are unique (they become parameter paths).
                 let name = label_name(label);
+                if name.is_empty() {
+                    // Rule: `_:` is for a layer that holds others (it opens no scope).
+                    if matches!(
+                        p.node.op,
+                        Op::Layer(_) | Op::Nested { .. } | Op::Skip { .. } | Op::AssertShape(_)
+                    ) {
+                        self.errors.push(
+                            label.span(),
+                            format!("`_:` names no scope, so it is for a layer that holds others (a block, `residual`, `sequential`, a merge, a branch or a group), whose layers it names in the enclosing scope; `{}` has parameters of its own: give it a name", p.node.kind),
+                        );
+                    }
+                    continue;
+                }
                 if !taken.insert(name.clone()) {
                     // The fix depends on why: a loop repeats one label on every iteration.
                     let fix = match p.node.context {
@@ -564,28 +586,26 @@ impl<'a> Lowerer<'a> {
                 }
             }
         }
-        let mut counters: BTreeMap<String, usize> = BTreeMap::new();
-        pending
+        let mut nodes: Vec<Node> = pending
             .into_iter()
             .map(|p| {
                 let mut node = p.node;
-                node.name = match p.label {
-                    Some(label) => label_name(&label),
-                    None => {
-                        let n = counters.entry(p.prefix.clone()).or_insert(0);
-                        loop {
-                            *n += 1;
-                            let candidate = format!("{}{}", p.prefix, n);
-                            if !taken.contains(&candidate) {
-                                taken.insert(candidate.clone());
-                                break candidate;
-                            }
-                        }
+                match p.label {
+                    Some(label) => {
+                        node.name = label_name(&label);
+                        node.auto = None;
                     }
-                };
+                    None => node.auto = Some(p.prefix),
+                }
                 node
             })
-            .collect()
+            .collect();
+        let mut taken = BTreeSet::new();
+        scope_labels(&nodes, &mut taken);
+        let mut counters = BTreeMap::new();
+        let mut position = 0;
+        assign_names(&mut nodes, numbered, &mut taken, &mut counters, &mut position);
+        nodes
     }
 
     /// Lowers one layer call; the node remembers the loop iteration it was unrolled in, so
@@ -676,8 +696,8 @@ impl<'a> Lowerer<'a> {
             Kind::Multiply => Some(Merge::Multiply),
             _ => None,
         };
-        // Rule: only `residual` and the merges take a `{ ... }` body.
-        if spec.kind != Kind::Residual && merge.is_none() {
+        // Rule: only `residual`, `sequential` and the merges take a `{ ... }` body.
+        if !matches!(spec.kind, Kind::Residual | Kind::Sequential) && merge.is_none() {
             if let Some(body) = &call.body {
                 self.errors
                     .push(body.span, format!("`{kind}` takes no `{{ ... }}` body"));
@@ -700,6 +720,7 @@ impl<'a> Lowerer<'a> {
                 });
             }
             (Kind::Residual, _) => self.residual(call, &args, env),
+            (Kind::Sequential, _) => self.sequential(call, env),
             (_, Some(merge)) => self.merge(call, merge, env),
             // Rule: `identity` is a branch; in a chain it would do nothing.
             (Kind::Identity, _) => {
@@ -750,6 +771,7 @@ fn node_at(span: Span, kind: &str, arg_spans: BTreeMap<&'static str, Span>, op: 
         info: Info::default(),
         context: None,
         save: None,
+        auto: None,
     }
 }
 
@@ -758,5 +780,96 @@ fn poison(span: Span, kind: &str) -> Pending {
         label: None,
         prefix: "invalid".into(),
         node: node_at(span, kind, BTreeMap::new(), Op::Poison),
+    }
+}
+
+/// Whether `node` is labelled `_`: it opens no scope, its layers are named in the enclosing one.
+fn unnamed(node: &Node) -> bool {
+    node.name.is_empty() && node.auto.is_none()
+}
+
+/// The layers a layer labelled `_` names in the enclosing scope (its body, branches and
+/// projection), in order; none for other layers and for a `_: sequential`, which numbers
+/// its own.
+fn same_scope(node: &mut Node) -> Vec<&mut Node> {
+    if !unnamed(node) || node.kind == "sequential" {
+        return Vec::new();
+    }
+    match &mut node.op {
+        Op::Block { body } => body.iter_mut().collect(),
+        Op::Residual { project, body } => {
+            let mut out: Vec<&mut Node> = body.iter_mut().collect();
+            if let crate::ir::Project::Node(p) = project {
+                out.push(p);
+            }
+            out
+        }
+        Op::Merge { branches, .. } => branches.iter_mut().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// [`same_scope`], read-only.
+fn same_scope_ref(node: &Node) -> Vec<&Node> {
+    if !unnamed(node) || node.kind == "sequential" {
+        return Vec::new();
+    }
+    match &node.op {
+        Op::Block { body } => body.iter().collect(),
+        Op::Residual { project, body } => {
+            let mut out: Vec<&Node> = body.iter().collect();
+            if let crate::ir::Project::Node(p) = project {
+                out.push(p);
+            }
+            out
+        }
+        Op::Merge { branches, .. } => branches.iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The labels given in the scope of `nodes`, past layers labelled `_`.
+fn scope_labels<'n>(nodes: impl IntoIterator<Item = &'n Node>, out: &mut BTreeSet<String>) {
+    for n in nodes {
+        if unnamed(n) {
+            scope_labels(same_scope_ref(n), out);
+        } else if n.auto.is_none() {
+            out.insert(n.name.clone());
+        }
+    }
+}
+
+/// Names the layers without a label of one scope, in order, past layers labelled `_`:
+/// `prefix{n}` with the smallest free counter, or the position when `numbered`.
+fn assign_names<'n>(
+    nodes: impl IntoIterator<Item = &'n mut Node>,
+    numbered: bool,
+    taken: &mut BTreeSet<String>,
+    counters: &mut BTreeMap<String, usize>,
+    position: &mut usize,
+) {
+    for node in nodes {
+        if unnamed(node) {
+            if node.kind != "sequential" {
+                assign_names(same_scope(node), numbered, taken, counters, position);
+            }
+            continue;
+        }
+        if let Some(prefix) = &node.auto {
+            node.name = if numbered {
+                position.to_string()
+            } else {
+                let n = counters.entry(prefix.clone()).or_insert(0);
+                loop {
+                    *n += 1;
+                    let candidate = format!("{prefix}{n}");
+                    if !taken.contains(&candidate) {
+                        taken.insert(candidate.clone());
+                        break candidate;
+                    }
+                }
+            };
+        }
+        *position += 1;
     }
 }

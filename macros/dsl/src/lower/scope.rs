@@ -273,7 +273,7 @@ impl Lowerer<'_> {
             }
             ArgValue::Expr(e) => return eval(e, env),
             ArgValue::Layer(l) => format!("{}(...)", l.kind),
-            ArgValue::Layers(_) => "{ ... }".to_string(),
+            ArgValue::Layers(..) => "{ ... }".to_string(),
         };
         Ok(Value::Layer(Rc::new(LayerValue {
             value: value.clone(),
@@ -338,10 +338,10 @@ impl Lowerer<'_> {
                 self.errors.push(e.span(), "expected a layer");
                 Some(poison(e.span(), "invalid"))
             }
-            ArgValue::Layers(b) => {
+            ArgValue::Layers(written, b) => {
                 let body = self.body(b, &here);
                 Some(Pending {
-                    label: call.label.clone(),
+                    label: call.label.clone().or_else(|| written.clone()),
                     prefix: kind.clone(),
                     node: node(&call.kind, &kind, BTreeMap::new(), Op::Block { body }),
                 })
