@@ -2,13 +2,14 @@
 
     python3 -m venv /work/venv-interop
     /work/venv-interop/bin/pip install torch torchvision safetensors numpy
-    /work/venv-interop/bin/python scripts/interop_fixtures.py keys       # src/zoo/torchvision/*.keys
+    /work/venv-interop/bin/python scripts/interop_fixtures.py keys       # tests/fixtures/torchvision/*.keys
     /work/venv-interop/bin/python scripts/interop_fixtures.py fixtures   # tests/fixtures/interop/
     /work/venv-interop/bin/python scripts/interop_fixtures.py zoo DIR    # every zoo model vs torchvision
 
 `keys`: torchvision's state-dict keys and shapes of each zoo model, in registration order,
-`num_batches_tracked` left out. The zoo derives its torchvision naming from them by pairing
-them, in order, with its own parameters in forward order (`convnet::zoo::torchvision`).
+`num_batches_tracked` left out. The zoo models name their variables torchvision's way in the
+description itself (docs/grammar.md, "Naming the layers PyTorch's way"); these lists are the
+test fixture that checks it name for name (`tests/interop_torchvision.rs`).
 
 `fixtures`: `AllKinds` below, a small module with every parameterised layer kind of the
 catalog (conv2d with bias and groups, depthwise, separable as depthwise + pointwise, batch norm
@@ -56,7 +57,7 @@ ZOO = {
 def keys() -> None:
     import torchvision as tv
 
-    out = os.path.join(ROOT, "src", "zoo", "torchvision")
+    out = os.path.join(ROOT, "tests", "fixtures", "torchvision")
     os.makedirs(out, exist_ok=True)
     for name, make in ZOO.items():
         model = make(tv)

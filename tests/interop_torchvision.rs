@@ -1,5 +1,5 @@
-//! The zoo and torchvision's weight files: every zoo model pairs with torchvision's key list
-//! (always run), and, with `CONVNET_TORCHVISION_DIR` (written by `scripts/interop_fixtures.py
+//! The zoo and torchvision's weight files: every zoo model's variables are torchvision's keys
+//! and shapes, name for name (`tests/fixtures/torchvision/*.keys`; always run), and, with `CONVNET_TORCHVISION_DIR` (written by `scripts/interop_fixtures.py
 //! zoo DIR`, which then runs this test), loads torchvision's `torch.save` file of each model,
 //! reproduces torchvision's eval-mode output to 1e-4 and exports the weights back with
 //! torchvision's names for the script to load with `strict=True`.
@@ -20,45 +20,61 @@ fn build<M: Torchvision>() -> (VarMap, M, ParamList) {
     (varmap, model, params)
 }
 
-/// Every variable pairs with a torchvision key of a fitting shape, and the names are distinct.
-fn pairs<M: Torchvision>() {
+/// torchvision's keys and shapes of `M`'s counterpart (`tests/fixtures/torchvision/`).
+fn torchvision_keys<M: Torchvision>() -> ParamList {
+    let path = format!(
+        "{}/tests/fixtures/torchvision/{}.keys",
+        env!("CARGO_MANIFEST_DIR"),
+        M::TORCHVISION
+    );
+    ParamList::parse_keys(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The zoo model's variables are torchvision's keys with torchvision's shapes, name for
+/// name, and pair with them by name (no key left over on either side).
+fn names_are_torchvision_keys<M: Torchvision>() {
     let (_, _, params) = build::<M>();
+    let name = M::TORCHVISION;
+    let sorted = |p: &ParamList| {
+        let mut e = p.entries.clone();
+        e.sort();
+        e
+    };
+    let (ours, theirs) = (sorted(&params), sorted(&torchvision_keys::<M>()));
+    let missing: Vec<_> = theirs.iter().filter(|k| !ours.contains(k)).take(5).collect();
+    let extra: Vec<_> = ours.iter().filter(|k| !theirs.contains(k)).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{name}: torchvision's keys we lack (first 5): {missing:?}; ours torchvision lacks: {extra:?}"
+    );
+    assert_eq!(ours, theirs, "{name}");
     let names = M::naming().unwrap().their_names(&params).unwrap();
-    assert_eq!(names.len(), params.entries.len(), "{}", M::TORCHVISION);
-    let mut distinct: Vec<&String> = names.iter().map(|(n, _)| n).collect();
-    distinct.sort();
-    distinct.dedup();
-    assert_eq!(distinct.len(), names.len(), "{}", M::TORCHVISION);
+    for ((ours, _), (theirs, _)) in params.entries.iter().zip(&names) {
+        assert_eq!(ours, theirs, "{name}: by name, every variable keeps its name");
+    }
 }
 
 #[test]
-fn every_zoo_model_pairs_with_torchvision_keys() {
-    pairs::<ResNet18>();
-    pairs::<ResNet50>();
-    pairs::<ResNeXt50>();
-    pairs::<DenseNet121>();
-    pairs::<GoogLeNet>();
-    pairs::<EfficientNetB0>();
-    pairs::<MobileNetV3Large>();
-    pairs::<Vgg16>();
+fn every_zoo_model_names_its_variables_as_torchvision() {
+    names_are_torchvision_keys::<ResNet18>();
+    names_are_torchvision_keys::<ResNet50>();
+    names_are_torchvision_keys::<ResNeXt50>();
+    names_are_torchvision_keys::<DenseNet121>();
+    names_are_torchvision_keys::<GoogLeNet>();
+    names_are_torchvision_keys::<EfficientNetB0>();
+    names_are_torchvision_keys::<MobileNetV3Large>();
+    names_are_torchvision_keys::<Vgg16>();
 }
 
 #[test]
 fn resnet18_names_are_torchvision_names() {
     let (_, _, params) = build::<ResNet18>();
     let names = convnet::interop::pytorch_names(&params, &ResNet18::naming().unwrap()).unwrap();
-    let find = |ours: &str| {
-        names
-            .iter()
-            .find(|(o, _)| o == ours)
-            .map(|(_, t)| t.as_str())
-    };
-    assert_eq!(find("stem1.conv1.weight"), Some("conv1.weight"));
-    assert_eq!(
-        find("basic_down1.block1.project.conv1.weight"),
-        Some("layer2.0.downsample.0.weight")
-    );
-    assert_eq!(find("linear1.bias"), Some("fc.bias"));
+    let has = |key: &str| names.iter().any(|(o, t)| o == key && t == key);
+    assert!(has("conv1.weight"));
+    assert!(has("layer2.0.downsample.0.weight"));
+    assert!(has("layer4.1.bn2.running_var"));
+    assert!(has("fc.bias"));
 }
 
 fn check<M: Torchvision>(dir: &Path) {

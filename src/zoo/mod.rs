@@ -72,21 +72,30 @@ mini_xception!(
 );
 
 convnet! {
+    /// VGG's stage: `convs` 3x3 convolutions with ReLU, then a 2x2 max pool. Used as
+    /// `_: vgg_stage(...)` in a `sequential`, its layers are numbered there (torchvision's
+    /// `features.0`, `features.2`, ...).
     block vgg_stage(filters, convs) {
         for i in 1..=convs { conv2d(filters, 3, padding = same), relu }
         max_pool2d(2),
     }
 
-    /// VGG16 with its classifier (`include_top`), 224x224 input, 1000 classes.
+    /// VGG16 with its classifier (`include_top`), 224x224 input, 1000 classes; parameter
+    /// paths are torchvision's `vgg16` state-dict keys (`features.0.weight`,
+    /// `classifier.6.bias`).
     pub Vgg16(3, 224, 224) -> (1000) {
-        for (filters, convs) in [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)] {
-            vgg_stage(filters, convs)
-        }
+        features: sequential {
+            for (filters, convs) in [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)] {
+                _: vgg_stage(filters, convs)
+            }
+        },
         assert_shape(512, 7, 7),
         flatten,
-        linear(4096), relu, dropout(0.5),
-        linear(4096), relu, dropout(0.5),
-        linear(1000),
+        classifier: sequential {
+            linear(4096), relu, dropout(0.5),
+            linear(4096), relu, dropout(0.5),
+            linear(1000),
+        },
     }
 }
 
@@ -94,50 +103,58 @@ convnet! {
     // The ResNet-50 bottlenecks are ResNeXt's with one group of width `planes`.
     use self::resnext::{resnext_bottleneck as bottleneck, resnext_bottleneck_down as bottleneck_down};
 
-    /// ResNet basic block keeping the shape (identity shortcut), torchvision's batch norm.
+    defaults { batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), conv2d(bias = false) }
+
+    /// ResNet basic block keeping the shape (identity shortcut), torchvision's `BasicBlock`
+    /// and its names (`conv1`, `bn1`, `conv2`, `bn2`) and batch norm.
     pub block basic(filters) {
-        residual {
-            conv2d(filters, 3, padding = 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
-            conv2d(filters, 3, padding = 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
+        _: residual {
+            conv1: conv2d(filters, 3, padding = 1), bn1: batch_norm, relu,
+            conv2: conv2d(filters, 3, padding = 1), bn2: batch_norm,
         }
         relu,
     }
 
-    /// ResNet basic block halving the size (strided, projected shortcut).
+    /// ResNet basic block halving the size (strided, projected shortcut: torchvision's
+    /// `downsample.0`, `downsample.1`).
     pub block basic_down(filters) {
-        residual(project = { conv2d(filters, 1, stride = 2, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased) }) {
-            conv2d(filters, 3, stride = 2, padding = 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
-            conv2d(filters, 3, padding = 1, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
+        _: residual(project = downsample: sequential { conv2d(filters, 1, stride = 2), batch_norm }) {
+            conv1: conv2d(filters, 3, stride = 2, padding = 1), bn1: batch_norm, relu,
+            conv2: conv2d(filters, 3, padding = 1), bn2: batch_norm,
         }
         relu,
     }
 
-    /// ResNet stem: 7x7/2 convolution, batch norm, ReLU, 3x3/2 max pool.
+    /// ResNet stem: 7x7/2 convolution `conv1`, batch norm `bn1`, ReLU, 3x3/2 max pool
+    /// (used as `_: stem()`, torchvision's top-level names).
     pub block stem() {
-        conv2d(64, 7, stride = 2, padding = 3, bias = false), batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
+        conv1: conv2d(64, 7, stride = 2, padding = 3), bn1: batch_norm, relu,
         max_pool2d(3, stride = 2, padding = 1),
     }
 
     /// ResNet-18 (torchvision layout and batch norm: eps 1e-5, momentum 0.1, unbiased running
-    /// variance), 224x224 input, 1000 classes.
+    /// variance), 224x224 input, 1000 classes; parameter paths are torchvision's `resnet18`
+    /// state-dict keys (`layer2.0.downsample.0.weight`, `fc.bias`).
     pub ResNet18(3, 224, 224) -> (1000) {
-        stem(),
-        basic(64), basic(64),
-        for filters in [128, 256, 512] { basic_down(filters), basic(filters) }
+        _: stem(),
+        layer1: sequential { basic(64), basic(64) },
+        layer2: sequential { basic_down(128), basic(128) },
+        layer3: sequential { basic_down(256), basic(256) },
+        layer4: sequential { basic_down(512), basic(512) },
         global_avg_pool2d,
-        linear(1000),
+        fc: linear(1000),
     }
 
     /// ResNet-50 (torchvision v1.5 layout: stride on the 3x3 convolution; torchvision's batch
-    /// norm), 224x224 input.
+    /// norm), 224x224 input; parameter paths are torchvision's `resnet50` state-dict keys.
     pub ResNet50(3, 224, 224) -> (1000) {
-        stem(),
-        for (width, stride, blocks) in [(64, 1, 3), (128, 2, 4), (256, 2, 6), (512, 2, 3)] {
-            bottleneck_down(width, stride),
-            for i in 2..=blocks { bottleneck(width) }
-        }
+        _: stem(),
+        layer1: sequential { bottleneck_down(64, 1), for i in 2..=3 { bottleneck(64) } },
+        layer2: sequential { bottleneck_down(128, 2), for i in 2..=4 { bottleneck(128) } },
+        layer3: sequential { bottleneck_down(256, 2), for i in 2..=6 { bottleneck(256) } },
+        layer4: sequential { bottleneck_down(512, 2), for i in 2..=3 { bottleneck(512) } },
         global_avg_pool2d,
-        linear(1000),
+        fc: linear(1000),
     }
 }
 

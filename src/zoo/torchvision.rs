@@ -1,12 +1,12 @@
-//! torchvision's state-dict names for the zoo models, so the zoo loads torchvision's weight
-//! files (`weights=` downloads) as they are and exports weights torchvision loads with
-//! `strict=True`.
-//!
-//! The names are derived, not hand-written: `torchvision/*.keys` lists each torchvision
-//! model's keys and shapes in registration order (written by `scripts/interop_fixtures.py
-//! keys`), and [`Torchvision::naming`] pairs them in order with the zoo model's variables in
-//! forward order ([`Naming::key_list`]), checking every shape. Until the macro can name
-//! layers torch-style itself, this key list is the one per-model fact.
+//! torchvision's counterparts of the zoo models. Each zoo model names its variables as
+//! torchvision's state dict does (`layer2.0.downsample.0.weight`, `features.3.block.2.fc1.bias`):
+//! the names are written in the description itself, with labels, `sequential` groups and `_:`
+//! layers that open no scope (see the grammar's "Naming the layers PyTorch's way"). So the zoo
+//! loads torchvision's weight files (`weights=` downloads) **by name**, strictly, and exports
+//! weights torchvision loads with `strict=True`; nothing is paired by order.
+//! `tests/interop_torchvision.rs` checks every zoo model's variables against torchvision's keys
+//! and shapes (`tests/fixtures/torchvision/*.keys`, written by `scripts/interop_fixtures.py
+//! keys`), name for name.
 //!
 //! ```no_run
 //! use convnet::prelude::*;
@@ -24,21 +24,21 @@
 use super::{
     DenseNet121, EfficientNetB0, GoogLeNet, MobileNetV3Large, ResNeXt50, ResNet18, ResNet50, Vgg16,
 };
-use convnet_runtime::interop::{Naming, ParamList};
+use convnet_runtime::interop::Naming;
 use convnet_runtime::model::Network;
 
-/// A zoo model with a torchvision counterpart.
+/// A zoo model with a torchvision counterpart, whose variables are named as torchvision's
+/// state-dict keys.
 pub trait Torchvision: Network {
     /// torchvision's function name, e.g. `resnet18`.
     const TORCHVISION: &'static str;
-    /// torchvision's state-dict keys and shapes, in order (`name d1,d2,...` per line).
-    const KEYS: &'static str;
     /// Keys of torchvision's published files that the zoo model has no variable for (regexes).
     const IGNORED: &'static [&'static str] = &[];
 
-    /// torchvision's naming of this model's variables.
+    /// torchvision's naming of this model's variables: by name (they are torchvision's keys),
+    /// with the keys in [`IGNORED`](Torchvision::IGNORED) left out.
     fn naming() -> candle_core::Result<Naming> {
-        let mut naming = Naming::key_list(ParamList::parse_keys(Self::KEYS)?);
+        let mut naming = Naming::by_name();
         for pattern in Self::IGNORED {
             naming = naming.ignore(pattern)?;
         }
@@ -50,7 +50,6 @@ macro_rules! torchvision {
     ($($model:ty => $name:literal $(, ignore $ignored:expr)?;)*) => {$(
         impl Torchvision for $model {
             const TORCHVISION: &'static str = $name;
-            const KEYS: &'static str = include_str!(concat!("torchvision/", $name, ".keys"));
             $(const IGNORED: &'static [&'static str] = $ignored;)?
         }
     )*};
