@@ -27,7 +27,6 @@ use convnet::interop::{load_keras, load_pytorch, LoadOptions, Naming, ParamList}
 use convnet::loss::sparse_categorical_cross_entropy;
 use convnet::optim::{split_by_prefix, Adam, AdamConfig, ParamGroups, TrainOptimizer};
 use convnet::prelude::*;
-use convnet::zoo::{torchvision::Torchvision, ResNet18};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -42,9 +41,11 @@ convnet! {
 
     /// The zoo's ResNet-18 (`src/zoo/mod.rs`) without its classifier: 512 pooled features.
     pub ResNet18Features(3, 224, 224) -> (512) {
-        stem(),
-        basic(64), basic(64),
-        for filters in [128, 256, 512] { basic_down(filters), basic(filters) }
+        _: stem(),
+        layer1: sequential { basic(64), basic(64) },
+        layer2: sequential { basic_down(128), basic(128) },
+        layer3: sequential { basic_down(256), basic(256) },
+        layer4: sequential { basic_down(512), basic(512) },
         global_avg_pool2d,
     }
 }
@@ -138,9 +139,12 @@ fn run(args: &Args) -> Result<()> {
     let vb = freezing_var_builder(&varmap, 1, frozen.clone(), DType::F32, &dev);
     let backbone = ResNet18Features::new(vb.pp("backbone"))?;
 
-    // torchvision's names for the backbone: ResNet-18's key list without the classifier.
+    // torchvision's names for the backbone: ResNet-18's names under `backbone.`, without the
+    // classifier.
     let params = ParamList::under(&ResNet18Features::summary(), &varmap, "backbone")?;
-    let naming = Naming::key_list(ParamList::parse_keys(ResNet18::KEYS)?).ignore(r"^fc\.")?;
+    let naming = Naming::by_name()
+        .rename(r"^backbone\.", "")?
+        .ignore(r"^fc\.")?;
     let ext = args.weights.to_string_lossy().to_lowercase();
     let report = if ext.ends_with(".h5") || ext.ends_with(".keras") {
         // A Keras model: layers pair by class; its classifier (`dense`) is replaced.

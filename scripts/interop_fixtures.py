@@ -4,6 +4,7 @@
     /work/venv-interop/bin/pip install torch torchvision safetensors numpy
     /work/venv-interop/bin/python scripts/interop_fixtures.py keys       # tests/fixtures/torchvision/*.keys
     /work/venv-interop/bin/python scripts/interop_fixtures.py fixtures   # tests/fixtures/interop/
+    /work/venv-interop/bin/python scripts/interop_fixtures.py user       # tests/fixtures/interop/user_net*
     /work/venv-interop/bin/python scripts/interop_fixtures.py zoo DIR    # every zoo model vs torchvision
 
 `keys`: torchvision's state-dict keys and shapes of each zoo model, in registration order,
@@ -18,6 +19,14 @@ convolution, a 1x1 convolution on a pooled vector where the DSL has `linear`, li
 with random batch-norm statistics, saved by `torch.save` nested under `state_dict` (as a
 training checkpoint is), by `torch.save` flat, and as safetensors; with its eval-mode output on
 a seeded input. `tests/interop_pytorch.rs` loads them into the same network written in the DSL.
+
+`user`: `UserNet` below, a small network of the kinds a user writes (not in the zoo): a
+`Conv2dNormActivation`-style stem, MobileNetV2-style inverted residuals with
+squeeze-excitation in an `nn.Sequential`, a ResNet basic block with a `downsample`, an
+inception-style concatenation and a `classifier`; seeded, batch-norm statistics randomised,
+saved by `torch.save(model.state_dict())` with its eval-mode output on a seeded input.
+`tests/interop_user_model.rs` writes the same network in the DSL with PyTorch's names (labels,
+`sequential`, `_:`) and loads the file by name, strictly.
 
 The Keras fixtures are `scripts/keras_fixture.py`'s.
 
@@ -37,6 +46,7 @@ import sys
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 torch.set_num_threads(2)
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -152,6 +162,116 @@ def fixtures() -> None:
         print(f"  {f}: {os.path.getsize(os.path.join(out, f)):,} bytes")
 
 
+class ConvNormAct(nn.Sequential):
+    """torchvision's `Conv2dNormActivation`: convolution, batch norm, ReLU6 (unless `act=False`)."""
+
+    def __init__(self, cin, cout, k=3, stride=1, groups=1, act=True):
+        layers = [nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+        if act:
+            layers.append(nn.ReLU6())
+        super().__init__(*layers)
+
+
+class SqueezeExcitation(nn.Module):
+    """torchvision's `SqueezeExcitation` with a hard-sigmoid gate."""
+
+    def __init__(self, channels, squeeze):
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, squeeze, 1)
+        self.fc2 = nn.Conv2d(squeeze, channels, 1)
+
+    def forward(self, x):
+        return x * F.hardsigmoid(self.fc2(F.relu(self.fc1(self.avgpool(x)))))
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block (`conv` an `nn.Sequential`), with optional squeeze-excitation."""
+
+    def __init__(self, cin, cout, stride=1, expand=1, se=False):
+        super().__init__()
+        hidden = cin * expand
+        self.use_res = stride == 1 and cin == cout
+        layers = []
+        if expand != 1:
+            layers.append(ConvNormAct(cin, hidden, 1))
+        layers.append(ConvNormAct(hidden, hidden, 3, stride, groups=hidden))
+        if se:
+            layers.append(SqueezeExcitation(hidden, hidden // 4))
+        layers += [nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return x + self.conv(x) if self.use_res else self.conv(x)
+
+
+class BasicBlock(nn.Module):
+    """torchvision's ResNet `BasicBlock` with a `downsample`."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.downsample(x))
+
+
+class Mixed(nn.Module):
+    """An inception-style module: three branches concatenated."""
+
+    def __init__(self, cin):
+        super().__init__()
+        self.branch1 = nn.Conv2d(cin, 8, 1)
+        self.branch2 = nn.Sequential(nn.Conv2d(cin, 8, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1))
+        self.pool = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Conv2d(cin, 8, 1))
+
+    def forward(self, x):
+        return torch.cat([self.branch1(x), self.branch2(x), self.pool(x)], 1)
+
+
+class UserNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = ConvNormAct(3, 16, stride=2)
+        self.blocks = nn.Sequential(
+            InvertedResidual(16, 16),
+            InvertedResidual(16, 24, stride=2, expand=3, se=True),
+            InvertedResidual(24, 24, expand=2, se=True),
+        )
+        self.res = BasicBlock(24, 12, 2)
+        self.mixed = Mixed(12)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(24, 10))
+
+    def forward(self, x):
+        x = self.mixed(self.res(self.blocks(self.stem(x))))
+        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def user() -> None:
+    from safetensors.torch import save_file
+
+    out = os.path.join(ROOT, "tests", "fixtures", "interop")
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(0)
+    model = UserNet()
+    randomize_statistics(model, 1)
+    model.eval()
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        y = model(x)
+    state = model.state_dict()
+    torch.save(state, os.path.join(out, "user_net.pth"))
+    save_file({"input": x.contiguous(), "output": y.contiguous()}, os.path.join(out, "user_net.expected.safetensors"))
+    print(f"user_net: {len(state)} tensors, {sum(p.numel() for p in model.parameters()):,} parameters, max |y| {y.abs().max():.4f}")
+    for f in ("user_net.pth", "user_net.expected.safetensors"):
+        print(f"  {f}: {os.path.getsize(os.path.join(out, f)):,} bytes")
+
+
 def zoo(folder: str) -> None:
     import torchvision as tv
     from safetensors.torch import save_file, load_file
@@ -195,6 +315,8 @@ if __name__ == "__main__":
         keys()
     elif what == "fixtures":
         fixtures()
+    elif what == "user":
+        user()
     elif what == "zoo" and len(sys.argv) == 3:
         zoo(sys.argv[2])
     else:

@@ -10,7 +10,7 @@ in float64 being most of it):
 
 Weights. Every parameter and batch-norm statistic is set from a formula keyed by the
 variable's name *in the convnet model* (`to_convnet_name_*` below map torch's state-dict
-names to ours) and the element's row-major index `i`, which `tests/common/formula_weights.rs`
+names to ours; EfficientNet-B0's are torchvision's own) and the element's row-major index `i`, which `tests/common/formula_weights.rs`
 implements identically:
 
     h = fnv1a64(utf8(name));  z = splitmix64(h ^ i);  u = (z >> 11) * 2**-52 - 1   # [-1, 1)
@@ -341,48 +341,10 @@ def to_convnet_name_unet(name: str) -> str:
     return f"{UNET_DOUBLE_CONVS[module]}.{layer}.{leaf}"
 
 
-def mbconv_layer_names(expand: int) -> list:
-    """The parameterised layers of src/zoo/efficientnet.rs's `mbconv_layers`, in torchvision's
-    `MBConv.block` order: [(conv, norm)] per `Conv2dNormActivation`, the SE block's name."""
-    se = "efficientnet_se1.multiply1.gate"
-    if expand == 1:
-        return [("depthwise1", "bn1"), (f"{se}.conv1", f"{se}.conv2"), ("conv1", "bn2")]
-    return [("conv1", "bn1"), ("depthwise1", "bn2"), (f"{se}.conv1", f"{se}.conv2"), ("conv2", "bn3")]
-
-
-def efficientnet_blocks() -> dict:
-    """(stage, index in stage) -> (convnet prefix of the `mbconv` use, its layers)."""
-    blocks, n = {}, 0
-    for stage, (expand, _, _, _, _, layers) in enumerate(B0_STAGES, start=1):
-        for j in range(layers):
-            n += 1
-            # Only the repeated blocks (stride 1, channels kept) are residual in B0.
-            scope = f"mbconv{n}.block1.mbconv_layers1" if j > 0 else f"mbconv{n}.mbconv_layers1"
-            blocks[(stage, j)] = (scope, mbconv_layer_names(expand))
-    return blocks
-
-
-EFFICIENTNET_BLOCKS = efficientnet_blocks()
-
-
 def to_convnet_name_efficientnet(name: str) -> str:
-    """`features.0.1.running_var` -> `bn1.running_var`,
-    `features.2.1.block.2.fc1.weight` -> `mbconv3.block1.mbconv_layers1.efficientnet_se1.multiply1.gate.conv1.weight`,
-    `classifier.1.bias` -> `linear1.bias`."""
-    parts = name.split(".")
-    leaf = parts[-1]
-    if parts[0] == "classifier":
-        return f"linear1.{leaf}"
-    stage = int(parts[1])
-    if stage in (0, 8):  # the stem and the last 1x1 convolution
-        layer = ("conv1", "bn1") if stage == 0 else ("conv2", "bn2")
-        return f"{layer[int(parts[2])]}.{leaf}"
-    scope, layers = EFFICIENTNET_BLOCKS[(stage, int(parts[2]))]
-    k = int(parts[4])
-    sub = parts[5]
-    pair = layers[k]
-    index = {"0": 0, "1": 1, "fc1": 0, "fc2": 1}[sub]
-    return f"{scope}.{pair[index]}.{leaf}"
+    """The zoo's EfficientNet-B0 names its variables as torchvision's state dict does
+    (src/zoo/efficientnet.rs): `features.2.1.block.2.fc1.weight` is its name too."""
+    return name
 
 
 # ---------------------------------------------------------------------------------------------
