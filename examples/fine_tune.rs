@@ -329,7 +329,7 @@ mod tests {
                 let text: Vec<String> = tensors.iter().map(ToString::to_string).collect();
                 assert!(
                     text.iter().any(|t| t
-                        .contains("`backbone.stem1.conv1.weight` as `conv1.weight` is missing")),
+                        .contains("`backbone.conv1.weight` as `conv1.weight` is missing")),
                     "{text:?}"
                 );
                 assert!(
