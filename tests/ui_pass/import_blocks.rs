@@ -58,5 +58,5 @@ fn main() {
     assert!(names.contains_key("cna1.conv1.weight"));
     assert!(names.contains_key("cb1.group_norm1.weight") || names.contains_key("cb1.gn1.weight"), "{:?}", names.keys().collect::<Vec<_>>());
     assert!(names.contains_key("squeeze_excitation1.fc2.weight"));
-    assert!(names.contains_key("bottleneck1.block1.conv3.weight"));
+    assert!(names.contains_key("bottleneck1.conv3.weight"));
 }

@@ -172,7 +172,7 @@ fn two_layers_with_one_path_are_an_error() {
 fn unnamed_needs_a_layer_holding_others() {
     one_error(
         quote! { pub N(4, 8, 8) { s: sequential { _: conv2d(4, 1) } } },
-        &["`_:` names no scope", "`conv2d` has parameters of its own"],
+        &["`_:` is for a layer that holds others", "`conv2d` holds none"],
     );
     one_error(
         quote! { pub N(4, 8, 8) { sequential } },

@@ -568,7 +568,7 @@ impl<'a> Lowerer<'a> {
                     ) {
                         self.errors.push(
                             label.span(),
-                            format!("`_:` names no scope, so it is for a layer that holds others (a block, `residual`, `sequential`, a merge, a branch or a group), whose layers it names in the enclosing scope; `{}` has parameters of its own: give it a name", p.node.kind),
+                            format!("`_:` is for a layer that holds others (a block, `residual`, `sequential`, a merge, a branch or a group): it opens no scope, and their layers are named in the enclosing one; `{}` holds none, so give it a name or no label", p.node.kind),
                         );
                     }
                     continue;
