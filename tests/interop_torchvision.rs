@@ -41,8 +41,16 @@ fn names_are_torchvision_keys<M: Torchvision>() {
         e
     };
     let (ours, theirs) = (sorted(&params), sorted(&torchvision_keys::<M>()));
-    let missing: Vec<_> = theirs.iter().filter(|k| !ours.contains(k)).take(5).collect();
-    let extra: Vec<_> = ours.iter().filter(|k| !theirs.contains(k)).take(5).collect();
+    let missing: Vec<_> = theirs
+        .iter()
+        .filter(|k| !ours.contains(k))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = ours
+        .iter()
+        .filter(|k| !theirs.contains(k))
+        .take(5)
+        .collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
         "{name}: torchvision's keys we lack (first 5): {missing:?}; ours torchvision lacks: {extra:?}"
@@ -50,7 +58,10 @@ fn names_are_torchvision_keys<M: Torchvision>() {
     assert_eq!(ours, theirs, "{name}");
     let names = M::naming().unwrap().their_names(&params).unwrap();
     for ((ours, _), (theirs, _)) in params.entries.iter().zip(&names) {
-        assert_eq!(ours, theirs, "{name}: by name, every variable keeps its name");
+        assert_eq!(
+            ours, theirs,
+            "{name}: by name, every variable keeps its name"
+        );
     }
 }
 

@@ -55,7 +55,12 @@ pub fn infer_model(model: &mut Model, errors: &Errors) -> Option<Vec<usize>> {
 /// paths differ.
 pub fn unique_paths(body: &[Node], errors: &Errors) -> bool {
     let before = errors.len();
-    fn walk<'n>(nodes: &'n [Node], scope: &str, seen: &mut BTreeMap<String, &'n Node>, errors: &Errors) {
+    fn walk<'n>(
+        nodes: &'n [Node],
+        scope: &str,
+        seen: &mut BTreeMap<String, &'n Node>,
+        errors: &Errors,
+    ) {
         for n in nodes {
             let at = path(scope, &n.name);
             match &n.op {

@@ -75,7 +75,11 @@ fn an_unnamed_residual_names_its_layers_and_labelled_projection_in_the_enclosing
             "layer1.1.conv2",
         ],
     );
-    assert!(!p.iter().any(|p| p.contains("block") || p.contains("project")), "{p:?}");
+    assert!(
+        !p.iter()
+            .any(|p| p.contains("block") || p.contains("project")),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -94,7 +98,13 @@ fn sequential_numbers_by_position_and_unnamed_blocks_join_its_numbering() {
     });
     has(
         &p,
-        &["features.0", "features.3", "features.5", "classifier.0", "classifier.3"],
+        &[
+            "features.0",
+            "features.3",
+            "features.5",
+            "classifier.0",
+            "classifier.3",
+        ],
     );
     // A labelled layer keeps its label and takes a position.
     let p = paths(quote! {
@@ -156,7 +166,10 @@ fn unnamed_layers_share_the_enclosing_counters() {
 fn two_layers_with_one_path_are_an_error() {
     one_error(
         quote! { pub N(4, 8, 8) { conv: conv2d(4, 1), _: residual { conv: conv2d(4, 1) } } },
-        &["has the path `conv` of an earlier `conv2d`", "label one of them differently"],
+        &[
+            "has the path `conv` of an earlier `conv2d`",
+            "label one of them differently",
+        ],
     );
     one_error(
         quote! { pub N(4, 8, 8) { s: sequential { conv2d(4, 1), 0: conv2d(4, 1) } } },
@@ -172,7 +185,10 @@ fn two_layers_with_one_path_are_an_error() {
 fn unnamed_needs_a_layer_holding_others() {
     one_error(
         quote! { pub N(4, 8, 8) { s: sequential { _: conv2d(4, 1) } } },
-        &["`_:` is for a layer that holds others", "`conv2d` holds none"],
+        &[
+            "`_:` is for a layer that holds others",
+            "`conv2d` holds none",
+        ],
     );
     one_error(
         quote! { pub N(4, 8, 8) { sequential } },

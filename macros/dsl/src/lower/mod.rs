@@ -604,7 +604,13 @@ impl<'a> Lowerer<'a> {
         scope_labels(&nodes, &mut taken);
         let mut counters = BTreeMap::new();
         let mut position = 0;
-        assign_names(&mut nodes, numbered, &mut taken, &mut counters, &mut position);
+        assign_names(
+            &mut nodes,
+            numbered,
+            &mut taken,
+            &mut counters,
+            &mut position,
+        );
         nodes
     }
 
