@@ -3,11 +3,14 @@
 //! with PyTorch's names out ([`export_pytorch`]).
 //!
 //! A model's side is a [`ParamList`]: its variables with their shapes, in forward order (from
-//! the model's `summary()`). A [`Naming`] says how those names relate to the file's keys:
+//! the model's `summary()`). A description written with the PyTorch module's paths as its
+//! names (the grammar's "Naming the layers PyTorch's way", as the zoo's torchvision models
+//! are) loads by name with [`Naming::by_name`]. A [`Naming`] says how the names relate to the
+//! file's keys otherwise:
 //! ordered regex [`Remap`] rules from our names to theirs, rules applied to the file's keys
 //! first (e.g. strip DataParallel's `module.`), keys to ignore, and, for whatever names leave
 //! unmatched, pairing by order (our forward order against the file's order, which `torch.save`
-//! keeps) or against a given key list (how the zoo derives torchvision's names). Tensors whose
+//! keeps) or against a given key list (another framework's keys in its order). Tensors whose
 //! layouts differ only by unit dimensions (a linear layer's `[o, i]` against a 1x1
 //! convolution's `[o, i, 1, 1]`, a layer scale's `(C)` against `(C, 1, 1)`) are reshaped;
 //! `num_batches_tracked` is ignored. Batch-norm moving statistics load as they are: both

@@ -83,9 +83,9 @@ impl Naming {
     }
 
     /// The file's names are `keys` (another framework's parameter list, in its registration
-    /// order), paired in order with ours: how the zoo derives torchvision's names
-    /// (`src/zoo/torchvision/*.keys`). Keys matching an [`ignore`](Naming::ignore) rule are
-    /// left out of the pairing.
+    /// order), paired in order with ours (a list such as `tests/fixtures/torchvision/*.keys`,
+    /// for a model not written with those names). Keys matching an
+    /// [`ignore`](Naming::ignore) rule are left out of the pairing.
     pub fn key_list(keys: ParamList) -> Self {
         Self {
             keys: Some(keys),
