@@ -7,11 +7,33 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use convnet::interop::{export_pytorch, load_pytorch, LoadOptions, ParamList};
+use convnet::prelude::*;
 use convnet::zoo::torchvision::Torchvision;
 use convnet::zoo::{
     DenseNet121, EfficientNetB0, GoogLeNet, MobileNetV3Large, ResNeXt50, ResNet18, ResNet50, Vgg16,
 };
 use std::path::Path;
+
+convnet! {
+    use convnet::zoo::{basic, basic_down, stem, squeeze_excitation};
+
+    // Defaults of the importing invocation that the zoo's blocks must not pick up.
+    defaults { conv2d(bias = false), batch_norm(eps = 1e-3) }
+
+    /// ResNet-18 rebuilt from the zoo's exported blocks in another invocation.
+    pub ResNet18FromBlocks(3, 224, 224) -> (1000) {
+        _: stem(),
+        layer1: sequential { basic(64), basic(64) },
+        layer2: sequential { basic_down(128), basic(128) },
+        layer3: sequential { basic_down(256), basic(256) },
+        layer4: sequential { basic_down(512), basic(512) },
+        global_avg_pool2d,
+        fc: linear(1000),
+    }
+
+    /// The zoo's squeeze-excitation keeps its biases under a caller's `conv2d(bias = false)`.
+    pub Se(16, 4, 4) -> (16, 4, 4) { se: squeeze_excitation(4) }
+}
 
 fn build<M: Torchvision>() -> (VarMap, M, ParamList) {
     let varmap = VarMap::new();
@@ -86,6 +108,25 @@ fn resnet18_names_are_torchvision_names() {
     assert!(has("layer2.0.downsample.0.weight"));
     assert!(has("layer4.1.bn2.running_var"));
     assert!(has("fc.bias"));
+}
+
+/// The zoo's exported blocks carry torchvision's names and arguments into any invocation.
+#[test]
+fn the_zoos_blocks_keep_torchvision_names_in_another_invocation() {
+    let varmap = VarMap::new();
+    ResNet18FromBlocks::new(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+    let mut ours = ParamList::of::<ResNet18FromBlocks>(&varmap)
+        .unwrap()
+        .entries;
+    ours.sort();
+    let mut theirs = torchvision_keys::<ResNet18>().entries;
+    theirs.sort();
+    assert_eq!(ours, theirs);
+    assert_eq!(ResNet18FromBlocks::TOTAL_PARAMS, ResNet18::TOTAL_PARAMS);
+    let varmap = VarMap::new();
+    Se::new(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+    let names = varmap.data().lock().unwrap();
+    assert!(names.contains_key("se.fc1.bias") && names.contains_key("se.fc2.bias"));
 }
 
 fn check<M: Torchvision>(dir: &Path) {

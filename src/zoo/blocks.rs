@@ -18,7 +18,7 @@ convnet! {
             identity,
             _: {
                 global_avg_pool2d(keepdims = true),
-                fc1: conv2d(squeeze, 1), act, fc2: conv2d(channels, 1), gate,
+                fc1: conv2d(squeeze, 1, bias = true), act, fc2: conv2d(channels, 1, bias = true), gate,
             },
         }
     }

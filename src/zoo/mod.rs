@@ -103,14 +103,17 @@ convnet! {
     // The ResNet-50 bottlenecks are ResNeXt's with one group of width `planes`.
     use self::resnext::{resnext_bottleneck as bottleneck, resnext_bottleneck_down as bottleneck_down};
 
-    defaults { batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), conv2d(bias = false) }
+    // The exported blocks spell out their arguments: an invocation's `defaults` do not travel
+    // with its blocks (where a block is used, that invocation's defaults apply).
 
     /// ResNet basic block keeping the shape (identity shortcut), torchvision's `BasicBlock`
     /// and its names (`conv1`, `bn1`, `conv2`, `bn2`) and batch norm.
     pub block basic(filters) {
         _: residual {
-            conv1: conv2d(filters, 3, padding = 1), bn1: batch_norm, relu,
-            conv2: conv2d(filters, 3, padding = 1), bn2: batch_norm,
+            conv1: conv2d(filters, 3, padding = 1, bias = false),
+            bn1: batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
+            conv2: conv2d(filters, 3, padding = 1, bias = false),
+            bn2: batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
         }
         relu,
     }
@@ -118,9 +121,14 @@ convnet! {
     /// ResNet basic block halving the size (strided, projected shortcut: torchvision's
     /// `downsample.0`, `downsample.1`).
     pub block basic_down(filters) {
-        _: residual(project = downsample: sequential { conv2d(filters, 1, stride = 2), batch_norm }) {
-            conv1: conv2d(filters, 3, stride = 2, padding = 1), bn1: batch_norm, relu,
-            conv2: conv2d(filters, 3, padding = 1), bn2: batch_norm,
+        _: residual(project = downsample: sequential {
+            conv2d(filters, 1, stride = 2, bias = false),
+            batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
+        }) {
+            conv1: conv2d(filters, 3, stride = 2, padding = 1, bias = false),
+            bn1: batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
+            conv2: conv2d(filters, 3, padding = 1, bias = false),
+            bn2: batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased),
         }
         relu,
     }
@@ -128,7 +136,8 @@ convnet! {
     /// ResNet stem: 7x7/2 convolution `conv1`, batch norm `bn1`, ReLU, 3x3/2 max pool
     /// (used as `_: stem()`, torchvision's top-level names).
     pub block stem() {
-        conv1: conv2d(64, 7, stride = 2, padding = 3), bn1: batch_norm, relu,
+        conv1: conv2d(64, 7, stride = 2, padding = 3, bias = false),
+        bn1: batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
         max_pool2d(3, stride = 2, padding = 1),
     }
 
