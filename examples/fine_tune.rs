@@ -43,8 +43,11 @@ use std::time::Instant;
 mod readme_check;
 mod tuning;
 
+/// A fine-tuning run of one zoo model: the loss of each step.
+type Run = fn(&Args) -> Result<Vec<f32>>;
+
 /// What `--model` can be: each name with the run of its zoo model.
-const MODELS: &[(&str, fn(&Args) -> Result<Vec<f32>>)] = &[
+const MODELS: &[(&str, Run)] = &[
     ("resnet18", torchvision::<ResNet18>),
     ("resnet50", torchvision::<ResNet50>),
     ("resnext50_32x4d", torchvision::<ResNeXt50>),

@@ -5,7 +5,6 @@
 
 mod common;
 use common::{errors, one_error};
-use proc_macro2::TokenStream;
 use quote::quote;
 
 #[test]

@@ -4,7 +4,6 @@
 
 mod common;
 use common::errors;
-use proc_macro2::TokenStream;
 use quote::quote;
 
 /// PyTorch's pooling output size (ATen's `pooling_output_shape`, symmetric padding `p`).
