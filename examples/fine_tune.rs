@@ -195,15 +195,39 @@ fn load<M: Network>(varmap: &VarMap, path: &Path, naming: Option<&Naming>) -> Re
         )
         .into());
     };
-    let params = ParamList::under(&M::summary(), varmap, "backbone")?;
-    load_pytorch(varmap, &params, path, naming, &LoadOptions::default())
+    // The file's names are the model's own; the model is built under `backbone.`.
+    let naming = naming.clone().rename(r"^backbone\.", "")?;
+    // The old classifier is replaced, so its tensors may have any shape (a file fine-tuned to
+    // other classes): its variables are left out and the file's tensors for them ignored.
+    let all = ParamList::under(&M::summary(), varmap, "backbone")?;
+    let head = format!("backbone.{}.", M::head_name());
+    let mut naming_without_head = naming.clone();
+    for ((ours, _), (theirs, _)) in all.entries.iter().zip(naming.their_names(&all)?) {
+        if ours.starts_with(&head) {
+            naming_without_head =
+                naming_without_head.ignore(&format!("^{}$", theirs.replace('.', "\\.")))?;
+        }
+    }
+    let params = ParamList {
+        entries: all
+            .entries
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with(&head))
+            .collect(),
+    };
+    load_pytorch(
+        varmap,
+        &params,
+        path,
+        &naming_without_head,
+        &LoadOptions::default(),
+    )
 }
 
 fn fine_tune<M: Network>(args: &Args, naming: Option<Naming>, input: Input) -> Result<Vec<f32>> {
     let dev = Device::Cpu;
     let varmap = VarMap::new();
-    // The model's own classifier is loaded with the rest (so the strict report checks the
-    // whole file) but never runs: it is frozen, and the new head takes its place.
+    // The model's own classifier never runs: it is frozen, and the new head takes its place.
     let old_head = format!("backbone.{}", M::head_name());
     let frozen = if args.unfreeze {
         Prefixes::new([old_head])
@@ -420,6 +444,23 @@ mod tests {
             losses[4..].iter().sum::<f32>(),
         );
         assert!(last < first, "the loss did not fall: {losses:?}");
+    }
+
+    /// A torchvision file (the EfficientNet-B0 fixture, torchvision's own `state_dict`) loads
+    /// by torchvision's names under `backbone.`, its classifier's tensors ignored, and a new
+    /// head trains on its features.
+    #[test]
+    fn efficientnet_b0_fine_tunes_from_torchvisions_file() {
+        let out = std::env::temp_dir().join(format!("fine-tune-tv-{}", std::process::id()));
+        let mut args = args("torchvision/efficientnet_b0_f16.pth");
+        args.model = "efficientnet_b0".into();
+        args.out = out.clone();
+        args.steps = 2;
+        args.batch = 4;
+        let losses = run(&args).unwrap();
+        std::fs::remove_dir_all(&out).unwrap();
+        assert_eq!(losses.len(), 2);
+        assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
     }
 
     #[test]
