@@ -80,7 +80,7 @@ impl ParamList {
     }
 
     /// Parses a key list, one `name d1,d2,...` per line (`#` starts a comment line): the
-    /// format of `src/zoo/torchvision/*.keys`.
+    /// format of `tests/fixtures/torchvision/*.keys`.
     pub fn parse_keys(text: &str) -> Result<Self> {
         let mut entries = Vec::new();
         for (i, line) in text.lines().enumerate() {
