@@ -2,37 +2,10 @@
 //! `sequential { ... }` (children numbered by position), labelled projections and
 //! single-layer branches, and the error for two layers with one path.
 
+mod common;
+use common::one_error;
 use proc_macro2::TokenStream;
 use quote::quote;
-
-/// The messages of the `compile_error!`s in the expansion of `description`.
-fn errors(description: TokenStream) -> Vec<String> {
-    let out = convnet_dsl::expand(description).to_string();
-    out.split("compile_error !")
-        .skip(1)
-        .map(|rest| {
-            let start = rest.find('"').unwrap() + 1;
-            let end = rest[start..]
-                .find("\" ")
-                .map(|e| start + e)
-                .unwrap_or(rest.len());
-            rest[start..end].to_string()
-        })
-        .collect()
-}
-
-#[track_caller]
-fn one_error(description: TokenStream, expected: &[&str]) {
-    let errs = errors(description);
-    assert_eq!(errs.len(), 1, "expected one error, got {errs:?}");
-    for part in expected {
-        assert!(
-            errs[0].contains(part),
-            "`{}` does not contain `{part}`",
-            errs[0]
-        );
-    }
-}
 
 /// The variable builder prefixes (`vb.pp("...")`) of the expansion: the layers' paths.
 fn paths(description: TokenStream) -> Vec<String> {
