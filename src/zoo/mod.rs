@@ -133,8 +133,9 @@ convnet! {
         relu,
     }
 
-    /// ResNet stem: 7x7/2 convolution `conv1`, batch norm `bn1`, ReLU, 3x3/2 max pool
-    /// (used as `_: stem()`, torchvision's top-level names).
+    /// ResNet stem: 7x7/2 convolution `conv1`, batch norm `bn1`, ReLU, 3x3/2 max pool; used
+    /// as `_: stem()`, its layers have torchvision's top-level names. (The zoo's ResNets write
+    /// it out, so that `forward_to_t` can stop after each of its layers by name.)
     pub block stem() {
         conv1: conv2d(64, 7, stride = 2, padding = 3, bias = false),
         bn1: batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
@@ -145,7 +146,9 @@ convnet! {
     /// variance), 224x224 input, 1000 classes; parameter paths are torchvision's `resnet18`
     /// state-dict keys (`layer2.0.downsample.0.weight`, `fc.bias`).
     pub ResNet18(3, 224, 224) -> (1000) {
-        _: stem(),
+        conv1: conv2d(64, 7, stride = 2, padding = 3, bias = false),
+        bn1: batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
+        max_pool2d(3, stride = 2, padding = 1),
         layer1: sequential { basic(64), basic(64) },
         layer2: sequential { basic_down(128), basic(128) },
         layer3: sequential { basic_down(256), basic(256) },
@@ -157,7 +160,9 @@ convnet! {
     /// ResNet-50 (torchvision v1.5 layout: stride on the 3x3 convolution; torchvision's batch
     /// norm), 224x224 input; parameter paths are torchvision's `resnet50` state-dict keys.
     pub ResNet50(3, 224, 224) -> (1000) {
-        _: stem(),
+        conv1: conv2d(64, 7, stride = 2, padding = 3, bias = false),
+        bn1: batch_norm(eps = 1e-5, momentum = 0.1, variance = unbiased), relu,
+        max_pool2d(3, stride = 2, padding = 1),
         layer1: sequential { bottleneck_down(64, 1), for i in 2..=3 { bottleneck(64) } },
         layer2: sequential { bottleneck_down(128, 2), for i in 2..=4 { bottleneck(128) } },
         layer3: sequential { bottleneck_down(256, 2), for i in 2..=6 { bottleneck(256) } },
