@@ -24,6 +24,13 @@ convnet! {
         pool: max_pool2d(2),
     }
 
+    /// A top-level `_:` residual has no name to stop after, but its features are its output.
+    pub Unnamed(3, 8, 8) -> (4) {
+        conv2d(4, 1),
+        _: residual { conv2d(4, 3, padding = same), relu },
+        global_avg_pool2d,
+    }
+
     /// A batch norm that runs inside the depthwise convolution after it.
     pub Fused(3, 8, 8) -> (3) {
         conv2d(3, 1),
@@ -113,6 +120,27 @@ fn a_forward_pass_stopped_early_equals_the_layers_run_alone() {
     let whole = model.forward_t(&x, false).unwrap();
     let by_hand = candle_core::Module::forward(&head, &features).unwrap();
     assert!(max_diff(&whole, &by_hand) < 1e-6);
+}
+
+#[test]
+fn a_top_level_layer_without_a_name_is_a_stop_by_index_only() {
+    let names: Vec<&str> = Unnamed::STOPS.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["conv1", "", "global_avg_pool1"]);
+    assert_eq!(Unnamed::features_shape().unwrap(), &[4, 8, 8]);
+    let varmap = VarMap::new();
+    let model = Unnamed::new(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+    let x = input(Unnamed::INPUT_SHAPE);
+    let features = model.forward_features_t(&x, false).unwrap();
+    let pooled = features
+        .mean_keepdim(3)
+        .unwrap()
+        .mean_keepdim(2)
+        .unwrap()
+        .flatten_from(1)
+        .unwrap();
+    assert!(max_diff(&pooled, &model.forward_t(&x, false).unwrap()) < 1e-6);
+    let err = model.forward_to_t(&x, "", false).unwrap_err().to_string();
+    assert!(err.contains("these are: conv1, global_avg_pool1"), "{err}");
 }
 
 #[test]

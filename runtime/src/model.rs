@@ -30,12 +30,22 @@ pub trait Network: ModuleT + Sized {
 
     /// The top-level layers of the description (a block use, a group, a residual or a
     /// merge counts as one) that a forward pass can stop after, in order, each with its
-    /// output shape (no batch dim). A layer that runs fused inside the next one (a batch
-    /// norm inside a depthwise convolution) is not among them.
+    /// name and output shape (no batch dim). A layer that runs fused inside the next one (a
+    /// batch norm inside a depthwise convolution) is not among them; one labelled `_:` is,
+    /// with an empty name (only [`Network::forward_to_stop_t`] reaches it).
     const STOPS: &'static [(&'static str, &'static [usize])];
 
     /// The Keras-style layer table.
     fn summary() -> Summary;
+
+    /// The forward pass up to and including `STOPS[stop]`.
+    ///
+    /// # Shapes
+    /// `xs` is `(N, INPUT_SHAPE...)`; the result is `(N, shape...)` with the stop's shape.
+    ///
+    /// Errors: [`Error::InvalidArgument`](crate::error::Error::InvalidArgument) when `stop`
+    /// is past the last stop; as `forward_t`.
+    fn forward_to_stop_t(&self, xs: &Tensor, stop: usize, train: bool) -> Result<Tensor>;
 
     /// The forward pass up to and including the top-level layer `layer` (a name of
     /// [`Network::STOPS`]), e.g. a backbone's features for a new head.
@@ -46,10 +56,13 @@ pub trait Network: ModuleT + Sized {
     ///
     /// Errors: [`Error::InvalidArgument`](crate::error::Error::InvalidArgument) naming
     /// `layer` and the layers it can be when it is not one of `STOPS`; as `forward_t`.
-    fn forward_to_t(&self, xs: &Tensor, layer: &str, train: bool) -> Result<Tensor>;
+    fn forward_to_t(&self, xs: &Tensor, layer: &str, train: bool) -> Result<Tensor> {
+        self.forward_to_stop_t(xs, stop_index::<Self>(layer)?, train)
+    }
 
     /// The model without its last top-level layer (its head, when the model ends with one
-    /// classifier layer): the features a new head takes, of shape [`Network::features_shape`].
+    /// classifier layer or group): the features a new head takes, of shape
+    /// [`Network::features_shape`].
     ///
     /// # Shapes
     /// `xs` is `(N, INPUT_SHAPE...)`; the result is `(N, features_shape()...)`.
@@ -57,51 +70,54 @@ pub trait Network: ModuleT + Sized {
     /// Errors: [`Error::InvalidArgument`](crate::error::Error::InvalidArgument) when the
     /// model has a single top-level layer; as `forward_t`.
     fn forward_features_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let (layer, _) = penultimate::<Self>()?;
-        self.forward_to_t(xs, layer, train)
+        self.forward_to_stop_t(xs, penultimate::<Self>()?, train)
     }
 
     /// The output shape of [`Network::forward_features_t`] (no batch dim).
     ///
     /// Errors: as [`Network::forward_features_t`].
     fn features_shape() -> Result<&'static [usize]> {
-        Ok(penultimate::<Self>()?.1)
+        Ok(Self::STOPS[penultimate::<Self>()?].1)
     }
 
     /// The name of the last top-level layer: the head that
-    /// [`Network::forward_features_t`] leaves out (its parameters' path prefix).
+    /// [`Network::forward_features_t`] leaves out (its parameters' path prefix); empty when
+    /// it is labelled `_:`.
     fn head_name() -> &'static str {
         Self::STOPS.last().map_or("", |(name, _)| name)
     }
 }
 
-/// The top-level layer before the last one of `M` ([`Network::forward_features_t`]).
-fn penultimate<M: Network>() -> Result<(&'static str, &'static [usize])> {
-    match M::STOPS {
-        [.., before, _] => Ok(*before),
-        _ => Err(crate::error::Error::invalid(
+/// The index in `M::STOPS` of the top-level layer before the last one
+/// ([`Network::forward_features_t`]).
+fn penultimate<M: Network>() -> Result<usize> {
+    match M::STOPS.len() {
+        n if n >= 2 => Ok(n - 2),
+        n => Err(crate::error::Error::invalid(
             format!("{}'s features", M::NAME),
             format!(
-                "the model has {} top-level layer(s) a forward pass can stop after; a \
-                 head needs at least one layer before it",
-                M::STOPS.len()
+                "the model has {n} top-level layer(s) a forward pass can stop after; a head \
+                 needs at least one layer before it"
             ),
         )
         .into()),
     }
 }
 
-/// The index of `layer` in `M::STOPS`, for generated `forward_to_t`.
+/// The index of `layer` in `M::STOPS`.
 ///
 /// Errors: [`Error::InvalidArgument`](crate::error::Error::InvalidArgument) naming the
 /// layer and the ones it can be.
-#[doc(hidden)]
-pub fn stop_index<M: Network>(layer: &str) -> Result<usize> {
+fn stop_index<M: Network>(layer: &str) -> Result<usize> {
     M::STOPS
         .iter()
-        .position(|(name, _)| *name == layer)
+        .position(|(name, _)| !name.is_empty() && *name == layer)
         .ok_or_else(|| {
-            let names: Vec<&str> = M::STOPS.iter().map(|(name, _)| *name).collect();
+            let names: Vec<&str> = M::STOPS
+                .iter()
+                .map(|(name, _)| *name)
+                .filter(|name| !name.is_empty())
+                .collect();
             crate::error::Error::invalid(
                 format!("{}::forward_to_t", M::NAME),
                 format!(
@@ -112,6 +128,22 @@ pub fn stop_index<M: Network>(layer: &str) -> Result<usize> {
             )
             .into()
         })
+}
+
+/// Checks a stop index for generated `forward_to_stop_t`.
+///
+/// Errors: [`Error::InvalidArgument`](crate::error::Error::InvalidArgument) when `stop` is
+/// past `M::STOPS`.
+#[doc(hidden)]
+pub fn check_stop<M: Network>(stop: usize) -> Result<()> {
+    if stop < M::STOPS.len() {
+        return Ok(());
+    }
+    Err(crate::error::Error::invalid(
+        format!("{}::forward_to_stop_t", M::NAME),
+        format!("stop {stop}: the model has {} stops", M::STOPS.len()),
+    )
+    .into())
 }
 
 /// One row of a [`Summary`]: a layer (or a nested model) and what it produces.

@@ -28,6 +28,8 @@ struct Gen {
     /// The top-level layers a forward pass can stop after, with their output shapes, in
     /// order (see `Network::forward_to_t`): not a layer that runs fused inside the next.
     stops: Vec<(String, Vec<usize>)>,
+    /// How many sequences `seq` is inside (1 for the model's body).
+    depth: usize,
 }
 
 impl Gen {
@@ -55,6 +57,9 @@ impl Gen {
     /// that layer's call, so training never stores the normalised tensor; likewise a max
     /// pool right after a layer that can pool its own output (a separable convolution).
     fn seq(&mut self, nodes: &[Node], scope: &str) -> TokenStream {
+        self.depth += 1;
+        // The model's own body (a `_:` residual's body also has the empty scope).
+        let top_level = self.depth == 1;
         let mut stmts = Vec::with_capacity(nodes.len());
         let mut i = 0;
         while i < nodes.len() {
@@ -110,8 +115,9 @@ impl Gen {
                 let saved = format_ident!("saved_{}", save);
                 stmts.push(quote!(let #saved = x.clone();));
             }
-            if scope.is_empty() && !matches!(nodes[last].op, Op::AssertShape(_)) {
-                // A top-level layer: `forward_to_t` may stop after it.
+            if top_level && !matches!(nodes[last].op, Op::AssertShape(_)) {
+                // A top-level layer: `forward_to_t` may stop after it (`_:` ones have no
+                // name, but `forward_features_t` may still stop there).
                 let stop = self.stops.len();
                 self.stops
                     .push((nodes[last].name.clone(), nodes[last].info.output.clone()));
@@ -123,6 +129,7 @@ impl Gen {
             }
             i = last + 1;
         }
+        self.depth -= 1;
         quote!(#(#stmts)*)
     }
 
@@ -424,13 +431,13 @@ pub fn model(model: &Model, output: &[usize]) -> TokenStream {
             fn summary() -> #rt::model::Summary {
                 #name::summary()
             }
-            fn forward_to_t(
+            fn forward_to_stop_t(
                 &self,
                 xs: &#cc::Tensor,
-                layer: &str,
+                stop: usize,
                 train: bool,
             ) -> #cc::Result<#cc::Tensor> {
-                let stop = #rt::model::stop_index::<Self>(layer)?;
+                #rt::model::check_stop::<Self>(stop)?;
                 self.__convnet_forward(xs, train, stop)
             }
         }
@@ -501,10 +508,10 @@ pub fn stub(
             fn summary() -> #rt::model::Summary {
                 ::core::unreachable!()
             }
-            fn forward_to_t(
+            fn forward_to_stop_t(
                 &self,
                 _xs: &#cc::Tensor,
-                _layer: &str,
+                _stop: usize,
                 _train: bool,
             ) -> #cc::Result<#cc::Tensor> {
                 ::core::unreachable!()
