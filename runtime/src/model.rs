@@ -30,6 +30,22 @@ pub trait Network: ModuleT + Sized {
 
     /// The Keras-style layer table.
     fn summary() -> Summary;
+
+    /// Appends the model's ONNX nodes to `graph`, reading `x`; returns the output's value.
+    /// Parameters are read by their paths under `scope` (empty at the top; a nested model's
+    /// path inside the model using it). Generated from the compile-time graph: see
+    /// [`crate::onnx`].
+    ///
+    /// # Shapes
+    /// `x`: `[N, INPUT_SHAPE...]` -> `[N, OUTPUT_SHAPE...]`, N symbolic.
+    ///
+    /// # Errors
+    /// A layer with no ONNX form (none today).
+    fn onnx(
+        graph: &mut crate::onnx::Graph,
+        scope: &str,
+        x: crate::onnx::Value,
+    ) -> Result<crate::onnx::Value>;
 }
 
 /// One row of a [`Summary`]: a layer (or a nested model) and what it produces.

@@ -10,6 +10,8 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::{Ident, Path};
 
+mod onnx;
+
 /// What walking the layers collects besides the forward statements.
 #[derive(Default)]
 struct Gen {
@@ -287,6 +289,7 @@ pub fn model(model: &Model, output: &[usize]) -> TokenStream {
         ..Gen::default()
     };
     let forward = gen.seq(&model.body, "");
+    let onnx = onnx::body(model);
     let Model {
         attrs, vis, name, ..
     } = model;
@@ -392,6 +395,15 @@ pub fn model(model: &Model, output: &[usize]) -> TokenStream {
             fn summary() -> #rt::model::Summary {
                 #name::summary()
             }
+            fn onnx(
+                g: &mut #rt::onnx::Graph,
+                scope: &str,
+                x: #rt::onnx::Value,
+            ) -> #cc::Result<#rt::onnx::Value> {
+                let _ = (&g, scope);
+                #onnx
+                ::core::result::Result::Ok(x)
+            }
         }
     }
 }
@@ -457,6 +469,13 @@ pub fn stub(
                 ::core::unreachable!()
             }
             fn summary() -> #rt::model::Summary {
+                ::core::unreachable!()
+            }
+            fn onnx(
+                _g: &mut #rt::onnx::Graph,
+                _scope: &str,
+                _x: #rt::onnx::Value,
+            ) -> #cc::Result<#rt::onnx::Value> {
                 ::core::unreachable!()
             }
         }

@@ -1,0 +1,157 @@
+//! The export entry point: a model's graph (from its generated `Network::onnx`), its
+//! parameters from the `VarMap` as initializers, a dynamic batch, written as one ONNX file.
+
+use super::graph::{Graph, Value};
+use super::proto::{
+    Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TensorTypeProto, TypeProto, ValueInfoProto, FLOAT,
+};
+use super::{IR_VERSION, OPSET};
+use crate::error::Error;
+use crate::model::Network;
+use candle_core::{DType, Result};
+use candle_nn::VarMap;
+use prost::Message;
+use std::path::Path;
+
+/// Choices of an ONNX export.
+#[derive(Debug, Clone, Default)]
+pub struct OnnxOptions {
+    /// A fixed batch size for the input and output; `None` (the default) names the batch dim
+    /// `batch`, so any batch size runs.
+    pub batch: Option<usize>,
+}
+
+/// `name: float32[batch, shape...]`.
+fn value_info(name: &str, shape: &[usize], batch: Option<usize>) -> ValueInfoProto {
+    let batch = match batch {
+        Some(n) => Dimension {
+            dim_value: Some(n as i64),
+            dim_param: None,
+        },
+        None => Dimension {
+            dim_value: None,
+            dim_param: Some("batch".into()),
+        },
+    };
+    let dims = shape.iter().map(|d| Dimension {
+        dim_value: Some(*d as i64),
+        dim_param: None,
+    });
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TensorTypeProto {
+                elem_type: FLOAT,
+                shape: Some(TensorShapeProto {
+                    dim: std::iter::once(batch).chain(dims).collect(),
+                }),
+            }),
+        }),
+    }
+}
+
+/// The ONNX model of `M` with the parameters in `varmap` (created by `M::new` on it, or
+/// loaded into it), as float32.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming a parameter the graph reads that `varmap` lacks.
+pub fn onnx_model<M: Network>(varmap: &VarMap, options: &OnnxOptions) -> Result<ModelProto> {
+    let mut g = Graph::new();
+    let out = M::onnx(&mut g, "", Graph::input())?;
+    let mut initializer = Vec::with_capacity(g.params.len() + g.constants.len());
+    {
+        let vars = varmap
+            .data()
+            .lock()
+            .expect("the VarMap's lock is not poisoned");
+        for path in &g.params {
+            let var = vars.get(path).ok_or_else(|| {
+                Error::invalid(
+                    "onnx export",
+                    format!("{} reads parameter `{path}`, which the VarMap lacks; create the model with `{}::new` on this VarMap", M::NAME, M::NAME),
+                )
+            })?;
+            let t = var.as_tensor().to_dtype(DType::F32)?;
+            let data: Vec<f32> = t.flatten_all()?.to_vec1()?;
+            initializer.push(TensorProto {
+                dims: t.dims().iter().map(|d| *d as i64).collect(),
+                data_type: FLOAT,
+                name: path.clone(),
+                raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            });
+        }
+    }
+    initializer.append(&mut g.constants);
+    let mut node = std::mem::take(&mut g.nodes);
+    node.push(NodeProto {
+        input: vec![out.name().into()],
+        output: vec!["output".into()],
+        name: "output".into(),
+        op_type: "Identity".into(),
+        attribute: vec![],
+    });
+    let input = Graph::input();
+    Ok(ModelProto {
+        ir_version: IR_VERSION,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
+        producer_name: "convnet".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        doc_string: format!(
+            "{}: input {:?} -> output {:?} per example",
+            M::NAME,
+            M::INPUT_SHAPE,
+            M::OUTPUT_SHAPE
+        ),
+        graph: Some(GraphProto {
+            node,
+            name: M::NAME.into(),
+            initializer,
+            input: vec![value_info(input.name(), M::INPUT_SHAPE, options.batch)],
+            output: vec![value_info("output", M::OUTPUT_SHAPE, options.batch)],
+        }),
+    })
+}
+
+/// Writes the ONNX model of `M` with the parameters in `varmap` to `path` (see
+/// [`onnx_model`]); returns the bytes written.
+///
+/// # Errors
+/// Those of [`onnx_model`], and [`Error::Io`] when `path` cannot be written.
+pub fn export_onnx<M: Network>(
+    varmap: &VarMap,
+    path: impl AsRef<Path>,
+    options: &OnnxOptions,
+) -> Result<usize> {
+    let bytes = onnx_model::<M>(varmap, options)?.encode_to_vec();
+    let path = path.as_ref();
+    std::fs::write(path, &bytes).map_err(|e| Error::io("write", path, e))?;
+    Ok(bytes.len())
+}
+
+/// The graph of `M` alone (no parameters needed): for tests and inspection.
+///
+/// # Errors
+/// None today; a layer with no ONNX form would report here.
+pub fn onnx_graph<M: Network>() -> Result<(Graph, Value)> {
+    let mut g = Graph::new();
+    let out = M::onnx(&mut g, "", Graph::input())?;
+    Ok((g, out))
+}
+
+/// Reads an ONNX model back (written by [`export_onnx`]), for inspection and tests.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when `bytes` is not a `ModelProto`.
+pub fn decode_model(bytes: &[u8]) -> Result<ModelProto> {
+    ModelProto::decode(bytes)
+        .map_err(|e| Error::invalid("onnx model", format!("does not decode: {e}")).into())
+}
+
+/// The bytes of `model` (what [`export_onnx`] writes).
+pub fn encode_model(model: &ModelProto) -> Vec<u8> {
+    model.encode_to_vec()
+}
