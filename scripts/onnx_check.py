@@ -7,8 +7,9 @@
 For each DIR/NAME.onnx, runs onnxruntime (CPU, 2 threads) on NAME.input.npy and compares
 with NAME.output.npy (convnet's forward): max |ours - onnxruntime| must be at most
 1e-4 * max(1, max |onnxruntime|). Also checks that the batch dim is symbolic and that the
-first example alone (batch 1) gives the same output. Prints a Markdown table; exits 1 on
-any failure, or when a model named by --expect has no files. Needs onnxruntime and numpy.
+first example alone (batch 1) gives the same output, and runs onnx's checker with full shape
+inference on each file first. Prints a Markdown table; exits 1 on any failure, or when a
+model named by --expect has no files. Needs onnxruntime, onnx and numpy.
 """
 import argparse
 import pathlib
@@ -16,6 +17,7 @@ import sys
 import time
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 TOL = 1e-4
@@ -34,11 +36,15 @@ def main():
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
     opts.inter_op_num_threads = 1
-    print(f"onnxruntime {ort.__version__}, numpy {np.__version__}")
+    print(f"onnxruntime {ort.__version__}, onnx {onnx.__version__}, numpy {np.__version__}")
     print()
     print("| model | input | output | max abs(ours - onnxruntime) | max abs(onnxruntime) | bound | batch 1 | onnxruntime s |")
     print("|---|---|---|---|---|---|---|---|")
     for m in models:
+        try:
+            onnx.checker.check_model(str(args.dir / f"{m}.onnx"), full_check=True)
+        except Exception as e:  # the checker's own error types vary by version
+            failures.append(f"{m}: onnx.checker: {e}")
         x = np.load(args.dir / f"{m}.input.npy")
         ours = np.load(args.dir / f"{m}.output.npy")
         sess = ort.InferenceSession(
