@@ -342,6 +342,21 @@ mod tests {
             .any(|n| n.name.starts_with("sep2.pointwise/")));
     }
 
+    /// A VarMap without the model's parameters is an error naming the first one missing,
+    /// and no file is written.
+    #[test]
+    fn a_varmap_without_the_parameters_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("convnet-onnx-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.onnx");
+        let err = export_onnx::<EveryLayer>(&VarMap::new(), &path, &OnnxOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("EveryLayer reads parameter `"), "{err}");
+        assert!(!path.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// Every zoo model's graph reads exactly its parameters.
     #[test]
     fn zoo_graphs_read_every_parameter() {
