@@ -600,3 +600,75 @@ pub fn merge(g: &mut Graph, layer: &str, merge: Merge, branches: &[Value]) -> Va
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attr<'a>(g: &'a Graph, op: &str, name: &str) -> &'a [i64] {
+        let node = g.nodes.iter().find(|n| n.op_type == op).unwrap();
+        &node.attribute.iter().find(|a| a.name == name).unwrap().ints
+    }
+
+    /// TensorFlow's asymmetric `same` (1 row at the bottom, none at the top) reaches ONNX's
+    /// `[top, left, bottom, right]` order, and a separable convolution reads its two
+    /// parameter groups under the layer's path.
+    #[test]
+    fn asymmetric_padding_and_separable_parameters() {
+        let mut g = Graph::new();
+        let w = Window {
+            kernel: (3, 2),
+            stride: 2,
+            dilation: 1,
+            pad: [0, 1, 2, 3],
+            bias: true,
+        };
+        separable_conv2d(&mut g, "b.sep1", &Graph::input(), 4, w);
+        assert_eq!(attr(&g, "Conv", "pads"), &[0, 2, 1, 3]);
+        assert_eq!(
+            g.nodes[0]
+                .attribute
+                .iter()
+                .find(|a| a.name == "group")
+                .unwrap()
+                .i,
+            4
+        );
+        assert_eq!(
+            g.params(),
+            [
+                "b.sep1.depthwise.weight",
+                "b.sep1.pointwise.weight",
+                "b.sep1.pointwise.bias"
+            ]
+        );
+    }
+
+    /// `count_include_pad`: the declared padding becomes a `Pad` of zeros and only the
+    /// overhang stays in the pool's pads.
+    #[test]
+    fn counted_padding_is_a_pad_node() {
+        let mut g = Graph::new();
+        avg_pool2d(
+            &mut g,
+            "p",
+            &Graph::input(),
+            (3, 3),
+            (2, 2),
+            [1, 2, 1, 1],
+            [1, 1, 1, 1],
+        );
+        assert_eq!(g.op_types(), ["Pad", "AveragePool"]);
+        assert_eq!(attr(&g, "AveragePool", "pads"), &[0, 0, 1, 0]);
+    }
+
+    /// A parameter read twice is one initializer.
+    #[test]
+    fn parameters_are_listed_once() {
+        let mut g = Graph::new();
+        let x = Graph::input();
+        layer_scale(&mut g, "s", &x, 4);
+        layer_scale(&mut g, "s", &x, 4);
+        assert_eq!(g.params(), ["s.gamma"]);
+    }
+}
