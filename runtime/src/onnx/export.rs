@@ -14,6 +14,9 @@ use candle_nn::VarMap;
 use prost::Message;
 use std::path::Path;
 
+/// The most parameter bytes one ONNX file holds: protobuf's 2 GiB, less room for the graph.
+const MAX_PROTO_BYTES: usize = (1 << 31) - (64 << 20);
+
 /// Choices of an ONNX export.
 #[derive(Debug, Clone, Default)]
 pub struct OnnxOptions {
@@ -55,7 +58,8 @@ fn value_info(name: &str, shape: &[usize], batch: Option<usize>) -> ValueInfoPro
 /// loaded into it), as float32.
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] naming a parameter the graph reads that `varmap` lacks.
+/// [`Error::InvalidArgument`] naming a parameter the graph reads that `varmap` lacks, or
+/// when the parameters take more than the 2 GiB one ONNX file can hold.
 pub fn onnx_model<M: Network>(varmap: &VarMap, options: &OnnxOptions) -> Result<ModelProto> {
     let mut g = Graph::new();
     let out = M::onnx(&mut g, "", Graph::input())?;
@@ -83,6 +87,20 @@ pub fn onnx_model<M: Network>(varmap: &VarMap, options: &OnnxOptions) -> Result<
         }
     }
     initializer.append(&mut g.constants);
+    // A protobuf message is at most 2 GiB; larger models need ONNX's external data files,
+    // which this exporter does not write.
+    let bytes: usize = initializer.iter().map(|t| t.raw_data.len()).sum();
+    if bytes > MAX_PROTO_BYTES {
+        return Err(Error::invalid(
+            "onnx export",
+            format!(
+                "{}'s parameters take {:.2} GiB, over the 2 GiB a single ONNX file can hold (external data files are not written)",
+                M::NAME,
+                bytes as f64 / (1u64 << 30) as f64
+            ),
+        )
+        .into());
+    }
     let mut node = std::mem::take(&mut g.nodes);
     node.push(NodeProto {
         input: vec![out.name().into()],
