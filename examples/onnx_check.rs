@@ -6,6 +6,9 @@
 //! python scripts/onnx_check.py target/onnx_check
 //! ```
 //!
+//! `--checkpoint DIR` adds a checkpoint of the main job (mini-Xception with its trained
+//! weights and batch-norm statistics) as `checkpoint`.
+//!
 //! MODEL is `every_layer` (a model using every layer of the catalog, merges, skips,
 //! conditionals, loops, labelled groups, nested models and both fused patterns) or a zoo
 //! model: mini_xception, vgg16, resnet18, resnet50, resnext50_32x4d, densenet121, googlenet,
@@ -17,15 +20,20 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 use clap::Parser;
+use convnet::checkpoint::load_checkpoint_weights;
 use convnet::init::seeded_var_builder;
 use convnet::onnx::{export_onnx, OnnxOptions};
 use convnet::prelude::*;
+use convnet::train::load_state;
 use convnet::zoo::{
     DenseNet121, EfficientNetB0, GoogLeNet, MiniXception, MobileNetV3Large, ResNeXt50, ResNet18,
     ResNet50, UNet, Vgg16,
 };
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+mod models;
+use models::with_mini_xception;
 
 convnet! {
     /// A stem from another invocation, used as `model(OnnxStem, ...)`.
@@ -116,7 +124,11 @@ struct Args {
     /// The batch size of the input (the export's batch is dynamic).
     #[arg(long, default_value_t = 3)]
     batch: usize,
-    /// The models (every_layer or zoo names); all when none is given.
+    /// Also a checkpoint of the main job (trained weights), written as `checkpoint`.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// The models (every_layer or zoo names); all when none is given (none with
+    /// --checkpoint).
     models: Vec<String>,
 }
 
@@ -200,6 +212,26 @@ fn write_case<M: Network>(name: &str, out: &Path, batch: usize) -> Result<()> {
     let varmap = VarMap::new();
     let model = M::new(seeded_var_builder(&varmap, 7, DType::F32, &Device::Cpu))?;
     perturb(&varmap)?;
+    write_outputs(&model, &varmap, name, out, batch)
+}
+
+/// [`write_case`] with the trained weights of a checkpoint of the main job, as `checkpoint`.
+fn write_checkpoint<M: Network>(dir: &Path, out: &Path, batch: usize) -> Result<()> {
+    let varmap = VarMap::new();
+    let model = M::new(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+    load_checkpoint_weights(&varmap, dir)?;
+    write_outputs(&model, &varmap, "checkpoint", out, batch)
+}
+
+/// Runs `model` on a fixed input of `batch` examples and writes the export, the input and
+/// the output under `out` as `name.*`.
+fn write_outputs<M: Network>(
+    model: &M,
+    varmap: &VarMap,
+    name: &str,
+    out: &Path,
+    batch: usize,
+) -> Result<()> {
     let mut dims = vec![batch];
     dims.extend_from_slice(M::INPUT_SHAPE);
     let n: usize = dims.iter().product();
@@ -250,6 +282,28 @@ fn main() -> Result<()> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.out)
         .map_err(|e| convnet::error::Error::io("create folder", &args.out, e))?;
+    if let Some(dir) = &args.checkpoint {
+        let info = load_state(dir)?
+            .model
+            .ok_or_else(|| convnet::error::Error::checkpoint(dir, "records no model"))?;
+        let size = match info.input_shape[..] {
+            [3, h, w] if h == w && info.name.starts_with("MiniXception") => h,
+            _ => {
+                return Err(convnet::error::Error::checkpoint(
+                    dir,
+                    format!(
+                        "holds model {}; this program knows mini-Xception",
+                        info.name
+                    ),
+                )
+                .into())
+            }
+        };
+        with_mini_xception!(size, write_checkpoint(dir, &args.out, args.batch))?;
+        if args.models.is_empty() {
+            return Ok(());
+        }
+    }
     let models: Vec<String> = if args.models.is_empty() {
         MODELS.iter().map(|m| m.to_string()).collect()
     } else {
