@@ -241,7 +241,7 @@ fn write_outputs<M: Network>(
     let y = no_grad(|| model.forward_t(&x, false))?;
     let forward = start.elapsed();
     let bytes = export_onnx::<M>(
-        &varmap,
+        varmap,
         out.join(format!("{name}.onnx")),
         &OnnxOptions::default(),
     )?;
