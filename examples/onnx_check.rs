@@ -386,14 +386,22 @@ mod tests {
         assert_eq!(count("MaxPool"), rows("max_pool2d"));
         // The separable convolution into which a batch norm and a max pool are fused is
         // exported as its depthwise and pointwise convolutions.
-        assert!(graph
-            .node
-            .iter()
-            .any(|n| n.name.starts_with("sep2.depthwise/")));
-        assert!(graph
-            .node
-            .iter()
-            .any(|n| n.name.starts_with("sep2.pointwise/")));
+        let separable: Vec<String> = EveryLayer::summary()
+            .rows
+            .into_iter()
+            .filter(|r| r.kind == "separable_conv2d")
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(separable.len(), 2);
+        for name in &separable {
+            for part in ["depthwise", "pointwise"] {
+                let prefix = format!("{name}.{part}/");
+                assert!(
+                    graph.node.iter().any(|n| n.name.starts_with(&prefix)),
+                    "no node {prefix}*"
+                );
+            }
+        }
     }
 
     /// A VarMap without the model's parameters is an error naming the first one missing,
