@@ -68,7 +68,7 @@ pub fn onnx_model<M: Network>(varmap: &VarMap, options: &OnnxOptions) -> Result<
         let vars = varmap
             .data()
             .lock()
-            .expect("the VarMap's lock is not poisoned");
+            .map_err(|_| Error::invalid("onnx export", "the VarMap's lock is poisoned"))?;
         for path in &g.params {
             let var = vars.get(path).ok_or_else(|| {
                 Error::invalid(
