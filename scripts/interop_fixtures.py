@@ -5,6 +5,7 @@
     /work/venv-interop/bin/python scripts/interop_fixtures.py keys       # src/zoo/torchvision/*.keys
     /work/venv-interop/bin/python scripts/interop_fixtures.py fixtures   # tests/fixtures/interop/
     /work/venv-interop/bin/python scripts/interop_fixtures.py zoo DIR    # every zoo model vs torchvision
+    /work/venv-interop/bin/python scripts/interop_fixtures.py zoo-fixture  # tests/fixtures/torchvision/
 
 `keys`: torchvision's state-dict keys and shapes of each zoo model, in registration order,
 `num_batches_tracked` left out. The zoo derives its torchvision naming from them by pairing
@@ -19,6 +20,12 @@ training checkpoint is), by `torch.save` flat, and as safetensors; with its eval
 a seeded input. `tests/interop_pytorch.rs` loads them into the same network written in the DSL.
 
 The Keras fixtures are `scripts/keras_fixture.py`'s.
+
+`zoo-fixture`: the one whole torchvision file CI loads (`tests/zoo_torchvision_file.rs`):
+torchvision's EfficientNet-B0 (the smallest zoo model, 5.3 M parameters), initialised by
+torchvision with seed 0, batch-norm statistics randomised, every tensor rounded to float16 and
+saved so by `torch.save(model.state_dict())` (10.6 MB instead of 21), with the eval-mode
+output of the float32 model holding the rounded values, on a seeded float16 input.
 
 `zoo DIR`: for each zoo model, torchvision's definition initialised with seed 0 (batch-norm
 statistics randomised so they matter), `torch.save(model.state_dict())` as torchvision's
@@ -188,12 +195,35 @@ def zoo(folder: str) -> None:
             sys.exit(f"{name}: the exported weights compute something else")
 
 
+def zoo_fixture() -> None:
+    import torchvision as tv
+    from safetensors.torch import save_file
+
+    out = os.path.join(ROOT, "tests", "fixtures", "torchvision")
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(0)
+    model = ZOO["efficientnet_b0"](tv)
+    randomize_statistics(model, 1)
+    model = model.half().float().eval()  # the values float16 holds, computed in float32
+    x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(2)).half()
+    with torch.no_grad():
+        y = model(x.float())
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    torch.save(state, os.path.join(out, "efficientnet_b0_f16.pth"))
+    save_file({"input": x.contiguous(), "output": y.contiguous()}, os.path.join(out, "efficientnet_b0_f16.expected.safetensors"))
+    print(f"efficientnet_b0: {len(state)} tensors, max |y| {y.abs().max():.4f}")
+    for f in sorted(os.listdir(out)):
+        print(f"  {f}: {os.path.getsize(os.path.join(out, f)):,} bytes")
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     if what == "keys":
         keys()
     elif what == "fixtures":
         fixtures()
+    elif what == "zoo-fixture":
+        zoo_fixture()
     elif what == "zoo" and len(sys.argv) == 3:
         zoo(sys.argv[2])
     else:

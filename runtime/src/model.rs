@@ -28,6 +28,12 @@ pub trait Network: ModuleT + Sized {
     /// `block2.sep1.pointwise.weight`).
     fn new(vb: VarBuilder) -> Result<Self>;
 
+    /// The top-level layers of the description (a block use, a group, a residual or a
+    /// merge counts as one) that a forward pass can stop after, in order, each with its
+    /// output shape (no batch dim). A layer that runs fused inside the next one (a batch
+    /// norm inside a depthwise convolution) is not among them.
+    const STOPS: &'static [(&'static str, &'static [usize])];
+
     /// The Keras-style layer table.
     fn summary() -> Summary;
 
@@ -46,6 +52,82 @@ pub trait Network: ModuleT + Sized {
         scope: &str,
         x: crate::onnx::Value,
     ) -> Result<crate::onnx::Value>;
+
+    /// The forward pass up to and including the top-level layer `layer` (a name of
+    /// [`Network::STOPS`]), e.g. a backbone's features for a new head.
+    ///
+    /// # Shapes
+    /// `xs` is `(N, INPUT_SHAPE...)`; the result is `(N, shape...)` with `layer`'s shape in
+    /// `STOPS`.
+    ///
+    /// Errors: [`Error::InvalidArgument`](crate::error::Error::InvalidArgument) naming
+    /// `layer` and the layers it can be when it is not one of `STOPS`; as `forward_t`.
+    fn forward_to_t(&self, xs: &Tensor, layer: &str, train: bool) -> Result<Tensor>;
+
+    /// The model without its last top-level layer (its head, when the model ends with one
+    /// classifier layer): the features a new head takes, of shape [`Network::features_shape`].
+    ///
+    /// # Shapes
+    /// `xs` is `(N, INPUT_SHAPE...)`; the result is `(N, features_shape()...)`.
+    ///
+    /// Errors: [`Error::InvalidArgument`](crate::error::Error::InvalidArgument) when the
+    /// model has a single top-level layer; as `forward_t`.
+    fn forward_features_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let (layer, _) = penultimate::<Self>()?;
+        self.forward_to_t(xs, layer, train)
+    }
+
+    /// The output shape of [`Network::forward_features_t`] (no batch dim).
+    ///
+    /// Errors: as [`Network::forward_features_t`].
+    fn features_shape() -> Result<&'static [usize]> {
+        Ok(penultimate::<Self>()?.1)
+    }
+
+    /// The name of the last top-level layer: the head that
+    /// [`Network::forward_features_t`] leaves out (its parameters' path prefix).
+    fn head_name() -> &'static str {
+        Self::STOPS.last().map_or("", |(name, _)| name)
+    }
+}
+
+/// The top-level layer before the last one of `M` ([`Network::forward_features_t`]).
+fn penultimate<M: Network>() -> Result<(&'static str, &'static [usize])> {
+    match M::STOPS {
+        [.., before, _] => Ok(*before),
+        _ => Err(crate::error::Error::invalid(
+            format!("{}'s features", M::NAME),
+            format!(
+                "the model has {} top-level layer(s) a forward pass can stop after; a \
+                 head needs at least one layer before it",
+                M::STOPS.len()
+            ),
+        )
+        .into()),
+    }
+}
+
+/// The index of `layer` in `M::STOPS`, for generated `forward_to_t`.
+///
+/// Errors: [`Error::InvalidArgument`](crate::error::Error::InvalidArgument) naming the
+/// layer and the ones it can be.
+#[doc(hidden)]
+pub fn stop_index<M: Network>(layer: &str) -> Result<usize> {
+    M::STOPS
+        .iter()
+        .position(|(name, _)| *name == layer)
+        .ok_or_else(|| {
+            let names: Vec<&str> = M::STOPS.iter().map(|(name, _)| *name).collect();
+            crate::error::Error::invalid(
+                format!("{}::forward_to_t", M::NAME),
+                format!(
+                    "`{layer}` is not a top-level layer a forward pass can stop after; \
+                     these are: {}",
+                    names.join(", ")
+                ),
+            )
+            .into()
+        })
 }
 
 /// One row of a [`Summary`]: a layer (or a nested model) and what it produces.

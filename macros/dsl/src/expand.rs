@@ -27,6 +27,9 @@ struct Gen {
     pooled_by: Option<TokenStream>,
     /// Save ids of the labelled layers whose output an `@label` uses.
     saved: std::collections::BTreeSet<usize>,
+    /// The top-level layers a forward pass can stop after, with their output shapes, in
+    /// order (see `Network::forward_to_t`): not a layer that runs fused inside the next.
+    stops: Vec<(String, Vec<usize>)>,
 }
 
 impl Gen {
@@ -108,6 +111,17 @@ impl Gen {
             if let Some(save) = nodes[last].save.filter(|_| self.is_saved(&nodes[last])) {
                 let saved = format_ident!("saved_{}", save);
                 stmts.push(quote!(let #saved = x.clone();));
+            }
+            if scope.is_empty() && !matches!(nodes[last].op, Op::AssertShape(_)) {
+                // A top-level layer: `forward_to_t` may stop after it.
+                let stop = self.stops.len();
+                self.stops
+                    .push((nodes[last].name.clone(), nodes[last].info.output.clone()));
+                stmts.push(quote! {
+                    if __convnet_stop == #stop {
+                        return ::core::result::Result::Ok(if grad { x } else { x.detach() });
+                    }
+                });
             }
             i = last + 1;
         }
@@ -318,6 +332,10 @@ pub fn model(model: &Model, output: &[usize]) -> TokenStream {
     let field_inits: Vec<&TokenStream> = gen.fields.iter().map(|f| &f.init).collect();
     let rows = &gen.rows;
     let checks = &gen.checks;
+    let stops = gen.stops.iter().map(|(name, shape)| {
+        let shape = dims(shape);
+        quote!((#name, #shape))
+    });
     quote! {
         #(#attrs)*
         #[doc = ""]
@@ -367,8 +385,15 @@ pub fn model(model: &Model, output: &[usize]) -> TokenStream {
             }
         }
 
-        impl #cn::ModuleT for #name {
-            fn forward_t(&self, xs: &#cc::Tensor, train: bool) -> #cc::Result<#cc::Tensor> {
+        impl #name {
+            /// The forward pass up to and including top-level layer number `__convnet_stop`
+            /// of `STOPS` (all of it past the last).
+            fn __convnet_forward(
+                &self,
+                xs: &#cc::Tensor,
+                train: bool,
+                __convnet_stop: usize,
+            ) -> #cc::Result<#cc::Tensor> {
                 #rt::model::check_input(#name_str, Self::INPUT_SHAPE, xs)?;
                 #rt::model::check_input_dtype(#name_str, self.__convnet_dtype, xs)?;
                 let _ = train;
@@ -381,6 +406,12 @@ pub fn model(model: &Model, output: &[usize]) -> TokenStream {
             }
         }
 
+        impl #cn::ModuleT for #name {
+            fn forward_t(&self, xs: &#cc::Tensor, train: bool) -> #cc::Result<#cc::Tensor> {
+                self.__convnet_forward(xs, train, usize::MAX)
+            }
+        }
+
         impl #rt::model::Network for #name {
             const NAME: &'static str = #name_str;
             const INPUT_SHAPE: &'static [usize] = #name::INPUT_SHAPE;
@@ -389,11 +420,21 @@ pub fn model(model: &Model, output: &[usize]) -> TokenStream {
             const TRAINABLE_PARAMS: usize = #name::TRAINABLE_PARAMS;
             const NON_TRAINABLE_PARAMS: usize = #name::NON_TRAINABLE_PARAMS;
             const FLOPS: u64 = #name::FLOPS;
+            const STOPS: &'static [(&'static str, &'static [usize])] = &[#(#stops),*];
             fn new(vb: #cn::VarBuilder) -> #cc::Result<Self> {
                 #name::new(vb)
             }
             fn summary() -> #rt::model::Summary {
                 #name::summary()
+            }
+            fn forward_to_t(
+                &self,
+                xs: &#cc::Tensor,
+                layer: &str,
+                train: bool,
+            ) -> #cc::Result<#cc::Tensor> {
+                let stop = #rt::model::stop_index::<Self>(layer)?;
+                self.__convnet_forward(xs, train, stop)
             }
             fn onnx(
                 g: &mut #rt::onnx::Graph,
@@ -465,10 +506,19 @@ pub fn stub(
             const TRAINABLE_PARAMS: usize = #name::TRAINABLE_PARAMS;
             const NON_TRAINABLE_PARAMS: usize = #name::NON_TRAINABLE_PARAMS;
             const FLOPS: u64 = #name::FLOPS;
+            const STOPS: &'static [(&'static str, &'static [usize])] = { let () = #errors; &[] };
             fn new(_vb: #cn::VarBuilder) -> #cc::Result<Self> {
                 ::core::unreachable!()
             }
             fn summary() -> #rt::model::Summary {
+                ::core::unreachable!()
+            }
+            fn forward_to_t(
+                &self,
+                _xs: &#cc::Tensor,
+                _layer: &str,
+                _train: bool,
+            ) -> #cc::Result<#cc::Tensor> {
                 ::core::unreachable!()
             }
             fn onnx(

@@ -3,37 +3,9 @@
 //! errors, and each mistake expands to one `compile_error!` naming the merge, the branch,
 //! both shapes and the fix.
 
-use proc_macro2::TokenStream;
+mod common;
+use common::{errors, one_error};
 use quote::quote;
-
-/// The messages of the `compile_error!`s in the expansion of `description`.
-fn errors(description: TokenStream) -> Vec<String> {
-    let out = convnet_dsl::expand(description).to_string();
-    out.split("compile_error !")
-        .skip(1)
-        .map(|rest| {
-            let start = rest.find('"').unwrap() + 1;
-            let end = rest[start..]
-                .find("\" ")
-                .map(|e| start + e)
-                .unwrap_or(rest.len());
-            rest[start..end].to_string()
-        })
-        .collect()
-}
-
-#[track_caller]
-fn one_error(description: TokenStream, expected: &[&str]) {
-    let errs = errors(description);
-    assert_eq!(errs.len(), 1, "expected one error, got {errs:?}");
-    for part in expected {
-        assert!(
-            errs[0].contains(part),
-            "`{}` does not contain `{part}`",
-            errs[0]
-        );
-    }
-}
 
 #[test]
 fn inception_densenet_and_gates_expand_without_errors() {

@@ -1,24 +1,13 @@
 //! Loops on the edges: overflowing or huge ranges, runaway nesting stopped by the caps (and
 //! fast), and errors that name the iteration they happened in.
 
+mod common;
+use common::errors;
 use proc_macro2::TokenStream;
 use quote::quote;
 use std::time::{Duration, Instant};
 
-/// The compile errors of an expansion, in order.
-fn errors(input: TokenStream) -> Vec<String> {
-    let output = convnet_dsl::expand(input).to_string();
-    output
-        .split("compile_error !")
-        .skip(1)
-        .map(|e| {
-            let start = e.find('"').unwrap() + 1;
-            let end = e[start..].find("\" }").unwrap() + start;
-            e[start..end].replace("\\\"", "\"")
-        })
-        .collect()
-}
-
+/// The one error of an expansion.
 fn one_error(input: TokenStream) -> String {
     let errors = errors(input);
     assert_eq!(errors.len(), 1, "{errors:#?}");

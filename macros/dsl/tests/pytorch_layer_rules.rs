@@ -2,24 +2,9 @@
 //! pooling's `ceil_mode` output sizes (PyTorch's formula and its last-window rule),
 //! `channel_slice`, `channel_shuffle` and `channel_linear`, and `multiply`'s 1-channel gate.
 
-use proc_macro2::TokenStream;
+mod common;
+use common::errors;
 use quote::quote;
-
-/// The messages of the `compile_error!`s in the expansion of `description`.
-fn errors(description: TokenStream) -> Vec<String> {
-    let out = convnet_dsl::expand(description).to_string();
-    out.split("compile_error !")
-        .skip(1)
-        .map(|rest| {
-            let start = rest.find('"').unwrap() + 1;
-            let end = rest[start..]
-                .find("\" ")
-                .map(|e| start + e)
-                .unwrap_or(rest.len());
-            rest[start..end].to_string()
-        })
-        .collect()
-}
 
 /// PyTorch's pooling output size (ATen's `pooling_output_shape`, symmetric padding `p`).
 fn torch_out(size: usize, k: usize, s: usize, p: usize, ceil: bool) -> usize {
