@@ -56,6 +56,8 @@ pub mod guide {
     pub mod faults {}
     #[doc = include_str!("../docs/interop.md")]
     pub mod interop {}
+    #[doc = include_str!("../docs/onnx.md")]
+    pub mod onnx {}
     #[doc = include_str!("../docs/keras.md")]
     pub mod keras {}
     #[doc = include_str!("../docs/benchmarks.md")]
@@ -70,7 +72,7 @@ pub struct ReadmeDoctests;
 pub use convnet_macros::convnet;
 pub use convnet_runtime::{
     checkpoint, data, error, freeze, grad_mode, init, interop, keras, layers, loss, metrics, model,
-    ops, optim, schedule, seed, train,
+    onnx, ops, optim, schedule, seed, train,
 };
 
 /// Everything a model file needs: the macro, the model trait, and the candle types the

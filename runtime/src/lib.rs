@@ -14,6 +14,7 @@ pub mod layers;
 pub mod loss;
 pub mod metrics;
 pub mod model;
+pub mod onnx;
 pub mod ops;
 pub mod optim;
 pub mod schedule;

@@ -47,6 +47,22 @@ pub trait Network: ModuleT + Sized {
     /// is past the last stop; as `forward_t`.
     fn forward_to_stop_t(&self, xs: &Tensor, stop: usize, train: bool) -> Result<Tensor>;
 
+    /// Appends the model's ONNX nodes to `graph`, reading `x`; returns the output's value.
+    /// Parameters are read by their paths under `scope` (empty at the top; a nested model's
+    /// path inside the model using it). Generated from the compile-time graph: see
+    /// [`crate::onnx`].
+    ///
+    /// # Shapes
+    /// `x`: `[N, INPUT_SHAPE...]` -> `[N, OUTPUT_SHAPE...]`, N symbolic.
+    ///
+    /// # Errors
+    /// A layer with no ONNX form (none today).
+    fn onnx(
+        graph: &mut crate::onnx::Graph,
+        scope: &str,
+        x: crate::onnx::Value,
+    ) -> Result<crate::onnx::Value>;
+
     /// The forward pass up to and including the top-level layer `layer` (a name of
     /// [`Network::STOPS`]), e.g. a backbone's features for a new head.
     ///

@@ -10,6 +10,8 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::{Ident, Path};
 
+mod onnx;
+
 /// What walking the layers collects besides the forward statements.
 #[derive(Default)]
 struct Gen {
@@ -308,6 +310,7 @@ pub fn model(model: &Model, output: &[usize]) -> TokenStream {
         ..Gen::default()
     };
     let forward = gen.seq(&model.body, "");
+    let onnx = onnx::body(model);
     let Model {
         attrs, vis, name, ..
     } = model;
@@ -440,6 +443,15 @@ pub fn model(model: &Model, output: &[usize]) -> TokenStream {
                 #rt::model::check_stop::<Self>(stop)?;
                 self.__convnet_forward(xs, train, stop)
             }
+            fn onnx(
+                g: &mut #rt::onnx::Graph,
+                scope: &str,
+                x: #rt::onnx::Value,
+            ) -> #cc::Result<#rt::onnx::Value> {
+                let _ = (&g, scope);
+                #onnx
+                ::core::result::Result::Ok(x)
+            }
         }
     }
 }
@@ -514,6 +526,13 @@ pub fn stub(
                 _stop: usize,
                 _train: bool,
             ) -> #cc::Result<#cc::Tensor> {
+                ::core::unreachable!()
+            }
+            fn onnx(
+                _g: &mut #rt::onnx::Graph,
+                _scope: &str,
+                _x: #rt::onnx::Value,
+            ) -> #cc::Result<#rt::onnx::Value> {
                 ::core::unreachable!()
             }
         }

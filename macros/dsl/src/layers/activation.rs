@@ -1,8 +1,8 @@
 //! Element-wise activations: one layer, [`Activation`], for each of them.
 
 use super::check::At;
-use super::tokens::{cn, rt};
-use super::{op, Emit, Primitive};
+use super::tokens::{cn, ox, rt};
+use super::{op, Emit, OnnxEmit, Primitive};
 use crate::error::Errors;
 use crate::ir::{Info, Op};
 use crate::lower::Args;
@@ -103,6 +103,23 @@ impl Primitive for Activation {
             Activation::HardSigmoid => quote!(let x = #rt::layers::hard_sigmoid(&x)?;),
             Activation::HardSwish => quote!(let x = #rt::layers::hard_swish(&x)?;),
         }
+    }
+
+    fn onnx(&self, _: &OnnxEmit) -> TokenStream {
+        let ox = ox();
+        let a = match self {
+            Activation::Relu => quote!(Relu),
+            Activation::Sigmoid => quote!(Sigmoid),
+            Activation::Tanh => quote!(Tanh),
+            Activation::Gelu => quote!(Gelu),
+            Activation::Silu => quote!(Silu),
+            Activation::LeakyRelu(alpha) => quote!(LeakyRelu(#alpha)),
+            Activation::Softmax => quote!(Softmax),
+            Activation::Relu6 => quote!(Relu6),
+            Activation::HardSigmoid => quote!(HardSigmoid),
+            Activation::HardSwish => quote!(HardSwish),
+        };
+        quote!(let x = #ox::activation(g, &layer, &x, #ox::Activation::#a);)
     }
 
     fn is_relu(&self) -> bool {

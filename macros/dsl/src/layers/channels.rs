@@ -2,8 +2,8 @@
 //! pass of the runtime's channel gather), and a linear layer over each pixel's channels.
 
 use super::check::{checked_params, chw, flops, At};
-use super::tokens::rt;
-use super::{op, Emit, Primitive};
+use super::tokens::{ox, rt};
+use super::{op, Emit, OnnxEmit, Primitive};
 use crate::error::Errors;
 use crate::ir::{fmt_shape, Info, Op, MAX_DIM};
 use crate::lower::Args;
@@ -67,6 +67,13 @@ impl Primitive for ChannelSlice {
         let end = self.end.unwrap_or(emit.in_channels());
         quote!(let x = #rt::layers::channel_slice(&x, #start, #end)?;)
     }
+
+    fn onnx(&self, emit: &OnnxEmit) -> TokenStream {
+        let ox = ox();
+        let start = self.start;
+        let end = self.end.unwrap_or(emit.in_channels());
+        quote!(let x = #ox::channel_slice(g, &layer, &x, #start, #end);)
+    }
 }
 
 /// `channel_shuffle`: ShuffleNet's interleaving of `groups` channel groups.
@@ -98,6 +105,12 @@ impl Primitive for ChannelShuffle {
     fn expand(&self, _: &mut Emit) -> TokenStream {
         let (rt, groups) = (rt(), self.groups);
         quote!(let x = #rt::layers::channel_shuffle(&x, #groups)?;)
+    }
+
+    fn onnx(&self, emit: &OnnxEmit) -> TokenStream {
+        let (ox, groups) = (ox(), self.groups);
+        let input = super::tokens::dims(&emit.info.input);
+        quote!(let x = #ox::channel_shuffle(g, &layer, &x, #input, #groups);)
     }
 }
 
@@ -145,5 +158,10 @@ impl Primitive for ChannelLinear {
             quote!(#rt::layers::ChannelLinear),
             quote!(#rt::layers::channel_linear(#in_c, #units, #bias, vb.pp(#path))?),
         )
+    }
+
+    fn onnx(&self, _: &OnnxEmit) -> TokenStream {
+        let (ox, bias) = (ox(), self.bias);
+        quote!(let x = #ox::channel_linear(g, &layer, &x, #bias);)
     }
 }

@@ -1,8 +1,8 @@
 //! Convolutions: dense or grouped, depthwise, separable and transposed.
 
 use super::check::{checked_params, chw, flops, window, At};
-use super::tokens::{pad2d, rt};
-use super::{op, Emit, Primitive};
+use super::tokens::{ox, pad2d, pad_array, rt};
+use super::{op, Emit, OnnxEmit, Primitive};
 use crate::error::Errors;
 use crate::ir::{Info, Op, Pad4, Padding, MAX_DIM, MAX_WINDOW};
 use crate::lower::Args;
@@ -62,6 +62,15 @@ impl ConvWindow {
         let pad = pad2d(pad);
         let (stride, dilation, bias) = (self.stride, self.dilation, self.bias);
         quote!(#rt::layers::Conv2dOptions { stride: #stride, dilation: #dilation, padding: #pad, groups: #groups, bias: #bias })
+    }
+
+    /// The ONNX `Window` literal for the resolved padding `pad`.
+    fn onnx(&self, pad: &Pad4) -> TokenStream {
+        let ox = ox();
+        let pad = pad_array(pad);
+        let ((kh, kw), stride, dilation, bias) =
+            (self.kernel, self.stride, self.dilation, self.bias);
+        quote!(#ox::Window { kernel: (#kh, #kw), stride: #stride, dilation: #dilation, pad: #pad, bias: #bias })
     }
 
     /// The bias count of `out` channels.
@@ -142,6 +151,12 @@ impl Primitive for Conv2d {
             quote!(#rt::layers::conv2d(#in_c, #filters, (#kh, #kw), #options, vb.pp(#path))?),
         )
     }
+
+    fn onnx(&self, emit: &OnnxEmit) -> TokenStream {
+        let (ox, groups) = (ox(), self.groups);
+        let w = self.win.onnx(&emit.info.pad);
+        quote!(let x = #ox::conv2d(g, &layer, &x, #w, #groups);)
+    }
 }
 
 /// `depthwise_conv2d`: per-channel 2-d convolution.
@@ -183,6 +198,12 @@ impl Primitive for DepthwiseConv2d {
             quote!(#rt::layers::DepthwiseConv2d),
             quote!(#rt::layers::depthwise_conv2d(#in_c, #multiplier, (#kh, #kw), #options, vb.pp(#path))?),
         )
+    }
+
+    fn onnx(&self, emit: &OnnxEmit) -> TokenStream {
+        let (ox, in_c) = (ox(), emit.in_channels());
+        let w = self.win.onnx(&emit.info.pad);
+        quote!(let x = #ox::depthwise_conv2d(g, &layer, &x, #in_c, #w);)
     }
 }
 
@@ -233,6 +254,12 @@ impl Primitive for SeparableConv2d {
             quote!(#rt::layers::SeparableConv2d),
             quote!(#rt::layers::separable_conv2d(#in_c, #filters, #multiplier, (#kh, #kw), #options, vb.pp(#path))?),
         )
+    }
+
+    fn onnx(&self, emit: &OnnxEmit) -> TokenStream {
+        let (ox, in_c) = (ox(), emit.in_channels());
+        let w = self.win.onnx(&emit.info.pad);
+        quote!(let x = #ox::separable_conv2d(g, &layer, &x, #in_c, #w);)
     }
 }
 
@@ -324,5 +351,19 @@ impl Primitive for ConvTranspose2d {
             quote!(#rt::layers::ConvTranspose2d),
             quote!(#rt::layers::conv_transpose2d(#in_c, #filters, (#kh, #kw), #rt::layers::ConvTranspose2dOptions { stride: #stride, padding: #padding, output_padding: #output_padding, dilation: #dilation, bias: #bias }, vb.pp(#path))?),
         )
+    }
+
+    fn onnx(&self, _: &OnnxEmit) -> TokenStream {
+        let ox = ox();
+        let ConvTranspose2d {
+            kernel: (kh, kw),
+            stride,
+            padding,
+            output_padding,
+            dilation,
+            bias,
+            ..
+        } = *self;
+        quote!(let x = #ox::conv_transpose2d(g, &layer, &x, (#kh, #kw), #stride, #padding, #output_padding, #dilation, #bias);)
     }
 }

@@ -1,8 +1,8 @@
 //! The fully connected layer.
 
 use super::check::{checked_params, flops, At};
-use super::tokens::rt;
-use super::{op, Emit, Primitive};
+use super::tokens::{ox, rt};
+use super::{op, Emit, OnnxEmit, Primitive};
 use crate::error::Errors;
 use crate::ir::{fmt_shape, Info, Op, MAX_DIM};
 use crate::lower::Args;
@@ -53,5 +53,10 @@ impl Primitive for Linear {
             quote!(#cn::Linear),
             quote!(#rt::layers::dense(#in_c, #units, #bias, vb.pp(#path))?),
         )
+    }
+
+    fn onnx(&self, _: &OnnxEmit) -> TokenStream {
+        let (ox, bias) = (ox(), self.bias);
+        quote!(let x = #ox::linear(g, &layer, &x, #bias);)
     }
 }

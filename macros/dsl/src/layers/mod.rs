@@ -58,6 +58,13 @@ pub trait Primitive {
     /// with a batch dim); a layer with parameters declares its field through `emit`.
     fn expand(&self, emit: &mut Emit) -> TokenStream;
 
+    /// The ONNX statements: read `x` (a `convnet::onnx::Value` of `emit.info.input`, batch
+    /// dim first) and rebind it to this layer's output, appending nodes to `g` (a
+    /// `&mut convnet::onnx::Graph`) through one function of `convnet::onnx::ops`; `layer` (a
+    /// `String`) is the layer's full path, its parameters' prefix. Written from the lowered
+    /// layer, never from a fused call, so fused layers export as their parts.
+    fn onnx(&self, emit: &OnnxEmit) -> TokenStream;
+
     /// Whether a directly following `relu` can run inside this layer (batch norm).
     fn fuses_following_relu(&self) -> bool {
         false
@@ -109,6 +116,32 @@ pub struct Field {
     pub ty: TokenStream,
     /// The expression that creates it in `new`.
     pub init: TokenStream,
+}
+
+/// What a layer's ONNX generation knows (see [`Primitive::onnx`]).
+pub struct OnnxEmit<'a> {
+    /// The shapes, padding and counts that inference found.
+    pub info: &'a Info,
+}
+
+impl OnnxEmit<'_> {
+    /// Channels (or features) of the layer's input.
+    pub fn in_channels(&self) -> usize {
+        self.info.input.first().copied().unwrap_or(0)
+    }
+
+    /// The rank of the layer's input with its batch dim.
+    pub fn rank(&self) -> usize {
+        self.info.input.len() + 1
+    }
+
+    /// The input's height and width (`(0, 0)` for a flat input).
+    pub fn hw(&self) -> (usize, usize) {
+        match self.info.input[..] {
+            [_, h, w] => (h, w),
+            _ => (0, 0),
+        }
+    }
 }
 
 /// What a layer's code generation knows and where it declares its field.

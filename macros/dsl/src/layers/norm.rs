@@ -1,8 +1,8 @@
 //! Normalisations: batch norm, channel layer norm and group norm.
 
 use super::check::At;
-use super::tokens::{cn, rt};
-use super::{op, Emit, Primitive};
+use super::tokens::{cn, ox, rt};
+use super::{op, Emit, OnnxEmit, Primitive};
 use crate::error::Errors;
 use crate::ir::{Info, Op, MAX_DIM};
 use crate::lower::Args;
@@ -53,6 +53,11 @@ impl Primitive for BatchNorm {
         )
     }
 
+    fn onnx(&self, _: &OnnxEmit) -> TokenStream {
+        let (ox, eps) = (ox(), self.eps);
+        quote!(let x = #ox::batch_norm(g, &layer, &x, #eps);)
+    }
+
     fn fuses_following_relu(&self) -> bool {
         true
     }
@@ -86,6 +91,11 @@ impl Primitive for LayerNorm2d {
             quote!(#rt::layers::LayerNorm2d),
             quote!(#rt::layers::layer_norm2d(#in_c, #eps, vb.pp(#path))?),
         )
+    }
+
+    fn onnx(&self, emit: &OnnxEmit) -> TokenStream {
+        let (ox, rank, eps) = (ox(), emit.rank(), self.eps);
+        quote!(let x = #ox::layer_norm2d(g, &layer, &x, #rank, #eps);)
     }
 }
 
@@ -129,5 +139,11 @@ impl Primitive for GroupNorm {
             quote!(#rt::layers::GroupNorm),
             quote!(#rt::layers::group_norm(#in_c, #groups, #eps, vb.pp(#path))?),
         )
+    }
+
+    fn onnx(&self, emit: &OnnxEmit) -> TokenStream {
+        let (ox, groups, eps) = (ox(), self.groups, self.eps);
+        let input = super::tokens::dims(&emit.info.input);
+        quote!(let x = #ox::group_norm(g, &layer, &x, #input, #groups, #eps);)
     }
 }

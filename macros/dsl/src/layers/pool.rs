@@ -1,8 +1,8 @@
 //! Pooling: max and average over windows, and global pooling over all of H x W.
 
 use super::check::{chw, window, At};
-use super::tokens::{cc, pad2d, rt};
-use super::{op, Emit, Primitive};
+use super::tokens::{cc, ox, pad2d, pad_array, rt};
+use super::{op, Emit, OnnxEmit, Primitive};
 use crate::error::Errors;
 use crate::ir::{Info, Op, Pad4, Padding, MAX_WINDOW};
 use crate::lower::Args;
@@ -115,16 +115,30 @@ impl Primitive for Pool2d {
         quote!(let x = #cc::Module::forward(&#layer, &x)?;)
     }
 
+    fn onnx(&self, emit: &OnnxEmit) -> TokenStream {
+        let ox = ox();
+        let ((kh, kw), (sh, sw)) = (self.kernel, self.stride);
+        let window = pad_array(&self.window_pad(emit.info));
+        if self.max {
+            return quote!(let x = #ox::max_pool2d(g, &layer, &x, (#kh, #kw), (#sh, #sw), #window););
+        }
+        let counted = pad_array(&if self.count_include_pad {
+            emit.info.pad
+        } else {
+            Pad4::default()
+        });
+        quote!(let x = #ox::avg_pool2d(g, &layer, &x, (#kh, #kw), (#sh, #sw), #window, #counted);)
+    }
+
     fn max_pool(&self, info: &Info) -> Option<TokenStream> {
         self.max.then(|| self.layer(info))
     }
 }
 
 impl Pool2d {
-    /// The runtime layer, with the padding that inference resolved into `info` and, in
+    /// The windows' padding: the padding that inference resolved into `info` and, in
     /// `ceil_mode`, the last windows' overhang added at the bottom and right.
-    fn layer(&self, info: &Info) -> TokenStream {
-        let rt = rt();
+    fn window_pad(&self, info: &Info) -> Pad4 {
         let ((kh, kw), (sh, sw)) = (self.kernel, self.stride);
         let declared = info.pad;
         let mut window_pad = declared;
@@ -132,7 +146,16 @@ impl Pool2d {
             window_pad.bottom += overhang(*oh, kh, sh, h + declared.top + declared.bottom);
             window_pad.right += overhang(*ow, kw, sw, w + declared.left + declared.right);
         }
-        let window = pad2d(&window_pad);
+        window_pad
+    }
+
+    /// The runtime layer, with the padding that inference resolved into `info` and, in
+    /// `ceil_mode`, the last windows' overhang added at the bottom and right.
+    fn layer(&self, info: &Info) -> TokenStream {
+        let rt = rt();
+        let ((kh, kw), (sh, sw)) = (self.kernel, self.stride);
+        let declared = info.pad;
+        let window = pad2d(&self.window_pad(info));
         let window = quote!(#rt::layers::Window2d::new((#kh, #kw), (#sh, #sw), #window));
         if self.max {
             return quote!(#rt::layers::MaxPool2d { window: #window });
@@ -192,5 +215,10 @@ impl Primitive for GlobalPool2d {
         } else {
             quote!(let x = #rt::layers::#op(&x)?;)
         }
+    }
+
+    fn onnx(&self, _: &OnnxEmit) -> TokenStream {
+        let (ox, max, keepdims) = (ox(), self.max, self.keepdims);
+        quote!(let x = #ox::global_pool2d(g, &layer, &x, #max, #keepdims);)
     }
 }

@@ -2,7 +2,7 @@
 
 use super::check::At;
 use super::tokens::rt;
-use super::{op, Emit, Primitive};
+use super::{op, Emit, OnnxEmit, Primitive};
 use crate::error::Errors;
 use crate::ir::{Info, Op};
 use crate::lower::Args;
@@ -39,6 +39,11 @@ impl Primitive for Dropout {
             quote!(#rt::layers::Dropout::from_global_seed(#rate, &vb.pp(#path).prefix())?),
         )
     }
+
+    /// Inference: the identity, no node.
+    fn onnx(&self, _: &OnnxEmit) -> TokenStream {
+        quote!()
+    }
 }
 
 /// `drop_path`: per-example stochastic depth in training; `seed` defaults to a hash of the
@@ -71,6 +76,11 @@ impl Primitive for DropPath {
             quote!(#rt::layers::DropPath),
             quote!(#rt::layers::drop_path(#rate, #seed)?),
         )
+    }
+
+    /// Inference: the identity, no node.
+    fn onnx(&self, _: &OnnxEmit) -> TokenStream {
+        quote!()
     }
 }
 

@@ -1,8 +1,8 @@
 //! Scaling: a fixed affine map of every value, and a learned per-channel multiplier.
 
 use super::check::At;
-use super::tokens::rt;
-use super::{op, Emit, Primitive};
+use super::tokens::{ox, rt};
+use super::{op, Emit, OnnxEmit, Primitive};
 use crate::error::Errors;
 use crate::ir::{Info, Op};
 use crate::lower::Args;
@@ -36,6 +36,11 @@ impl Primitive for Rescale {
         let (scale, offset) = (self.scale, self.offset);
         quote!(let x = x.affine(#scale, #offset)?;)
     }
+
+    fn onnx(&self, _: &OnnxEmit) -> TokenStream {
+        let (ox, scale, offset) = (ox(), self.scale, self.offset);
+        quote!(let x = #ox::rescale(g, &layer, &x, #scale, #offset);)
+    }
 }
 
 /// `layer_scale`: a learned per-channel multiplier initialised to `init`.
@@ -63,5 +68,10 @@ impl Primitive for LayerScale {
             quote!(#rt::layers::LayerScale),
             quote!(#rt::layers::layer_scale(#in_c, #init, vb.pp(#path))?),
         )
+    }
+
+    fn onnx(&self, emit: &OnnxEmit) -> TokenStream {
+        let (ox, rank) = (ox(), emit.rank());
+        quote!(let x = #ox::layer_scale(g, &layer, &x, #rank);)
     }
 }

@@ -2,8 +2,8 @@
 //! upsampling.
 
 use super::check::{chw, At};
-use super::tokens::{dims, pad2d, rt};
-use super::{op, Emit, Primitive};
+use super::tokens::{dims, ox, pad2d, pad_array, rt};
+use super::{op, Emit, OnnxEmit, Primitive};
 use crate::error::Errors;
 use crate::ir::{fmt_shape, Info, Op, Pad4, Padding, MAX_DIM, MAX_WINDOW};
 use crate::lower::{shape_of, Args};
@@ -26,6 +26,11 @@ impl Primitive for Flatten {
 
     fn expand(&self, _: &mut Emit) -> TokenStream {
         quote!(let x = x.flatten_from(1)?;)
+    }
+
+    fn onnx(&self, _: &OnnxEmit) -> TokenStream {
+        let ox = ox();
+        quote!(let x = #ox::flatten(g, &layer, &x);)
     }
 }
 
@@ -72,6 +77,11 @@ impl Primitive for Reshape {
         let (rt, to) = (rt(), dims(&self.to));
         quote!(let x = #rt::layers::reshape(&x, #to)?;)
     }
+
+    fn onnx(&self, _: &OnnxEmit) -> TokenStream {
+        let (ox, to) = (ox(), dims(&self.to));
+        quote!(let x = #ox::reshape(g, &layer, &x, #to);)
+    }
 }
 
 /// `zero_pad2d`: zero padding of the spatial dims.
@@ -104,6 +114,11 @@ impl Primitive for ZeroPad2d {
     fn expand(&self, _: &mut Emit) -> TokenStream {
         let (rt, pad) = (rt(), pad2d(&self.pad));
         quote!(let x = #rt::layers::zero_pad2d(&x, #pad)?;)
+    }
+
+    fn onnx(&self, _: &OnnxEmit) -> TokenStream {
+        let (ox, pad) = (ox(), pad_array(&self.pad));
+        quote!(let x = #ox::zero_pad2d(g, &layer, &x, #pad);)
     }
 }
 
@@ -144,6 +159,11 @@ impl Primitive for Crop2d {
         let (rt, crop) = (rt(), pad2d(&self.crop));
         quote!(let x = #rt::layers::crop2d(&x, #crop)?;)
     }
+
+    fn onnx(&self, emit: &OnnxEmit) -> TokenStream {
+        let (ox, crop, (h, w)) = (ox(), pad_array(&self.crop), emit.hw());
+        quote!(let x = #ox::crop2d(g, &layer, &x, (#h, #w), #crop);)
+    }
 }
 
 /// `center_crop`: keeps the central `height x width` window.
@@ -179,6 +199,11 @@ impl Primitive for CenterCrop {
     fn expand(&self, _: &mut Emit) -> TokenStream {
         let (rt, height, width) = (rt(), self.height, self.width);
         quote!(let x = #rt::layers::center_crop(&x, (#height, #width))?;)
+    }
+
+    fn onnx(&self, emit: &OnnxEmit) -> TokenStream {
+        let (ox, height, width, (h, w)) = (ox(), self.height, self.width, emit.hw());
+        quote!(let x = #ox::center_crop(g, &layer, &x, (#h, #w), (#height, #width));)
     }
 }
 
@@ -224,5 +249,10 @@ impl Primitive for Upsample2d {
             quote!(Nearest)
         };
         quote!(let x = #rt::layers::upsample2d(&x, (#sh, #sw), #rt::layers::UpsampleMode::#mode)?;)
+    }
+
+    fn onnx(&self, _: &OnnxEmit) -> TokenStream {
+        let (ox, (sh, sw), bilinear) = (ox(), self.scale, self.bilinear);
+        quote!(let x = #ox::upsample2d(g, &layer, &x, (#sh, #sw), #bilinear);)
     }
 }

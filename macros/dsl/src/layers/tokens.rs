@@ -20,6 +20,17 @@ pub fn cc() -> TokenStream {
     quote!(::convnet::__private::candle_core)
 }
 
+/// The runtime's ONNX layer functions, `convnet::onnx::ops`.
+pub fn ox() -> TokenStream {
+    quote!(::convnet::__private::runtime::onnx::ops)
+}
+
+/// A `[top, bottom, left, right]` literal.
+pub fn pad_array(p: &Pad4) -> TokenStream {
+    let (t, b, l, r) = (p.top, p.bottom, p.left, p.right);
+    quote!([#t, #b, #l, #r])
+}
+
 /// A runtime `Pad2d` literal.
 pub fn pad2d(p: &Pad4) -> TokenStream {
     let rt = rt();
