@@ -3,6 +3,10 @@
 //! hand, a layer fused into the next is not a stop, and a wrong name is an error naming the
 //! stops.
 
+#[path = "common/max_abs_diff.rs"]
+mod max_abs_diff;
+use max_abs_diff::max_abs_diff;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{ModuleT, VarBuilder, VarMap};
 use convnet::prelude::*;
@@ -46,19 +50,6 @@ fn input(shape: &[usize]) -> Tensor {
     Tensor::randn(0f32, 1., dims, &Device::Cpu).unwrap()
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
-}
-
 #[test]
 fn stops_name_each_top_level_layer_with_its_shape() {
     let names: Vec<&str> = Staged::STOPS.iter().map(|(n, _)| *n).collect();
@@ -90,7 +81,7 @@ fn a_forward_pass_stopped_early_equals_the_layers_run_alone() {
         let ours = model.forward_to_t(&x, "pool", train).unwrap();
         let alone = stem.forward_t(&x, train).unwrap();
         assert_eq!(ours.dims(), &[2, 8, 8, 8]);
-        assert_eq!(max_diff(&ours, &alone), 0.0);
+        assert_eq!(max_abs_diff(&ours, &alone), 0.0);
     }
     let features = model.forward_features_t(&x, false).unwrap();
     assert_eq!(features.dims(), &[2, 12]);
@@ -119,7 +110,7 @@ fn a_forward_pass_stopped_early_equals_the_layers_run_alone() {
     );
     let whole = model.forward_t(&x, false).unwrap();
     let by_hand = candle_core::Module::forward(&head, &features).unwrap();
-    assert!(max_diff(&whole, &by_hand) < 1e-6);
+    assert!(max_abs_diff(&whole, &by_hand) < 1e-6);
 }
 
 #[test]
@@ -138,7 +129,7 @@ fn a_top_level_layer_without_a_name_is_a_stop_by_index_only() {
         .unwrap()
         .flatten_from(1)
         .unwrap();
-    assert!(max_diff(&pooled, &model.forward_t(&x, false).unwrap()) < 1e-6);
+    assert!(max_abs_diff(&pooled, &model.forward_t(&x, false).unwrap()) < 1e-6);
     let err = model.forward_to_t(&x, "", false).unwrap_err().to_string();
     assert!(err.contains("these are: conv1, global_avg_pool1"), "{err}");
 }

@@ -1,6 +1,10 @@
 //! Generated models against hand-written candle on the same weights, in training and
 //! inference mode; input-shape errors; readable parameter names.
 
+#[path = "common/max_abs_diff.rs"]
+mod max_abs_diff;
+use max_abs_diff::max_abs_diff;
+
 #[path = "common/hand_xception.rs"]
 mod hand_xception;
 
@@ -35,19 +39,6 @@ convnet! {
         }
         relu,
     }
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 #[test]

@@ -2,6 +2,10 @@
 //! shapes, FLOPs and summaries, and forward passes against hand-written candle on the same
 //! weights.
 
+#[path = "common/max_abs_diff.rs"]
+mod max_abs_diff;
+use max_abs_diff::max_abs_diff;
+
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder, VarMap};
 use convnet::prelude::*;
@@ -91,19 +95,6 @@ fn conv(varmap: &VarMap, prefix: &str, x: &Tensor, padding: usize) -> Result<Ten
     let c = b.dims1()?;
     x.conv2d(&w, padding, 1, 1, 1)?
         .broadcast_add(&b.reshape((1, c, 1, 1))?)
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn model<M>(build: impl Fn(VarBuilder) -> Result<M>) -> Result<(M, VarMap)> {

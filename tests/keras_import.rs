@@ -3,6 +3,10 @@
 //! files and reproduces Keras' predictions; files that do not fit are refused before
 //! anything changes.
 
+#[path = "common/max_abs_diff.rs"]
+mod max_abs_diff;
+use max_abs_diff::max_abs_diff;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{ModuleT, VarBuilder, VarMap};
 use convnet::checkpoint::snapshot;
@@ -46,19 +50,6 @@ fn keras_io() -> (Tensor, Tensor, Tensor) {
         .contiguous()
         .unwrap();
     (x, io["logits"].clone(), io["probabilities"].clone())
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 fn new_model() -> (VarMap, MiniXception) {

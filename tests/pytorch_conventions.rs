@@ -5,6 +5,10 @@
 //! reshape-transpose shuffle), the per-pixel `channel_linear` (a `Linear` on channels-last
 //! pixels) and a 1-channel spatial gate in `multiply` (candle's broadcasting).
 
+#[path = "common/max_abs_diff.rs"]
+mod max_abs_diff;
+use max_abs_diff::max_abs_diff;
+
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder, VarMap};
 use convnet::prelude::*;
@@ -77,20 +81,6 @@ fn input(dims: &[usize], seed: u64) -> Result<Tensor> {
         })
         .collect();
     Tensor::from_vec(v, dims, &Device::Cpu)
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn var(varmap: &VarMap, name: &str) -> Tensor {

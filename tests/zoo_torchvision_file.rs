@@ -5,6 +5,10 @@
 //! eval-mode output to 1e-4. The other zoo models are checked against torchvision by the
 //! script (`zoo DIR`, figures in docs/interop.md): their files are 22 to 530 MB.
 
+#[path = "common/max_abs_diff.rs"]
+mod max_abs_diff;
+use max_abs_diff::max_abs_diff;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{ModuleT, VarBuilder, VarMap};
 use convnet::interop::{load_pytorch, LoadOptions, ParamList};
@@ -39,17 +43,7 @@ fn torchvision_efficientnet_b0_file_loads_and_gives_torchvisions_output() {
     let input = expected["input"].to_dtype(DType::F32).unwrap();
     let want: &Tensor = &expected["output"];
     let got = model.forward_t(&input, false).unwrap();
-    assert_eq!(got.dims(), want.dims());
-    let gap: f32 = (got - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let gap = max_abs_diff(&got, want);
     println!("max |ours - torchvision| = {gap:.3e}");
     assert!(gap <= 1e-4, "max |ours - torchvision| = {gap}");
 }
