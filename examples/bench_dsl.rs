@@ -327,27 +327,52 @@ fn count_tokens(tokens: proc_macro2::TokenStream) -> usize {
         .sum()
 }
 
-/// The body of the (single) `convnet! { ... }` of a zoo source file.
+/// The bodies of the `convnet! { ... }`s of a zoo source file, as one description: a block
+/// one invocation imports from an earlier one of the file (`use self::a as b;`) is defined
+/// under its imported name instead (the import itself needs the compiler's macro expansion).
 fn zoo_description(file: &str, source: &str) -> String {
     let marker = "convnet! {";
-    let open = source
-        .find(marker)
-        .unwrap_or_else(|| panic!("{file} has a `convnet! {{`"))
-        + marker.len();
-    let mut depth = 1;
-    for (i, ch) in source[open..].char_indices() {
-        match ch {
-            '{' => depth += 1,
-            '}' => {
-                depth -= 1;
-                if depth == 0 {
-                    return source[open..open + i].to_string();
+    let mut bodies = String::new();
+    let mut rest = source;
+    while let Some(at) = rest.find(marker) {
+        let open = at + marker.len();
+        let mut depth = 1;
+        let close = rest[open..]
+            .char_indices()
+            .find_map(|(i, ch)| {
+                match ch {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+                (depth == 0).then_some(open + i)
+            })
+            .unwrap_or_else(|| panic!("a `convnet!` of {file} is not closed"));
+        bodies.push_str(&rest[open..close]);
+        bodies.push('\n');
+        rest = &rest[close..];
+    }
+    assert!(!bodies.is_empty(), "{file} has no `convnet! {{`");
+    let mut description = String::new();
+    let mut renames = Vec::new();
+    for line in bodies.lines() {
+        match line.trim().strip_prefix("use self::") {
+            Some(import) => {
+                let import = import.trim_end_matches(';');
+                if let Some((from, to)) = import.split_once(" as ") {
+                    renames.push((format!("block {from}("), format!("block {to}(")));
                 }
             }
-            _ => {}
+            None => {
+                description.push_str(line);
+                description.push('\n');
+            }
         }
     }
-    panic!("the `convnet!` of {file} is not closed")
+    for (from, to) in renames {
+        description = description.replace(&from, &to);
+    }
+    description
 }
 
 /// The largest zoo models: (name, `convnet!` body).
