@@ -31,6 +31,14 @@ convnet! {
         linear(1),
     }
 
+    /// Paths whose field names would coincide (`a_b.c` / `a.b_c`, `n3` / `3`).
+    pub LookAlike(3, 8, 8) -> (4, 8, 8) {
+        a_b: { c: conv2d(4, 1) },
+        a: { b_c: conv2d(4, 1) },
+        n3: conv2d(4, 1),
+        3: conv2d(4, 1),
+    }
+
     /// A ResNet basic block with a strided projection, then ReLU.
     pub BasicBlock(16, 12, 12) -> (32, 6, 6) {
         residual(project = { conv2d(32, 1, stride = 2, bias = false), batch_norm }) {
@@ -243,6 +251,35 @@ fn parameter_names_are_hierarchical_and_readable() -> Result<()> {
     assert_eq!(names, expected);
     let total: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
     assert_eq!(total, BasicBlock::TOTAL_PARAMS);
+    Ok(())
+}
+
+#[test]
+fn paths_with_one_field_name_are_distinct_layers() -> Result<()> {
+    let varmap = VarMap::new();
+    let model = LookAlike::new(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+    let mut names: Vec<String> = varmap.data().lock().unwrap().keys().cloned().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "3.bias",
+            "3.weight",
+            "a.b_c.bias",
+            "a.b_c.weight",
+            "a_b.c.bias",
+            "a_b.c.weight",
+            "n3.bias",
+            "n3.weight"
+        ]
+    );
+    // Each layer reads its own variables: zeroing one layer's changes the output.
+    let x = Tensor::ones((1, 3, 8, 8), DType::F32, &Device::Cpu)?;
+    let before = model.forward_t(&x, false)?;
+    let w = varmap.data().lock().unwrap()["a.b_c.weight"].clone();
+    w.set(&w.zeros_like()?)?;
+    let after = model.forward_t(&x, false)?;
+    assert!(max_abs_diff(&before, &after) > 0.0);
     Ok(())
 }
 

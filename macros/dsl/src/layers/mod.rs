@@ -173,10 +173,18 @@ impl Emit<'_> {
     pub fn field(&mut self, ty: TokenStream, init: TokenStream) -> Ident {
         // A numeric label (`3: { ... }`) may start the path: a field name cannot.
         let name = self.path.replace('.', "_");
-        let ident = match name.starts_with(|c: char| c.is_ascii_digit()) {
+        let base = match name.starts_with(|c: char| c.is_ascii_digit()) {
             true => format_ident!("n{}", name),
             false => format_ident!("{}", name),
         };
+        // Distinct paths may give one field name (`a_b.c` and `a.b_c`, `n3` and `3`): the
+        // later field takes a number (fields are private; parameter names are the paths).
+        let mut ident = base.clone();
+        let mut n = 2u32;
+        while ident == "__convnet_dtype" || self.fields.iter().any(|f| f.ident == ident) {
+            ident = format_ident!("{}_{}", base, n);
+            n += 1;
+        }
         self.fields.push(Field {
             ident: ident.clone(),
             ty,
