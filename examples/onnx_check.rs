@@ -419,6 +419,28 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A path that cannot be written is an error naming it, and leaves nothing behind; a
+    /// good export replaces an old file whole.
+    #[test]
+    fn an_unwritable_path_is_an_error_and_a_good_export_replaces_the_file() {
+        let varmap = VarMap::new();
+        EveryLayer::new(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+        let dir = std::env::temp_dir().join(format!("convnet-onnx-io-{}", std::process::id()));
+        let missing = dir.join("no-such-folder").join("m.onnx");
+        let err = export_onnx::<EveryLayer>(&varmap, &missing, &OnnxOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no-such-folder"), "{err}");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.onnx");
+        std::fs::write(&path, b"old").unwrap();
+        let bytes = export_onnx::<EveryLayer>(&varmap, &path, &OnnxOptions::default()).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, bytes);
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 1, "temporary files left: {left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// Every zoo model's graph reads exactly its parameters.
     #[test]
     fn zoo_graphs_read_every_parameter() {

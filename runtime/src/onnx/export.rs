@@ -135,8 +135,9 @@ pub fn onnx_model<M: Network>(varmap: &VarMap, options: &OnnxOptions) -> Result<
 }
 
 /// Writes the ONNX model of `M` with the parameters in `varmap` to `path` (see
-/// [`onnx_model`]); returns the bytes written. The file is written as `PATH.partial` and
-/// renamed to `path`, so a failed write leaves no partial model there.
+/// [`onnx_model`]); returns the bytes written. The file is written atomically
+/// ([`crate::checkpoint::write_atomic`]: a temporary file beside it, fsynced and renamed), so
+/// a failed write leaves no partial model there.
 ///
 /// # Errors
 /// Those of [`onnx_model`], and [`Error::Io`] when `path` cannot be written.
@@ -146,16 +147,8 @@ pub fn export_onnx<M: Network>(
     options: &OnnxOptions,
 ) -> Result<usize> {
     let bytes = onnx_model::<M>(varmap, options)?.encode_to_vec();
-    let path = path.as_ref();
-    // Written beside and renamed into place: a failed write leaves no partial model.
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = std::path::PathBuf::from(partial);
-    std::fs::write(&partial, &bytes).map_err(|e| {
-        let _ = std::fs::remove_file(&partial);
-        Error::io("write", &partial, e)
-    })?;
-    std::fs::rename(&partial, path).map_err(|e| Error::io("rename into", path, e))?;
+    // Beside, fsynced and renamed into place: a failed write leaves no partial model.
+    crate::checkpoint::write_atomic(path, &bytes)?;
     Ok(bytes.len())
 }
 
