@@ -3,6 +3,10 @@
 //! file of another model. The conversions themselves are checked against Keras' predictions
 //! in `tests/keras_import.rs`, on the same fixture.
 
+#[path = "common/max_abs_diff.rs"]
+mod max_abs_diff;
+use max_abs_diff::max_abs_diff;
+
 use candle_core::{DType, Device};
 use candle_nn::{ModuleT, VarBuilder, VarMap};
 use convnet::error::Error;
@@ -81,14 +85,7 @@ fn a_backbone_loads_under_a_prefix_with_the_classifier_ignored() {
         .unwrap()
         .broadcast_add(&dense.vars[1])
         .unwrap();
-    let gap: f32 = (logits - &io["logits"])
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let gap = max_abs_diff(&logits, &io["logits"]);
     assert!(gap <= 1e-4, "max |ours - keras| = {gap:e}");
 }
 

@@ -3,6 +3,10 @@
 //! parameterised layer kind of the catalog (see the script), loaded here by order, by name
 //! rules, and checked against PyTorch's eval-mode output.
 
+#[path = "common/max_abs_diff.rs"]
+mod max_abs_diff;
+use max_abs_diff::max_abs_diff;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{ModuleT, VarBuilder, VarMap};
 use convnet::error::Error;
@@ -55,14 +59,7 @@ fn expected() -> (Tensor, Tensor) {
 fn assert_matches_torch(model: &AllKinds) -> f32 {
     let (x, want) = expected();
     let got = model.forward_t(&x, false).unwrap();
-    let gap: f32 = (got - &want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let gap = max_abs_diff(&got, &want);
     let scale: f32 = want.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
     assert!(gap <= 1e-4 * scale.max(1.0), "max |ours - torch| = {gap:e}");
     gap

@@ -4,6 +4,10 @@
 //! reproduces torchvision's eval-mode output to 1e-4 and exports the weights back with
 //! torchvision's names for the script to load with `strict=True`.
 
+#[path = "common/max_abs_diff.rs"]
+mod max_abs_diff;
+use max_abs_diff::max_abs_diff;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use convnet::interop::{export_pytorch, load_pytorch, LoadOptions, ParamList};
@@ -145,14 +149,7 @@ fn check<M: Torchvision>(dir: &Path) {
             .unwrap();
     let got = model.forward_t(&expected["input"], false).unwrap();
     let want: &Tensor = &expected["output"];
-    let gap: f32 = (got - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let gap = max_abs_diff(&got, want);
     let scale: f32 = want.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
     println!(
         "{name}: {} tensors ({} reshaped, {} ignored), max |ours - torchvision| {gap:.3e} (max |y| {scale:.3})",
