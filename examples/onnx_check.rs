@@ -102,6 +102,10 @@ convnet! {
         let wide = if in_channels > 16 { 32 } else { 16 },
         conv2d(wide, (3, 2), stride = 2, groups = 4, padding = same), // (32, 5, 5)
         conv2d(32, 3, dilation = 2, padding = 2, bias = false),
+        conv2d(32, 2, dilation = 3, padding = same),                // same, dilated: pads 1 before, 2 after
+        upsample2d((2, 3)),                                         // (32, 10, 15)
+        upsample2d((3, 2), mode = bilinear),                        // (32, 30, 30)
+        max_pool2d((6, 6)),                                         // (32, 5, 5)
         reshape((8, 20, 5)), reshape((32, 5, 5)),
         assert_shape(32, 5, 5),
         head: concat {
