@@ -8,8 +8,9 @@
 //! set; run that way without the variable, it fails rather than passing silently.
 
 use candle_core::{DType, Device, Result};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarMap;
 use convnet::data::{Augment, DataLoader, ImageFolder};
+use convnet::init::seeded_var_builder;
 use convnet::loss::Loss;
 use convnet::optim::{Adam, AdamConfig};
 use convnet::prelude::*;
@@ -59,7 +60,9 @@ fn small_convnet_learns_real_cats_vs_dogs() -> Result<()> {
         .device(device.clone());
 
     let varmap = VarMap::new();
-    let model = SmallCatsDogs::new(VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+    // Seeded initialisation (and a seeded shuffle): the run is the same every time, so a
+    // threshold cannot fail by the luck of one initialisation.
+    let model = SmallCatsDogs::new(seeded_var_builder(&varmap, 7, DType::F32, &device))?;
     let optimizer = Adam::from_varmap(
         &varmap,
         AdamConfig {
@@ -78,12 +81,14 @@ fn small_convnet_learns_real_cats_vs_dogs() -> Result<()> {
         "evaluation must not augment: two passes differ"
     );
     assert_eq!(first.accuracy, history.val_accuracy().last().copied());
-    // Weight initialisation is not seeded, so single epochs vary; the best epoch of a working
-    // pipeline is well above chance (about 0.70), while swapped labels or stale batch-norm
-    // statistics keep every epoch near 0.5.
+    // The best epoch of a working pipeline is well above chance (0.68 with this seed on the
+    // Zen 4 of 2026-12-06; other CPUs round differently and take other paths, and unseeded
+    // runs ranged 0.636-0.70), while swapped labels or stale batch-norm statistics keep every
+    // epoch near 0.5: on 500 validation photos chance has a standard deviation of 0.022, so
+    // the best of 6 chance epochs stays under 0.56 and 0.60 is still 4.5 deviations above.
     let best = history.val_accuracy().into_iter().fold(0.0, f64::max);
     assert!(
-        best >= 0.64,
+        best >= 0.60,
         "best validation accuracy {best:.3} is near chance; history: {}",
         history.to_csv()
     );
