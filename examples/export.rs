@@ -106,8 +106,8 @@ fn export_checkpoint<M: Network>(dir: &Path, out: &Outputs) -> Result<()> {
     Ok(())
 }
 
-/// A zoo model's variables: the seeded initialisation, or `weights` (torchvision's names
-/// first, the zoo's own when those do not fit).
+/// A zoo model's variables: the seeded initialisation, or `weights` (by torchvision's names,
+/// which are the zoo's own).
 fn zoo_varmap<M: Torchvision>(weights: Option<&Path>) -> Result<VarMap> {
     let varmap = VarMap::new();
     M::new(seeded_var_builder(&varmap, 1, DType::F32, &Device::Cpu))?;
@@ -119,16 +119,7 @@ fn zoo_varmap<M: Torchvision>(weights: Option<&Path>) -> Result<VarMap> {
             file,
             &M::naming()?,
             &LoadOptions::default(),
-        )
-        .or_else(|_| {
-            load_pytorch(
-                &varmap,
-                &params,
-                file,
-                &Naming::by_name(),
-                &LoadOptions::default(),
-            )
-        })?;
+        )?;
         print!("{report}");
     }
     Ok(varmap)
